@@ -1,0 +1,45 @@
+# Entry points. Each target installs what it needs from the project's own files,
+# so a fresh clone needs nothing but python3.11, node/npm and make.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help setup run demo test test-fast lint train bench clean
+
+help:
+	@echo "make run    - set up and run the demo on the embedded default"
+	@echo "make test   - set up and run every test (unit, functions, Cosmos, IaC)"
+	@echo "make lint   - ruff + mypy"
+	@echo "make train  - retrain the ONNX model and rewrite its model card"
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+setup: $(BIN)/.installed node_modules/.installed
+
+run: setup
+	$(BIN)/python -m scripts.demo
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+train: setup
+	$(BIN)/python -m scripts.train_model
+
+clean:
+	rm -rf $(VENV) node_modules reports .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,13 @@
+"""Wiring only: the app object, telemetry set-up and the blueprints."""
+
+import azure.durable_functions as df
+
+from functions import api, ingest, player_entity
+from shared import telemetry
+
+telemetry.configure()
+
+app = df.DFApp()
+app.register_functions(ingest.bp)
+app.register_functions(player_entity.bp)
+app.register_functions(api.bp)

@@ -1,0 +1,95 @@
+"""Event Hubs trigger: validate, drop, dead-letter, and signal one entity per player."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from shared import runtime
+from shared.routing import Message, RoutedBatch, route
+from shared.store import get_store
+
+log = logging.getLogger(__name__)
+bp = df.Blueprint()
+
+ENTITY_NAME = "Player"
+SIGNAL_CONCURRENCY = 32
+
+
+def to_message(event: func.EventHubEvent) -> Message:
+    """Lift the body and the partition/sequence metadata off a trigger event."""
+    partition = None
+    meta = event.metadata or {}
+    ctx = meta.get("PartitionContext")
+    if isinstance(ctx, dict) and ctx.get("PartitionId") is not None:
+        partition = str(ctx["PartitionId"])
+    enqueued = event.enqueued_time
+    return Message(
+        body=event.get_body(),
+        partition=partition,
+        sequence=event.sequence_number,
+        enqueued_ms=int(enqueued.timestamp() * 1000) if enqueued else None,
+    )
+
+
+async def _signal_all(client: df.DurableOrchestrationClient, inputs: dict[str, dict[str, Any]]) -> None:
+    gate = asyncio.Semaphore(SIGNAL_CONCURRENCY)
+
+    async def one(player_id: str, payload: dict[str, Any]) -> None:
+        async with gate:
+            await client.signal_entity(df.EntityId(ENTITY_NAME, player_id), "events", payload)
+
+    await asyncio.gather(*(one(pid, payload) for pid, payload in inputs.items()))
+
+
+def _dead_letter(batch: RoutedBatch) -> None:
+    store = get_store(runtime.settings().cosmos)
+    for dl in batch.dead_letters:
+        store.write_deadletter(
+            reason=dl.rejected.reason,
+            detail=dl.rejected.detail,
+            raw=dl.message.body,
+            partition=dl.message.partition,
+            sequence=dl.message.sequence,
+            player_id=dl.rejected.player_id,
+            event_id=dl.rejected.event_id,
+        )
+
+
+@bp.function_name("ingest")
+@bp.retry(strategy="exponential_backoff", max_retry_count="5",
+          minimum_interval="00:00:01", maximum_interval="00:00:30")
+@bp.event_hub_message_trigger(
+    arg_name="events",
+    event_hub_name="%EVENTHUB_NAME%",
+    connection="EventHubConnection",
+    consumer_group="%EVENTHUB_CONSUMER_GROUP%",
+    cardinality="many",
+)
+@bp.durable_client_input(client_name="client")
+async def ingest(events: list[func.EventHubEvent], client: df.DurableOrchestrationClient) -> None:
+    """One invocation per batch. A failure re-runs the batch (retry policy); entities dedupe."""
+    settings = runtime.settings()
+    batch = route(
+        [to_message(e) for e in events],
+        now_ms=runtime.now_ms(),
+        max_bytes=settings.max_event_bytes,
+        max_future_skew_ms=int(settings.max_future_skew_seconds * 1000),
+    )
+    if batch.dead_letters:
+        await asyncio.to_thread(_dead_letter, batch)
+    await _signal_all(client, batch.signal_inputs())
+    log.info(
+        "batch routed",
+        extra={
+            "events_in": batch.events_in,
+            "routed": batch.routed,
+            "players": len(batch.signals),
+            "dropped": sum(batch.dropped.values()),
+            "dead_lettered": len(batch.dead_letters),
+        },
+    )

@@ -1,0 +1,72 @@
+"""Turn one Event Hubs batch into per-player signals and dead letters.
+
+Funnel step 1: events of types the model never uses are dropped (counted);
+invalid messages become dead letters with a reason. Valid events are grouped
+by player in arrival order, so each player gets ONE signal per batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.events import Dropped, PlayerEvent, Rejected, parse
+
+SIGNAL_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An Event Hubs message as the router needs it (decoupled from azure.functions)."""
+
+    body: bytes
+    partition: str | None
+    sequence: int | None
+    enqueued_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    rejected: Rejected
+    message: Message
+
+
+@dataclass
+class RoutedBatch:
+    events_in: int = 0
+    signals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    dropped: Counter[str] = field(default_factory=Counter)
+    routed: int = 0
+
+    def signal_inputs(self) -> dict[str, dict[str, Any]]:
+        """Signal payloads: always a non-empty dict (the 1.x client sends None for falsy input)."""
+        return {pid: {"v": SIGNAL_VERSION, "events": evs} for pid, evs in self.signals.items()}
+
+
+def route(
+    messages: list[Message],
+    *,
+    now_ms: int,
+    max_bytes: int = 16 * 1024,
+    max_future_skew_ms: int = 300_000,
+) -> RoutedBatch:
+    batch = RoutedBatch(events_in=len(messages))
+    for msg in messages:
+        result = parse(
+            msg.body,
+            now_ms=now_ms,
+            max_bytes=max_bytes,
+            max_future_skew_ms=max_future_skew_ms,
+            partition=msg.partition,
+            sequence=msg.sequence,
+        )
+        if isinstance(result, PlayerEvent):
+            batch.signals.setdefault(result.player_id, []).append(result.to_signal())
+            batch.routed += 1
+        elif isinstance(result, Dropped):
+            batch.dropped[result.type] += 1
+        else:
+            batch.dead_letters.append(DeadLetter(result, msg))
+    return batch

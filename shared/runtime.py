@@ -1,0 +1,38 @@
+"""Process-wide, lazily built dependencies of the function handlers.
+
+Created on first use and reused for the life of the worker (STYLE.md): the
+settings, the Cosmos store and the ONNX model. Nothing here runs at import
+time, so indexing the app never needs a setting or a network.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from shared import config
+from shared.policy import Rules
+
+
+@functools.cache
+def settings() -> config.Settings:
+    return config.load()
+
+
+@functools.cache
+def rules() -> Rules:
+    s = settings()
+    return Rules(daily_cap=s.daily_action_cap, disabled=s.disabled_action_types)
+
+
+def reset() -> None:
+    """Forget cached dependencies (tests and the devhost change the environment)."""
+    settings.cache_clear()
+    rules.cache_clear()
+    from shared import store
+
+    store.reset_store()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

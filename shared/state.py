@@ -1,0 +1,379 @@
+"""The player entity's logic as a pure function over a plain state object.
+
+``apply(state, op, input, now_ms, scorer, rules)`` returns the new state and the
+effects to carry out. It does no I/O and reads no clock: the entity wrapper
+passes ``now_ms`` and a scorer, carries out the effects, then sets the state
+once. Everything is decided on event time, so replaying the same events gives
+the same decisions whatever the batching, the redeliveries or the wall clock.
+
+Delivery is at-least-once and signals may be reordered, so an incoming event is
+a duplicate when
+- its id is in the buffer or in the ring of recently evicted ids, or
+- its (partition, sequence) is at or below the partition's high-water mark and
+  it is not newer than the newest event ever evicted (it was seen and evicted;
+  and were it new, it would be evicted again at once).
+Anything else is inserted by event time; only an event that is the newest the
+entity has seen is checked for a trigger (a late event changes history, it does
+not start an intervention about the past).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from shared import features as feat
+from shared.policy import ACTION_TYPES, PolicyContext, Rules, decide
+
+STATE_VERSION = 1
+MAX_BUFFER_EVENTS = 96
+MAX_BUFFER_AGE_MS = 6 * 3600 * 1000
+EVICTED_ID_RING = 32
+OUTBOX_TTL_MS = 3600 * 1000
+ROUNDS_PER_SCORE = 10
+LOSS_STREAK_TRIGGER = 5
+
+TYPE_CODES: dict[str, int] = {
+    "session.started": 0,
+    "session.ended": 1,
+    "round.completed": 2,
+    "deposit.made": 3,
+    "deposit.failed": 4,
+    "withdrawal.requested": 5,
+    "withdrawal.reversed": 6,
+    "bonus.claimed": 7,
+    "action.responded": 8,
+    "player.optout": 9,
+    "player.optin": 10,
+}
+CODE_TYPES = {v: k for k, v in TYPE_CODES.items()}
+ALWAYS_TRIGGER = frozenset(
+    {TYPE_CODES[t] for t in ("session.ended", "deposit.made", "deposit.failed", "withdrawal.reversed")}
+)
+
+# Buffer entry layout (a list, to keep the JSON state small).
+T, CODE, A, B, ID, PART, SEQ = range(7)
+
+
+class Aggregates(msgspec.Struct, omit_defaults=True):
+    """Lifetime counters; all commutative so reordering cannot skew them."""
+
+    first_ms: int = 0
+    events: int = 0
+    sessions: int = 0
+    session_minutes_sum: float = 0.0
+    session_count_closed: int = 0
+    deposits: int = 0
+    deposit_failures: int = 0
+    accepted: int = 0
+    dismissed: int = 0
+    last_end_ms: int = 0
+    prev_end_ms: int = 0
+
+
+class OutboxItem(msgspec.Struct):
+    doc: dict[str, Any]
+    since_ms: int
+    attempts: int = 0
+
+
+class PlayerState(msgspec.Struct, omit_defaults=True):
+    v: int = STATE_VERSION
+    buf: list[list[Any]] = msgspec.field(default_factory=list)
+    hw: dict[str, int] = msgspec.field(default_factory=dict)
+    evicted: list[str] = msgspec.field(default_factory=list)
+    agg: Aggregates = msgspec.field(default_factory=Aggregates)
+    newest_ms: int = 0
+    evicted_upto_ms: int = 0
+    rounds_since_score: int = 0
+    opted_out: bool = False
+    last_action_ms: dict[str, int] = msgspec.field(default_factory=dict)
+    day: str = ""
+    day_count: int = 0
+    outbox: list[OutboxItem] = msgspec.field(default_factory=list)
+
+
+# A scorer maps a feature vector to per-action probabilities and the names of
+# the features that drove them (for the action's reasons).
+Scorer = Callable[[list[float]], tuple[Mapping[str, float], list[str]]]
+
+
+@dataclass
+class Effects:
+    """What an operation did and what the wrapper must still do."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    triggers: int = 0
+    scored: int = 0
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    rejections: dict[str, int] = field(default_factory=dict)
+    outbox_expired: int = 0
+    erase: bool = False
+    result: Any = None
+
+
+def load_state(raw: Any) -> PlayerState:
+    """Rebuild the state from what the Durable runtime stored (dict, JSON or None)."""
+    if raw is None or raw == "":
+        return PlayerState()
+    if isinstance(raw, (str, bytes)):
+        return msgspec.json.decode(raw, type=PlayerState)
+    return msgspec.convert(raw, type=PlayerState)
+
+
+def dump_state(state: PlayerState) -> dict[str, Any]:
+    return msgspec.to_builtins(state)  # type: ignore[no-any-return]
+
+
+def action_id(player_id: str, trigger_event_id: str, action_type: str) -> str:
+    """Deterministic: a replay of the same trigger upserts the same document."""
+    digest = hashlib.sha256(f"{player_id}\x1f{trigger_event_id}\x1f{action_type}".encode()).hexdigest()
+    return f"act-{digest[:32]}"
+
+
+def _utc_day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _entry(ev: Mapping[str, Any]) -> list[Any]:
+    code = TYPE_CODES[ev["type"]]
+    d = ev.get("d") or {}
+    a = b = 0.0
+    if code == 2:
+        a, b = float(d.get("stake", 0.0)), float(d.get("payout", 0.0))
+    elif code in (3, 4, 5, 6):
+        a = float(d.get("amount", 0.0))
+    elif code == 8:
+        a = 1.0 if d.get("response") == "accepted" else 0.0
+    return [int(ev["t"]), code, a, b, str(ev["id"]), ev.get("p"), ev.get("s")]
+
+
+def _is_duplicate(state: PlayerState, ev: Mapping[str, Any]) -> bool:
+    eid = str(ev["id"])
+    if eid in state.evicted or any(e[ID] == eid for e in state.buf):
+        return True
+    part, seq = ev.get("p"), ev.get("s")
+    if part is None or seq is None:
+        return False
+    mark = state.hw.get(str(part))
+    if mark is None or int(seq) > mark:
+        return False
+    return int(ev["t"]) <= state.evicted_upto_ms
+
+
+def _insert(state: PlayerState, entry: list[Any]) -> None:
+    keys = [(e[T], e[ID]) for e in state.buf]
+    state.buf.insert(bisect.bisect_right(keys, (entry[T], entry[ID])), entry)
+    if entry[PART] is not None and entry[SEQ] is not None:
+        part = str(entry[PART])
+        state.hw[part] = max(state.hw.get(part, -1), int(entry[SEQ]))
+
+
+def _evict(state: PlayerState) -> None:
+    horizon = state.newest_ms - MAX_BUFFER_AGE_MS
+    drop = 0
+    while drop < len(state.buf) and (
+        len(state.buf) - drop > MAX_BUFFER_EVENTS or state.buf[drop][T] < horizon
+    ):
+        drop += 1
+    if drop:
+        state.evicted.extend(e[ID] for e in state.buf[:drop])
+        state.evicted_upto_ms = max(state.evicted_upto_ms, state.buf[drop - 1][T])
+        del state.evicted[:-EVICTED_ID_RING]
+        del state.buf[:drop]
+
+
+def _update_aggregates(state: PlayerState, entry: list[Any]) -> None:
+    agg, code = state.agg, entry[CODE]
+    agg.events += 1
+    agg.first_ms = entry[T] if agg.first_ms == 0 else min(agg.first_ms, entry[T])
+    if code == 0:
+        agg.sessions += 1
+    elif code == 1:
+        start = feat.session_start(state.buf, entry[T])
+        if start is not None:
+            agg.session_minutes_sum += (entry[T] - start) / 60000.0
+            agg.session_count_closed += 1
+        if entry[T] > agg.last_end_ms:
+            agg.prev_end_ms, agg.last_end_ms = agg.last_end_ms, entry[T]
+        elif entry[T] > agg.prev_end_ms:
+            agg.prev_end_ms = entry[T]
+    elif code == 3:
+        agg.deposits += 1
+    elif code == 4:
+        agg.deposit_failures += 1
+    elif code == 8:
+        if entry[A] >= 1.0:
+            agg.accepted += 1
+        else:
+            agg.dismissed += 1
+    elif code == 9:
+        state.opted_out = True
+    elif code == 10:
+        state.opted_out = False
+
+
+def _is_trigger(state: PlayerState, entry: list[Any]) -> bool:
+    code = entry[CODE]
+    if code in ALWAYS_TRIGGER:
+        return True
+    if code == 0:
+        return state.agg.sessions >= 2
+    if code == 2:
+        state.rounds_since_score += 1
+        if state.rounds_since_score >= ROUNDS_PER_SCORE:
+            return True
+        streak = feat.loss_streak(state.buf)
+        return streak > 0 and streak % LOSS_STREAK_TRIGGER == 0
+    return False
+
+
+def _decide(
+    state: PlayerState,
+    player_id: str,
+    ev: Mapping[str, Any],
+    now_ms: int,
+    scorer: Scorer,
+    rules: Rules,
+    model_version: str,
+    effects: Effects,
+) -> None:
+    effects.triggers += 1
+    state.rounds_since_score = 0
+    t = int(ev["t"])
+    vector = feat.compute(state.buf, state.agg, state.last_action_ms, t)
+    scores, top_features = scorer(vector)
+    effects.scored += 1
+    day = _utc_day(t)
+    if day != state.day:
+        state.day, state.day_count = day, 0
+    ctx = PolicyContext(
+        event_time_ms=t,
+        day_count=state.day_count,
+        last_action_ms=state.last_action_ms,
+        opted_out=state.opted_out,
+        history_events=len(state.buf),
+        features=dict(zip(feat.FEATURES, vector, strict=True)),
+    )
+    decision = decide(scores, ctx, rules, top_features)
+    for rule, n in decision.rejections.items():
+        effects.rejections[rule] = effects.rejections.get(rule, 0) + n
+    if decision.action_type is None:
+        return
+    atype = decision.action_type
+    doc: dict[str, Any] = {
+        "id": action_id(player_id, str(ev["id"]), atype),
+        "playerId": player_id,
+        "type": atype,
+        "score": round(float(scores[atype]), 6),
+        "modelVersion": model_version,
+        "triggerEventId": str(ev["id"]),
+        "eventTime": _iso(t),
+        "decidedAt": _iso(now_ms),
+        "reasons": decision.reasons,
+        "status": "pending",
+    }
+    if ev.get("tp"):
+        doc["traceparent"] = ev["tp"]
+    state.last_action_ms[atype] = t
+    state.day_count += 1
+    state.outbox.append(OutboxItem(doc=doc, since_ms=now_ms))
+    effects.actions.append(doc)
+
+
+def apply_events(
+    state: PlayerState,
+    player_id: str,
+    events: list[Mapping[str, Any]],
+    now_ms: int,
+    scorer: Scorer,
+    rules: Rules,
+    model_version: str,
+) -> Effects:
+    """Fold a signal's events into the state (in place) and decide actions."""
+    effects = Effects()
+    for ev in events:
+        if ev.get("type") not in TYPE_CODES or "id" not in ev or "t" not in ev:
+            effects.rejections["malformed_signal_event"] = effects.rejections.get("malformed_signal_event", 0) + 1
+            continue
+        if _is_duplicate(state, ev):
+            effects.duplicates += 1
+            continue
+        entry = _entry(ev)
+        is_newest = entry[T] >= state.newest_ms
+        _insert(state, entry)
+        state.newest_ms = max(state.newest_ms, entry[T])
+        _update_aggregates(state, entry)
+        effects.accepted += 1
+        if is_newest and _is_trigger(state, entry):
+            _decide(state, player_id, ev, now_ms, scorer, rules, model_version, effects)
+        _evict(state)
+    return effects
+
+
+def acknowledge(state: PlayerState, written_ids: set[str], now_ms: int) -> int:
+    """Drop written actions from the outbox; expire the stale ones. Returns how many expired."""
+    kept: list[OutboxItem] = []
+    expired = 0
+    for item in state.outbox:
+        if item.doc["id"] in written_ids:
+            continue
+        if now_ms - item.since_ms > OUTBOX_TTL_MS:
+            expired += 1
+            continue
+        item.attempts += 1
+        kept.append(item)
+    state.outbox = kept
+    return expired
+
+
+def apply(
+    state: PlayerState,
+    player_id: str,
+    op: str,
+    payload: Any,
+    now_ms: int,
+    scorer: Scorer,
+    rules: Rules,
+    model_version: str,
+) -> Effects:
+    """Dispatch one entity operation; unknown operations are reported, never raised."""
+    if op == "events":
+        events = payload.get("events") if isinstance(payload, Mapping) else None
+        if not isinstance(events, list):
+            return Effects(rejections={"malformed_signal": 1}, result={"error": "input must be {'events': [...]}"})
+        effects = apply_events(state, player_id, events, now_ms, scorer, rules, model_version)
+        effects.result = {"accepted": effects.accepted, "duplicates": effects.duplicates}
+        return effects
+    if op == "erase":
+        return Effects(erase=True, result={"erased": player_id})
+    if op == "flush":
+        return Effects(result={"outbox": len(state.outbox)})
+    return Effects(rejections={"unknown_operation": 1}, result={"error": f"unknown operation {op!r}"})
+
+
+def pending_outbox(state: PlayerState) -> list[dict[str, Any]]:
+    return [item.doc for item in state.outbox]
+
+
+__all__ = [
+    "ACTION_TYPES",
+    "Effects",
+    "PlayerState",
+    "acknowledge",
+    "action_id",
+    "apply",
+    "dump_state",
+    "load_state",
+]

@@ -1,0 +1,260 @@
+"""Cosmos DB access: the actions container and the dead-letter container.
+
+One client per process, created lazily and reused (STYLE.md). In Azure the app
+authenticates with its managed identity; a key is accepted only for a local
+emulator (enforced in ``shared.config``). Retries are the SDK's own: throttling
+(429) is retried honouring the service's ``x-ms-retry-after-ms``, 503 and
+timeouts by the SDK's service-unavailable and failover policies, and writes may
+be retried because every write here is an upsert of a deterministic id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey, exceptions
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+from tenacity.wait import wait_base
+
+from shared.config import CosmosSettings, is_local_endpoint
+
+log = logging.getLogger(__name__)
+
+RAW_PREVIEW_BYTES = 2048
+RETRY_KWARGS: dict[str, Any] = {
+    "retry_throttle_total": 9,  # 429s, each after the service's retry-after
+    "retry_throttle_backoff_max": 30,  # seconds of throttling waited at most per request
+    "retry_write": 3,  # safe: every write is an idempotent upsert by deterministic id
+}
+# The SDK fails over on 503 only between regions; a single-region account needs a
+# retry of its own. Bounded: the outbox retries later what still fails.
+TRANSIENT_STATUS = frozenset({408, 449, 503})
+TRANSIENT_ATTEMPTS = 4
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, exceptions.CosmosHttpResponseError) and exc.status_code in TRANSIENT_STATUS
+
+
+class _WaitRetryAfter(wait_base):
+    """Wait what the service asked for (x-ms-retry-after-ms / Retry-After), else back off."""
+
+    def __init__(self, fallback: wait_base) -> None:
+        self.fallback = fallback
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+        for name, scale in (("x-ms-retry-after-ms", 0.001), ("retry-after-ms", 0.001), ("retry-after", 1.0)):
+            value = headers.get(name)
+            if value:
+                try:
+                    return min(float(value) * scale, 10.0)
+                except ValueError:
+                    break
+        return float(self.fallback(retry_state))
+
+
+transient_retry = retry(
+    retry=retry_if_exception(_is_transient),
+    wait=_WaitRetryAfter(wait_random_exponential(multiplier=0.1, max=2.0)),
+    stop=stop_after_attempt(TRANSIENT_ATTEMPTS),
+    reraise=True,
+)
+
+
+class WriteFailed(RuntimeError):
+    """A write did not succeed after the SDK's retries."""
+
+
+class ActionStore:
+    """Actions (pk /playerId) and dead letters (pk /playerId) in one database."""
+
+    def __init__(self, settings: CosmosSettings, client: CosmosClient | None = None) -> None:
+        self.settings = settings
+        self._client = client or make_client(settings)
+        db = self._client.get_database_client(settings.database)
+        self.actions: ContainerProxy = db.get_container_client(settings.actions_container)
+        self.deadletters: ContainerProxy = db.get_container_client(settings.deadletters_container)
+
+    # -- actions -------------------------------------------------------------
+    def upsert_action(self, doc: dict[str, Any]) -> None:
+        body = dict(doc)
+        body.setdefault("ttl", self.settings.action_ttl_seconds)
+        try:
+            transient_retry(self.actions.upsert_item)(body)
+        except exceptions.CosmosHttpResponseError as exc:
+            raise WriteFailed(f"upsert of action {doc.get('id')} failed: {exc.status_code}") from exc
+
+    def upsert_actions(self, docs: Iterable[dict[str, Any]]) -> tuple[set[str], dict[str, str]]:
+        """Write each doc; return the ids written and the errors by id (never raises)."""
+        written: set[str] = set()
+        failed: dict[str, str] = {}
+        for doc in docs:
+            try:
+                self.upsert_action(doc)
+                written.add(doc["id"])
+            except (WriteFailed, exceptions.CosmosHttpResponseError, OSError) as exc:
+                log.warning("action write failed; kept in outbox", extra={"action_id": doc.get("id")})
+                failed[doc["id"]] = str(exc)
+        return written, failed
+
+    def player_actions(self, player_id: str) -> list[dict[str, Any]]:
+        return list(
+            self.actions.query_items(
+                "SELECT * FROM c WHERE c.playerId = @p",
+                parameters=[{"name": "@p", "value": player_id}],
+                partition_key=player_id,
+            )
+        )
+
+    def delete_player_actions(self, player_id: str) -> int:
+        """Erase every action of one player (single-partition query + deletes)."""
+        ids = [
+            row["id"]
+            for row in self.actions.query_items(
+                "SELECT c.id FROM c WHERE c.playerId = @p",
+                parameters=[{"name": "@p", "value": player_id}],
+                partition_key=player_id,
+            )
+        ]
+        for item_id in ids:
+            try:
+                self.actions.delete_item(item_id, partition_key=player_id)
+            except exceptions.CosmosResourceNotFoundError:
+                pass
+        return len(ids)
+
+    # -- dead letters ----------------------------------------------------------
+    def write_deadletter(
+        self,
+        *,
+        reason: str,
+        detail: str,
+        raw: bytes,
+        partition: str | None,
+        sequence: int | None,
+        player_id: str | None = None,
+        event_id: str | None = None,
+    ) -> dict[str, Any]:
+        doc = deadletter_doc(
+            reason=reason,
+            detail=detail,
+            raw=raw,
+            partition=partition,
+            sequence=sequence,
+            player_id=player_id,
+            event_id=event_id,
+            ttl=self.settings.deadletter_ttl_seconds,
+        )
+        try:
+            transient_retry(self.deadletters.upsert_item)(doc)
+        except exceptions.CosmosHttpResponseError as exc:
+            raise WriteFailed(f"dead-letter write failed: {exc.status_code}") from exc
+        return doc
+
+
+def deadletter_doc(
+    *,
+    reason: str,
+    detail: str,
+    raw: bytes,
+    partition: str | None,
+    sequence: int | None,
+    player_id: str | None,
+    event_id: str | None,
+    ttl: int,
+) -> dict[str, Any]:
+    """A dead-letter record; its id is stable per message so a redelivery upserts it again."""
+    if partition is not None and sequence is not None:
+        key = f"eh:{partition}:{sequence}"
+    else:
+        key = "raw:" + hashlib.sha256(raw).hexdigest()
+    return {
+        "id": "dl-" + hashlib.sha256(key.encode()).hexdigest()[:32],
+        "playerId": player_id or "unknown",
+        "reason": reason,
+        "detail": detail[:1000],
+        "eventId": event_id,
+        "partition": partition,
+        "sequenceNumber": sequence,
+        "rawPreview": raw[:RAW_PREVIEW_BYTES].decode("utf-8", errors="backslashreplace"),
+        "rawBytes": len(raw),
+        "receivedAt": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "ttl": ttl,
+    }
+
+
+def make_client(settings: CosmosSettings) -> CosmosClient:
+    local = is_local_endpoint(settings.endpoint)
+    credential: Any
+    if settings.key:
+        credential = settings.key
+    else:
+        from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+        credential = (
+            ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
+            if settings.managed_identity_client_id
+            else DefaultAzureCredential()
+        )
+    # A local emulator advertises "https://localhost" as its write region; endpoint
+    # discovery would make the SDK leave the URL it was given.
+    return CosmosClient(
+        settings.endpoint,
+        credential=credential,
+        enable_endpoint_discovery=not local,
+        **RETRY_KWARGS,
+    )
+
+
+def ensure_containers(client: CosmosClient, settings: CosmosSettings) -> None:
+    """Create the database and containers (local emulators only; Bicep owns Azure)."""
+    db = client.create_database_if_not_exists(settings.database)
+    for name, pk in (
+        (settings.actions_container, "/playerId"),
+        (settings.deadletters_container, "/playerId"),
+        (settings.summaries_container, "/day"),
+    ):
+        db.create_container_if_not_exists(name, partition_key=PartitionKey(pk), default_ttl=-1)
+
+
+_lock = threading.Lock()
+_store: ActionStore | None = None
+
+
+def get_store(settings: CosmosSettings | None = None) -> ActionStore:
+    """The process-wide store, built on first use from the environment."""
+    global _store
+    if _store is None:
+        with _lock:
+            if _store is None:
+                if settings is None:
+                    from shared import config
+
+                    settings = config.load().cosmos
+                _store = ActionStore(settings)
+    return _store
+
+
+def reset_store() -> None:
+    """Forget the process-wide store (tests, devhost restarts)."""
+    global _store
+    with _lock:
+        _store = None
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,104 @@
+"""Shared fixtures: real local servers started once per test session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_BIN = ROOT / "node_modules" / ".bin"
+# Any base64 string: cosmosdb-server does not check signatures.
+LOCAL_KEY = "bG9jYWwtZW11bGF0b3Ita2V5"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server did not listen on {port} within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def cosmos_endpoint() -> Iterator[str]:
+    """A real @vercel/cosmosdb-server on a free loopback port (from package.json)."""
+    exe = NODE_BIN / "cosmosdb-server"
+    if not exe.exists():
+        pytest.fail("node_modules/.bin/cosmosdb-server missing: run `make setup` (npm ci)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(exe), "--port", str(port), "--host", "127.0.0.1", "--no-ssl"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def cosmos_settings(cosmos_endpoint: str):
+    """Fresh database per test, containers created as Bicep would."""
+    from shared.config import CosmosSettings
+    from shared.store import ensure_containers, make_client
+
+    settings = CosmosSettings(
+        endpoint=cosmos_endpoint,
+        database=f"t{uuid.uuid4().hex[:12]}",
+        key=LOCAL_KEY,
+    )
+    client = make_client(settings)
+    ensure_containers(client, settings)
+    yield settings
+    client.delete_database(settings.database)
+
+
+@pytest.fixture
+def store(cosmos_settings):
+    from shared.store import ActionStore
+
+    return ActionStore(cosmos_settings)
+
+
+@pytest.fixture
+def app_env(cosmos_settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Environment as local.settings.json would give it, pointing at the test Cosmos."""
+    from shared import runtime
+
+    env = {
+        "COSMOS_ENDPOINT": cosmos_settings.endpoint,
+        "COSMOS_KEY": cosmos_settings.key or "",
+        "COSMOS_DATABASE": cosmos_settings.database,
+        "EVENTHUB_NAME": "player-events",
+        "EVENTHUB_CONSUMER_GROUP": "$Default",
+        "DURABLE_TASK_HUB": "testhub",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    runtime.reset()
+    yield env
+    runtime.reset()
+
+
+os.environ.setdefault("TELEMETRY_HASH_PLAYER_ID", "true")

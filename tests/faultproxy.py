@@ -1,0 +1,78 @@
+"""A loopback HTTP proxy that answers the first N document writes with an error.
+
+Used to check that the Cosmos client's retry policy (not ours) rides out
+throttling and brief unavailability, honouring the service's retry-after.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FaultProxy:
+    def __init__(self, upstream_port: int, *, status: int, failures: int, retry_after_ms: int = 50) -> None:
+        self.upstream_port = upstream_port
+        self.status = status
+        self.failures_left = failures
+        self.retry_after_ms = retry_after_ms
+        self.faults_served = 0
+        self.writes_seen = 0
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                payload = self.rfile.read(length) if length else None
+                is_doc_write = self.command in ("POST", "PUT") and "/docs" in self.path
+                if is_doc_write:
+                    with proxy._lock:
+                        proxy.writes_seen += 1
+                        fail = proxy.failures_left > 0
+                        if fail:
+                            proxy.failures_left -= 1
+                            proxy.faults_served += 1
+                    if fail:
+                        body = b'{"code":"TooManyRequests","message":"injected"}'
+                        self.send_response(proxy.status)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("x-ms-retry-after-ms", str(proxy.retry_after_ms))
+                        self.send_header("x-ms-substatus", "3200" if proxy.status == 429 else "0")
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                        return
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                conn.request(self.command, self.path, body=payload, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

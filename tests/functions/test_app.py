@@ -1,0 +1,204 @@
+"""The real function app: indexed like the worker does, invoked with real SDK objects.
+
+Nothing here is mocked except the Durable extension's HTTP endpoint, which
+cannot run without the Functions host: the real DurableOrchestrationClient is
+built from a binding JSON and its module-level request function is swapped
+for an in-process capture (devhost.protocol.client_transport).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+import function_app
+from devhost import protocol
+from shared.store import ActionStore
+from tests.helpers import T0_MS, body, cloud_event
+
+pytestmark = pytest.mark.cosmos
+BASE = "http://127.0.0.1:7071"
+
+
+def functions_by_name() -> dict[str, Any]:
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+def bindings(name: str) -> list[dict[str, Any]]:
+    return json.loads(functions_by_name()[name].get_function_json())["bindings"]
+
+
+def test_app_indexes_the_expected_functions() -> None:
+    assert set(functions_by_name()) == {"ingest", "player", "get_player", "erase_player", "health"}
+
+
+def test_ingest_bindings_use_settings_and_identity_prefix() -> None:
+    trig = next(b for b in bindings("ingest") if b["type"] == "eventHubTrigger")
+    assert trig["cardinality"] == "MANY"
+    assert trig["eventHubName"] == "%EVENTHUB_NAME%"
+    assert trig["consumerGroup"] == "%EVENTHUB_CONSUMER_GROUP%"
+    assert trig["connection"] == "EventHubConnection"  # + __fullyQualifiedNamespace in Azure
+    assert any(b["type"] == "durableClient" for b in bindings("ingest"))
+    retry = functions_by_name()["ingest"].get_settings_dict("retry_policy")
+    assert retry["strategy"] == "exponential_backoff" and int(retry["max_retry_count"]) > 0
+
+
+def test_entity_and_http_bindings() -> None:
+    assert bindings("player") == [
+        {"direction": "IN", "type": "entityTrigger", "name": "context", "entityName": "Player"}
+    ]
+    get = next(b for b in bindings("get_player") if b["type"] == "httpTrigger")
+    assert get["route"] == "players/{playerId}" and get["methods"] == ["GET"] and get["authLevel"] == "FUNCTION"
+    erase = next(b for b in bindings("erase_player") if b["type"] == "httpTrigger")
+    assert erase["methods"] == ["DELETE"] and erase["authLevel"] == "FUNCTION"
+    health = next(b for b in bindings("health") if b["type"] == "httpTrigger")
+    assert health["authLevel"] == "ANONYMOUS"
+
+
+def eh_event(raw: bytes, partition: str, seq: int) -> func.EventHubEvent:
+    return func.EventHubEvent(
+        body=raw,
+        trigger_metadata={"PartitionContext": func.meta.Datum(json.dumps({"PartitionId": partition}), "json")},
+        enqueued_time=datetime(2026, 11, 21, 10, 0, tzinfo=UTC),
+        partition_key=None,
+        sequence_number=seq,
+        offset=str(seq * 100),
+    )
+
+
+class Capture:
+    """In-process stand-in for the extension's webhook: records signals, answers 202."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, Any]] = []
+
+    async def post(self, url: str, data: Any = None, *args: Any, **kwargs: Any) -> list[Any]:
+        self.posts.append((url, data))
+        return [202, ""]
+
+
+def run_ingest(events: list[func.EventHubEvent], capture: Capture) -> None:
+    fn = functions_by_name()["ingest"].get_user_function()
+    with protocol.client_transport(capture.post):
+        asyncio.run(fn(events=events, client=protocol.client_binding_json(BASE, "testhub")))
+
+
+def test_ingest_signals_one_entity_per_player_and_dead_letters_bad_input(
+    app_env: dict[str, str], store: ActionStore
+) -> None:
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    good = [
+        cloud_event(player="alice", event_id="a1", at_ms=now - 3000),
+        cloud_event(player="bob", event_id="b1", at_ms=now - 2500),
+        cloud_event(player="alice", event_id="a2", at_ms=now - 2000),
+    ]
+    bad_id = cloud_event(player="eve/../admin", event_id="x1", at_ms=now)
+    future = cloud_event(player="carol", event_id="f1", at_ms=now + 3600_000)
+    raws = [body(good[0]), b"{not json", body(good[1]), body(cloud_event("heartbeat", data={}, at_ms=now)),
+            body(bad_id), b"\xff\xfe", body(good[2]), body(future)]
+    events = [eh_event(raw, "7", 100 + i) for i, raw in enumerate(raws)]
+    capture = Capture()
+    run_ingest(events, capture)
+
+    urls = sorted(url for url, _ in capture.posts)
+    rpc = BASE + protocol.WEBHOOK_PATH
+    assert urls == [rpc + "entities/Player/alice?op=events", rpc + "entities/Player/bob?op=events"]
+    payloads = {protocol.parse_entity_url(url).key: json.loads(data) for url, data in capture.posts}
+    assert [e["id"] for e in payloads["alice"]["events"]] == ["a1", "a2"]
+    assert payloads["alice"]["events"][0]["p"] == "7" and payloads["alice"]["events"][0]["s"] == 100
+    assert payloads["bob"]["v"] == 1
+
+    rows = list(store.deadletters.query_items("SELECT * FROM c", enable_cross_partition_query=True))
+    reasons = sorted((r["reason"], r["sequenceNumber"]) for r in rows)
+    assert reasons == [("future_time", 107), ("invalid_player_id", 104), ("malformed_json", 101), ("not_utf8", 105)]
+    future_row = next(r for r in rows if r["reason"] == "future_time")
+    assert future_row["playerId"] == "carol" and future_row["eventId"] == "f1"
+
+
+def test_ingest_replay_writes_the_same_dead_letters_once(app_env: dict[str, str], store: ActionStore) -> None:
+    events = [eh_event(b"oops", "1", 5)]
+    run_ingest(events, Capture())
+    run_ingest(events, Capture())
+    rows = list(store.deadletters.query_items("SELECT * FROM c", enable_cross_partition_query=True))
+    assert len(rows) == 1
+
+
+def test_ingest_raises_when_the_signal_is_refused_so_the_batch_is_retried(app_env: dict[str, str]) -> None:
+    class Refuse(Capture):
+        async def post(self, url: str, data: Any = None, *args: Any, **kwargs: Any) -> list[Any]:
+            return [500, "down"]
+
+    with pytest.raises(Exception, match="unexpected status code 500"):
+        run_ingest([eh_event(body(cloud_event(at_ms=T0_MS)), "0", 1)], Refuse())
+
+
+def call_entity(key: str, state: str | None, ops: list[tuple[str, Any]]) -> protocol.EntityBatchResult:
+    handler = functions_by_name()["player"].get_user_function()
+    raw = protocol.entity_batch_json("Player", key, state, [(op, json.dumps(inp)) for op, inp in ops])
+    return protocol.parse_entity_response(handler(raw))
+
+
+def tilting_events(n: int, start_ms: int, seq0: int = 0) -> list[dict[str, Any]]:
+    evs = [{"id": "ts", "type": "session.started", "t": start_ms, "d": {}, "p": "0", "s": seq0}]
+    for i in range(n):
+        evs.append({"id": f"tr{i}", "type": "round.completed", "t": start_ms + (i + 1) * 15_000,
+                    "d": {"stake": 5.0 * (1 + i / 4), "payout": 0.0, "game": "slots"}, "p": "0", "s": seq0 + 1 + i})
+        if i % 6 == 5:
+            evs.append({"id": f"td{i}", "type": "deposit.made", "t": start_ms + (i + 1) * 15_000 + 500,
+                        "d": {"amount": 50.0}, "p": "0", "s": seq0 + 100 + i})
+    return evs
+
+
+def test_entity_runs_through_the_sdk_batch_protocol(app_env: dict[str, str], store: ActionStore) -> None:
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    events = tilting_events(40, now - 3600_000)
+    out = call_entity("tilty", None, [("events", {"v": 1, "events": events[:20]}),
+                                      ("events", {"v": 1, "events": events[20:]})])
+    assert out.exists and [r["isError"] for r in out.results] == [False, False]
+    state = json.loads(out.state)
+    assert len(state["buf"]) == len(events)
+    assert state["outbox"] == []  # every decided action was written
+    actions = store.player_actions("tilty")
+    assert actions, "a forty-round tilting session should produce at least one action"
+    assert all(a["playerId"] == "tilty" and a["status"] == "pending" for a in actions)
+    assert len({a["triggerEventId"] for a in actions}) == len(actions)
+    # Replaying the same operations on the stored state writes nothing new.
+    again = call_entity("tilty", out.state, [("events", {"v": 1, "events": events})])
+    assert json.loads(again.results[0]["result"]) == {"accepted": 0, "duplicates": len(events)}
+    assert sorted(a["id"] for a in store.player_actions("tilty")) == sorted(a["id"] for a in actions)
+    assert json.loads(again.state)["buf"] == state["buf"]
+
+
+def test_entity_erase_deletes_state_and_actions(app_env: dict[str, str], store: ActionStore) -> None:
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    out = call_entity("gone", None, [("events", {"v": 1, "events": tilting_events(40, now - 3600_000)})])
+    assert store.player_actions("gone")
+    erased = call_entity("gone", out.state, [("erase", {"requested": True})])
+    assert erased.exists is False and erased.state is None
+    assert store.player_actions("gone") == []
+
+
+def test_entity_keeps_unwritten_actions_in_the_outbox(app_env: dict[str, str], monkeypatch) -> None:
+    """Cosmos unreachable: the action stays in the state's outbox and is written on the next operation."""
+    from shared import runtime
+
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    good_endpoint = app_env["COSMOS_ENDPOINT"]
+    monkeypatch.setenv("COSMOS_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    runtime.reset()
+    out = call_entity("later", None, [("events", {"v": 1, "events": tilting_events(40, now - 3600_000)})])
+    pending = json.loads(out.state)["outbox"]
+    assert pending and all(item["attempts"] == 1 for item in pending)
+
+    monkeypatch.setenv("COSMOS_ENDPOINT", good_endpoint)
+    runtime.reset()
+    more = [{"id": "late-1", "type": "bonus.claimed", "t": now - 1000, "d": {}, "p": "0", "s": 10_000}]
+    out2 = call_entity("later", out.state, [("events", {"v": 1, "events": more})])
+    assert json.loads(out2.state)["outbox"] == []
+    store = ActionStore(runtime.settings().cosmos)
+    assert {a["id"] for a in store.player_actions("later")} == {p["doc"]["id"] for p in pending}

@@ -1,0 +1,100 @@
+"""The Cosmos action store against a real @vercel/cosmosdb-server on loopback."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlparse
+
+import pytest
+
+from shared.config import CosmosSettings
+from shared.state import action_id
+from shared.store import ActionStore
+from tests.conftest import LOCAL_KEY
+from tests.faultproxy import FaultProxy
+
+pytestmark = pytest.mark.cosmos
+
+
+def action(player: str, trigger: str, atype: str = "break_suggestion") -> dict:
+    return {
+        "id": action_id(player, trigger, atype),
+        "playerId": player,
+        "type": atype,
+        "score": 0.9,
+        "modelVersion": "m",
+        "triggerEventId": trigger,
+        "eventTime": "2026-11-21T10:00:00.000Z",
+        "decidedAt": "2026-11-21T10:00:01.000Z",
+        "reasons": ["rule:cooldown"],
+        "status": "pending",
+    }
+
+
+def test_upsert_is_idempotent_and_sets_ttl(store: ActionStore) -> None:
+    doc = action("p1", "e1")
+    store.upsert_action(doc)
+    store.upsert_action(dict(doc, score=0.95))
+    rows = store.player_actions("p1")
+    assert len(rows) == 1
+    assert rows[0]["score"] == 0.95 and rows[0]["ttl"] == store.settings.action_ttl_seconds
+    assert rows[0]["id"] == doc["id"]
+
+
+def test_upsert_actions_reports_written_ids(store: ActionStore) -> None:
+    docs = [action("p1", f"e{i}") for i in range(5)]
+    written, failed = store.upsert_actions(docs)
+    assert written == {d["id"] for d in docs} and failed == {}
+    assert {r["id"] for r in store.player_actions("p1")} == written
+
+
+def test_erase_deletes_only_that_players_actions(store: ActionStore) -> None:
+    store.upsert_actions([action("p1", "a"), action("p1", "b"), action("p2", "c")])
+    assert store.delete_player_actions("p1") == 2
+    assert store.player_actions("p1") == []
+    assert [r["triggerEventId"] for r in store.player_actions("p2")] == ["c"]
+    assert store.delete_player_actions("p1") == 0
+
+
+def test_deadletter_keeps_reason_and_truncated_raw_bytes(store: ActionStore) -> None:
+    raw = b"\xff" + b"x" * 5000
+    doc = store.write_deadletter(
+        reason="not_utf8", detail="bad byte", raw=raw, partition="3", sequence=42
+    )
+    again = store.write_deadletter(reason="not_utf8", detail="bad byte", raw=raw, partition="3", sequence=42)
+    assert doc["id"] == again["id"]  # a redelivered message does not add a second record
+    rows = list(store.deadletters.query_items("SELECT * FROM c", enable_cross_partition_query=True))
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["reason"] == "not_utf8" and row["playerId"] == "unknown"
+    assert row["rawBytes"] == 5001 and row["rawPreview"].startswith("\\xff")
+    assert len(row["rawPreview"]) <= 2048 + 3
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_sdk_retries_throttling_and_unavailability(cosmos_settings: CosmosSettings, status: int) -> None:
+    upstream = urlparse(cosmos_settings.endpoint).port
+    assert upstream
+    with FaultProxy(upstream, status=status, failures=3, retry_after_ms=100) as proxy:
+        settings = CosmosSettings(
+            endpoint=f"http://127.0.0.1:{proxy.port}", database=cosmos_settings.database, key=LOCAL_KEY
+        )
+        store = ActionStore(settings)
+        started = time.monotonic()
+        store.upsert_action(action("p9", "e9"))
+        elapsed = time.monotonic() - started
+    assert proxy.faults_served == 3 and proxy.writes_seen == 4
+    assert elapsed >= 0.3  # three waits of the service's retry-after (100 ms)
+    assert [r["id"] for r in ActionStore(cosmos_settings).player_actions("p9")] == [action_id("p9", "e9", "break_suggestion")]
+
+
+def test_write_gives_up_after_bounded_retries(cosmos_settings: CosmosSettings) -> None:
+    upstream = urlparse(cosmos_settings.endpoint).port
+    assert upstream
+    with FaultProxy(upstream, status=429, failures=1000, retry_after_ms=10) as proxy:
+        settings = CosmosSettings(
+            endpoint=f"http://127.0.0.1:{proxy.port}", database=cosmos_settings.database, key=LOCAL_KEY
+        )
+        written, failed = ActionStore(settings).upsert_actions([action("p8", "e8")])
+    assert written == set() and list(failed) == [action_id("p8", "e8", "break_suggestion")]
+    assert 2 <= proxy.faults_served <= 20

@@ -1,0 +1,123 @@
+"""CloudEvents parsing: valid events route, unused types drop, bad input gets a reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.events import Dropped, PlayerEvent, Rejected, parse
+from tests.helpers import NOW_MS, T0_MS, body, cloud_event
+
+
+def test_valid_round_event_is_routed_with_metadata() -> None:
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    result = parse(body(cloud_event(traceparent=tp)), now_ms=NOW_MS, partition="3", sequence=17)
+    assert isinstance(result, PlayerEvent)
+    assert result.player_id == "player-00042"
+    assert result.time_ms == T0_MS
+    assert result.data == {"stake": 2.5, "payout": 0.0, "game": "slots", "sessionId": "s-1"}
+    assert result.to_signal() == {
+        "id": "e-1",
+        "type": "round.completed",
+        "t": T0_MS,
+        "d": result.data,
+        "tp": tp,
+        "p": "3",
+        "s": 17,
+    }
+
+
+@pytest.mark.parametrize("event_type", ["page.viewed", "heartbeat"])
+def test_unused_types_are_dropped_not_rejected(event_type: str) -> None:
+    assert parse(body(cloud_event(event_type, data={})), now_ms=NOW_MS) == Dropped(event_type)
+
+
+def _reason(raw: bytes, **kw: int) -> str:
+    result = parse(raw, now_ms=NOW_MS, **kw)
+    assert isinstance(result, Rejected), result
+    return result.reason
+
+
+def test_malformed_json() -> None:
+    assert _reason(b'{"specversion": "1.0", ') == "malformed_json"
+
+
+def test_not_utf8() -> None:
+    raw = body(cloud_event()).replace(b"slots", b"sl\xffts")
+    assert _reason(raw) == "not_utf8"
+
+
+def test_missing_field() -> None:
+    ev = cloud_event()
+    del ev["source"]
+    assert _reason(body(ev)) == "missing_field"
+
+
+def test_wrong_type_in_data() -> None:
+    ev = cloud_event(data={"game": "slots", "stake": "lots", "payout": 0})
+    assert _reason(body(ev)) == "invalid_data"
+
+
+def test_negative_amount_is_invalid() -> None:
+    assert _reason(body(cloud_event("deposit.made", data={"amount": -5}))) == "invalid_data"
+
+
+def test_bad_response_value() -> None:
+    ev = cloud_event("action.responded", data={"actionId": "a", "response": "maybe"})
+    assert _reason(body(ev)) == "invalid_data"
+
+
+def test_wrong_specversion() -> None:
+    ev = cloud_event()
+    ev["specversion"] = "0.3"
+    assert _reason(body(ev)) == "invalid_envelope"
+
+
+def test_time_without_zone() -> None:
+    ev = cloud_event()
+    ev["time"] = "2026-11-21T10:00:00"
+    assert _reason(body(ev)) == "invalid_time"
+
+
+@pytest.mark.parametrize("player", ["", "a" * 129, "player/1", "player 1", "p?x=1", "spieler-ü", "p#1"])
+def test_invalid_player_ids(player: str) -> None:
+    assert _reason(body(cloud_event(player=player))) == "invalid_player_id"
+
+
+def test_oversized() -> None:
+    ev = cloud_event(data={"game": "x" * 200, "stake": 1, "payout": 0})
+    assert _reason(body(ev), max_bytes=100) == "oversized"
+
+
+def test_far_future_time() -> None:
+    ev = cloud_event(at_ms=NOW_MS + 3600_000)
+    result = parse(body(ev), now_ms=NOW_MS)
+    assert isinstance(result, Rejected) and result.reason == "future_time"
+    assert result.player_id == "player-00042" and result.event_id == "e-1"
+
+
+def test_small_clock_skew_is_accepted() -> None:
+    assert isinstance(parse(body(cloud_event(at_ms=NOW_MS + 60_000)), now_ms=NOW_MS), PlayerEvent)
+
+
+def test_bad_traceparent() -> None:
+    ev = cloud_event()
+    ev["traceparent"] = "not-a-traceparent"
+    assert _reason(body(ev)) == "invalid_envelope"
+
+
+@given(st.text(alphabet="abcXYZ019_.:-", min_size=1, max_size=128))
+def test_any_allowed_player_id_is_accepted(player: str) -> None:
+    assert isinstance(parse(body(cloud_event(player=player)), now_ms=NOW_MS), PlayerEvent)
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
+    assert isinstance(parse(raw, now_ms=NOW_MS), Rejected | Dropped | PlayerEvent)
+
+
+def test_json_array_is_rejected() -> None:
+    assert _reason(json.dumps([cloud_event()]).encode()) == "invalid_envelope"
