@@ -6,7 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help setup run demo test test-fast lint train bench clean
+IAC_VENV := .venv-iac
+
+.PHONY: help setup iac-tools run test lint train bench clean
 
 help:
 	@echo "make run    - set up and run the demo on the embedded default"
@@ -27,10 +29,19 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(BIN)/.installed node_modules/.installed
 
+# checkov pins a large tree of its own; it lives in a separate venv so it can
+# never shift the app's dependencies.
+$(IAC_VENV)/.installed: requirements-iac.txt
+	test -x $(IAC_VENV)/bin/python || $(PY) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/python -m pip install --quiet -r requirements-iac.txt
+	touch $@
+
+iac-tools: $(IAC_VENV)/.installed
+
 run: setup
 	$(BIN)/python -m scripts.demo
 
-test: setup
+test: setup iac-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -42,4 +53,4 @@ train: setup
 	$(BIN)/python -m scripts.train_model
 
 clean:
-	rm -rf $(VENV) node_modules reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(IAC_VENV) node_modules reports .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,291 @@
+// Player interventions: Event Hubs -> Azure Functions (Flex Consumption, Python
+// 3.11, Durable Entities) -> Cosmos DB. Resource-group scoped: deploy with
+//   az deployment group create -g <rg> -f bicep/main.bicep -p bicep/main.bicepparam
+// or `azd up` (azd creates/selects the resource group, see docs/deploy.md).
+targetScope = 'resourceGroup'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; part of the naming hash and the azd-env-name tag.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region for all resources (must offer Flex Consumption).')
+param location string = resourceGroup().location
+
+@allowed([
+  'azureStorage'
+  'durableTaskScheduler'
+])
+@description('Durable Functions backend: the host storage account (default) or a Durable Task Scheduler.')
+param durableBackend string = 'azureStorage'
+
+@minLength(3)
+@maxLength(45)
+@description('Durable task hub name (letters and digits; valid for both backends).')
+param durableTaskHubName string = 'interventions'
+
+@allowed([
+  'Consumption'
+  'Dedicated'
+])
+@description('Durable Task Scheduler SKU (durableTaskScheduler backend only).')
+param durableTaskSchedulerSku string = 'Dedicated'
+
+@minValue(1)
+@maxValue(3)
+@description('Durable Task Scheduler capacity units (Dedicated SKU only).')
+param durableTaskSchedulerCapacity int = 1
+
+@allowed([
+  512
+  2048
+  4096
+])
+@description('Memory per Flex Consumption instance in MB.')
+param instanceMemoryMB int = 2048
+
+@minValue(40)
+@maxValue(1000)
+@description('Maximum Flex Consumption instance count of the app.')
+param maximumInstanceCount int = 100
+
+@minValue(0)
+@maxValue(20)
+@description('Always-ready instances for the durable scale group (applies to the azureStorage backend).')
+param durableAlwaysReadyInstances int = 1
+
+@minValue(1)
+@maxValue(32)
+@description('Partitions of the player-events hub (fixed after creation on Standard).')
+param eventHubPartitionCount int = 32
+
+@minValue(1)
+@maxValue(40)
+@description('Event Hubs provisioned throughput units.')
+param eventHubsThroughputUnits int = 4
+
+@description('Enable Event Hubs auto-inflate.')
+param eventHubsAutoInflate bool = true
+
+@minValue(1)
+@maxValue(40)
+@description('Event Hubs auto-inflate ceiling in throughput units.')
+param eventHubsMaxThroughputUnits int = 12
+
+@allowed([
+  'serverless'
+  'autoscale'
+])
+@description('Cosmos DB capacity mode.')
+param cosmosCapacityMode string = 'autoscale'
+
+@minValue(1000)
+@maxValue(1000000)
+@description('Cosmos DB autoscale max RU/s shared by the database (autoscale mode only).')
+param cosmosAutoscaleMaxThroughput int = 1000
+
+@description('Object id of a principal allowed to send to player-events (e.g. your user for scripts/send_events.py); empty to skip.')
+param producerPrincipalId string = ''
+
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+@description('Principal type of producerPrincipalId.')
+param producerPrincipalType string = 'User'
+
+@description('Extra non-secret app settings for the function app (e.g. DISABLED_ACTION_TYPES, DAILY_ACTION_CAP).')
+param additionalAppSettings object = {}
+
+var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+  workload: 'player-interventions'
+}
+var useDts = durableBackend == 'durableTaskScheduler'
+
+var names = {
+  identity: 'id-${resourceToken}'
+  logAnalytics: 'log-${resourceToken}'
+  applicationInsights: 'appi-${resourceToken}'
+  storage: 'st${resourceToken}'
+  eventHubsNamespace: 'evhns-${resourceToken}'
+  cosmos: 'cosmos-${resourceToken}'
+  durableTaskScheduler: 'dts-${resourceToken}'
+  plan: 'plan-${resourceToken}'
+  functionApp: 'func-${resourceToken}'
+  deploymentContainer: 'app-package-${resourceToken}'
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  params: {
+    name: names.identity
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    logAnalyticsName: names.logAnalytics
+    applicationInsightsName: names.applicationInsights
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  params: {
+    name: names.storage
+    location: location
+    tags: tags
+    deploymentContainerName: names.deploymentContainer
+  }
+}
+
+module eventHubs 'modules/eventhubs.bicep' = {
+  name: 'eventhubs'
+  params: {
+    namespaceName: names.eventHubsNamespace
+    location: location
+    tags: tags
+    eventHubName: 'player-events'
+    consumerGroupName: 'interventions'
+    partitionCount: eventHubPartitionCount
+    throughputUnits: eventHubsThroughputUnits
+    autoInflateEnabled: eventHubsAutoInflate
+    maximumThroughputUnits: eventHubsMaxThroughputUnits
+  }
+}
+
+module cosmos 'modules/cosmos.bicep' = {
+  name: 'cosmos'
+  params: {
+    accountName: names.cosmos
+    location: location
+    tags: tags
+    databaseName: 'interventions'
+    capacityMode: cosmosCapacityMode
+    autoscaleMaxThroughput: cosmosAutoscaleMaxThroughput
+  }
+}
+
+module durableTask 'modules/durabletask.bicep' = if (useDts) {
+  name: 'durabletask'
+  params: {
+    name: names.durableTaskScheduler
+    location: location
+    tags: tags
+    taskHubName: durableTaskHubName
+    skuName: durableTaskSchedulerSku
+    capacity: durableTaskSchedulerCapacity
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  params: {
+    name: names.functionApp
+    planName: names.plan
+    location: location
+    tags: tags
+    serviceName: 'api'
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    eventHubsFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
+    eventHubName: eventHubs.outputs.eventHubName
+    consumerGroupName: eventHubs.outputs.consumerGroupName
+    cosmosEndpoint: cosmos.outputs.endpoint
+    cosmosDatabaseName: cosmos.outputs.databaseName
+    durableBackend: durableBackend
+    durableTaskHubName: durableTaskHubName
+    durableTaskSchedulerEndpoint: useDts ? durableTask.outputs.endpoint : ''
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    durableAlwaysReadyInstances: durableAlwaysReadyInstances
+    additionalAppSettings: additionalAppSettings
+  }
+}
+
+module rbac 'modules/rbac.bicep' = {
+  name: 'rbac'
+  params: {
+    appPrincipalId: identity.outputs.principalId
+    storageAccountName: storage.outputs.name
+    eventHubsNamespaceName: eventHubs.outputs.namespaceName
+    eventHubName: eventHubs.outputs.eventHubName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    cosmosAccountName: cosmos.outputs.accountName
+    cosmosDatabaseName: cosmos.outputs.databaseName
+    durableBackend: durableBackend
+    // Valid names even when DTS is off (the assignment is then skipped), so the
+    // existing-resource ids in rbac.bicep never contain empty segments.
+    durableTaskSchedulerName: useDts ? durableTask.outputs.name : names.durableTaskScheduler
+    durableTaskHubName: useDts ? durableTask.outputs.taskHubName : durableTaskHubName
+    producerPrincipalId: producerPrincipalId
+    producerPrincipalType: producerPrincipalType
+  }
+}
+
+// Outputs: names, ids, endpoints and identity ids only (azd stores them in .azure/<env>/.env).
+@description('Region of the deployment.')
+output AZURE_LOCATION string = location
+
+@description('Tenant of the deployment.')
+output AZURE_TENANT_ID string = tenant().tenantId
+
+@description('Resource group of the deployment.')
+output AZURE_RESOURCE_GROUP string = resourceGroup().name
+
+@description('Function app name (azd service api).')
+output SERVICE_API_NAME string = functionApp.outputs.name
+
+@description('Function app name.')
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+
+@description('Function app default host name.')
+output AZURE_FUNCTION_APP_HOSTNAME string = functionApp.outputs.defaultHostName
+
+@description('Client id of the app identity (AZURE_CLIENT_ID in the app).')
+output AZURE_CLIENT_ID string = identity.outputs.clientId
+
+@description('Principal id of the app identity.')
+output AZURE_PRINCIPAL_ID string = identity.outputs.principalId
+
+@description('Event Hubs fully qualified namespace (for scripts/send_events.py --namespace).')
+output EVENTHUB_FULLY_QUALIFIED_NAMESPACE string = eventHubs.outputs.fullyQualifiedNamespace
+
+@description('Event hub name.')
+output EVENTHUB_NAME string = eventHubs.outputs.eventHubName
+
+@description('Consumer group of the function app.')
+output EVENTHUB_CONSUMER_GROUP string = eventHubs.outputs.consumerGroupName
+
+@description('Cosmos DB endpoint.')
+output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
+
+@description('Cosmos DB account name.')
+output COSMOS_ACCOUNT_NAME string = cosmos.outputs.accountName
+
+@description('Cosmos DB database.')
+output COSMOS_DATABASE string = cosmos.outputs.databaseName
+
+@description('Host storage account name.')
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+
+@description('Application Insights component name.')
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+
+@description('Durable backend in use.')
+output DURABLE_BACKEND string = durableBackend
+
+@description('Durable Task Scheduler endpoint (empty on the azureStorage backend).')
+output DURABLE_TASK_SCHEDULER_ENDPOINT string = useDts ? durableTask.outputs.endpoint : ''

@@ -1,0 +1,224 @@
+// Flex Consumption plan (FC1) + Linux Python 3.11 function app running as the
+// user-assigned identity. App settings are identity-based only: no account
+// keys, SAS or connection strings except the Application Insights connection
+// string, which is not a secret once local auth is disabled on the component
+// (ingestion then requires an Entra token; see APPLICATIONINSIGHTS_AUTHENTICATION_STRING).
+
+@description('Name of the function app.')
+param name string
+
+@description('Name of the Flex Consumption plan.')
+param planName string
+
+@description('Azure region of the plan and app.')
+param location string
+
+@description('Tags applied to the plan and app (the app also gets azd-service-name).')
+param tags object
+
+@description('azd service name this app is deployed as (matches azure.yaml).')
+param serviceName string = 'api'
+
+@description('Resource id of the user-assigned identity the app runs as.')
+param identityId string
+
+@description('Client id of the user-assigned identity.')
+param identityClientId string
+
+@description('Name of the host storage account (AzureWebJobsStorage).')
+param storageAccountName string
+
+@description('Name of the blob container that holds the deployment package.')
+param deploymentContainerName string
+
+@description('Name of the Application Insights component.')
+param applicationInsightsName string
+
+@description('Fully qualified Event Hubs namespace, e.g. <name>.servicebus.windows.net.')
+param eventHubsFullyQualifiedNamespace string
+
+@description('Name of the event hub the trigger reads.')
+param eventHubName string
+
+@description('Consumer group the trigger reads with.')
+param consumerGroupName string
+
+@description('Cosmos DB document endpoint.')
+param cosmosEndpoint string
+
+@description('Cosmos DB database name.')
+param cosmosDatabaseName string
+
+@allowed([
+  'azureStorage'
+  'durableTaskScheduler'
+])
+@description('Durable Functions backend: the host storage account or the Durable Task Scheduler.')
+param durableBackend string
+
+@description('Durable task hub name (Azure Storage: 3-45 letters/digits; DTS: the taskHubs resource name).')
+param durableTaskHubName string
+
+@description('Durable Task Scheduler endpoint; empty unless durableBackend is durableTaskScheduler.')
+param durableTaskSchedulerEndpoint string = ''
+
+@allowed([
+  512
+  2048
+  4096
+])
+@description('Memory per Flex instance in MB (CPU and network scale with it).')
+param instanceMemoryMB int = 2048
+
+@minValue(40)
+@maxValue(1000)
+@description('Upper bound of Flex instances for the whole app.')
+param maximumInstanceCount int = 100
+
+@minValue(0)
+@maxValue(20)
+@description('Always-ready instances for the `durable` scale group (Azure Storage backend only; 0 = none).')
+param durableAlwaysReadyInstances int = 1
+
+@description('Extra non-secret app settings (kill switches, caps), merged last.')
+param additionalAppSettings object = {}
+
+var useDts = durableBackend == 'durableTaskScheduler'
+
+resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' existing = {
+  name: storageAccountName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2025-03-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+var alwaysReady = !useDts && durableAlwaysReadyInstances > 0 ? [
+  {
+    name: 'durable'
+    instanceCount: durableAlwaysReadyInstances
+  }
+] : []
+
+resource site 'Microsoft.Web/sites@2025-03-01' = {
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': serviceName
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientAffinityEnabled: false
+    siteConfig: {
+      minTlsVersion: '1.2'
+      http20Enabled: true
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+        alwaysReady: alwaysReady
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// Identity-based connections only. Every name in shared/config.py
+// AZURE_SETTINGS must appear here (tests/iac checks it).
+var baseAppSettings = {
+  AzureWebJobsStorage__accountName: storage.name
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  EventHubConnection__fullyQualifiedNamespace: eventHubsFullyQualifiedNamespace
+  EventHubConnection__credential: 'managedidentity'
+  EventHubConnection__clientId: identityClientId
+  EVENTHUB_NAME: eventHubName
+  EVENTHUB_CONSUMER_GROUP: consumerGroupName
+  COSMOS_ENDPOINT: cosmosEndpoint
+  COSMOS_DATABASE: cosmosDatabaseName
+  AZURE_CLIENT_ID: identityClientId
+  DURABLE_TASK_HUB: durableTaskHubName
+  AzureFunctionsJobHost__extensions__durableTask__hubName: durableTaskHubName
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
+}
+
+// Durable Task Scheduler: switch the Durable extension's storage provider and
+// point it at the scheduler with the same identity (the value holds no secret).
+var dtsAppSettings = useDts ? {
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__type: 'azureManaged'
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING'
+  DURABLE_TASK_SCHEDULER_CONNECTION_STRING: 'Endpoint=${durableTaskSchedulerEndpoint};Authentication=ManagedIdentity;ClientID=${identityClientId}'
+} : {}
+
+resource appSettings 'Microsoft.Web/sites/config@2025-03-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: union(baseAppSettings, dtsAppSettings, additionalAppSettings)
+}
+
+// No FTP or basic-auth SCM publishing: deployments use Entra ID.
+resource ftpPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2025-03-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2025-03-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+@description('Name of the function app.')
+output name string = site.name
+
+@description('Resource id of the function app.')
+output id string = site.id
+
+@description('Default host name of the function app.')
+output defaultHostName string = site.properties.defaultHostName
+
+@description('Name of the Flex Consumption plan.')
+output planName string = plan.name
+

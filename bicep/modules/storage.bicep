@@ -1,0 +1,114 @@
+// Host storage of the function app: AzureWebJobsStorage (host locks, Event Hubs
+// checkpoints, Durable Functions task hub on the Azure Storage backend) and the
+// Flex Consumption deployment container. Shared keys are disabled: every client
+// (host, Durable extension, deployment) authenticates with Entra ID.
+
+@description('Name of the storage account (3-24 lowercase letters and digits).')
+@minLength(3)
+@maxLength(24)
+param name string
+
+@description('Azure region of the storage account.')
+param location string
+
+@description('Tags applied to the storage account.')
+param tags object
+
+@description('Name of the blob container that holds the Flex Consumption deployment package.')
+param deploymentContainerName string
+
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+@description('Replication of the host storage account. ZRS survives a zone outage; the data is operational state only.')
+param skuName string = 'Standard_ZRS'
+
+@minValue(1)
+@maxValue(365)
+@description('Days deleted blobs and containers stay recoverable.')
+param softDeleteRetentionDays int = 7
+
+resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: skuName
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowSharedKeyAccess: false
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    dnsEndpointType: 'Standard'
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+    encryption: {
+      keySource: 'Microsoft.Storage'
+      requireInfrastructureEncryption: true
+      services: {
+        blob: {
+          enabled: true
+          keyType: 'Account'
+        }
+        file: {
+          enabled: true
+          keyType: 'Account'
+        }
+        queue: {
+          enabled: true
+          keyType: 'Account'
+        }
+        table: {
+          enabled: true
+          keyType: 'Account'
+        }
+      }
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2025-06-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: softDeleteRetentionDays
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: softDeleteRetentionDays
+    }
+  }
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = {
+  parent: blobService
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+@description('Name of the storage account.')
+output name string = storage.name
+
+@description('Resource id of the storage account.')
+output id string = storage.id
+
+@description('Primary blob endpoint, e.g. https://<name>.blob.core.windows.net/.')
+output blobEndpoint string = storage.properties.primaryEndpoints.blob
+
+@description('Name of the deployment package container.')
+output deploymentContainerName string = deploymentContainer.name
