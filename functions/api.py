@@ -67,8 +67,9 @@ async def erase_player(req: func.HttpRequest, client: df.DurableOrchestrationCli
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """Ready when the settings are valid and the model loads; no player data involved."""
-    from shared.config import ConfigError
     from shared.model import get_model
+
+    from shared.config import ConfigError
 
     try:
         runtime.settings()

@@ -9,7 +9,7 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared import runtime
+from shared import runtime, telemetry
 from shared.routing import Message, RoutedBatch, route
 from shared.store import get_store
 
@@ -60,6 +60,17 @@ def _dead_letter(batch: RoutedBatch) -> None:
         )
 
 
+def _record(batch: RoutedBatch) -> None:
+    m = telemetry.instruments()
+    m.events_in.add(batch.events_in)
+    telemetry.add_counts(m.events_dropped, batch.dropped, "type")
+    reasons: dict[str, int] = {}
+    for dl in batch.dead_letters:
+        reasons[dl.rejected.reason] = reasons.get(dl.rejected.reason, 0) + 1
+    telemetry.add_counts(m.events_deadlettered, reasons, "reason")
+    m.signals.add(len(batch.signals))
+
+
 @bp.function_name("ingest")
 @bp.retry(strategy="exponential_backoff", max_retry_count="5",
           minimum_interval="00:00:01", maximum_interval="00:00:30")
@@ -82,7 +93,9 @@ async def ingest(events: list[func.EventHubEvent], client: df.DurableOrchestrati
     )
     if batch.dead_letters:
         await asyncio.to_thread(_dead_letter, batch)
-    await _signal_all(client, batch.signal_inputs())
+    inputs = batch.signal_inputs()
+    await _signal_all(client, inputs)
+    _record(batch)
     log.info(
         "batch routed",
         extra={

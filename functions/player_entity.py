@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import azure.durable_functions as df
+from shared.model import get_model
 
 from shared import runtime
-from shared.model import get_model
 from shared.player import run_operation
 from shared.store import get_store
 
@@ -19,16 +19,16 @@ def player(context: df.DurableEntityContext) -> None:
     outcome = run_operation(
         context.entity_key,
         context.operation_name or "",
-        context.get_state(lambda: None),
-        context.get_input(),
+        context.get_state(lambda: None, expected_type=dict),
+        context.get_input(expected_type=dict),
         now_ms=runtime.now_ms(),
         scorer=model.score,
         model_version=model.version,
         rules=runtime.rules(),
         store=get_store(runtime.settings().cosmos),
     )
+    context.set_result(outcome.result)  # before destruct: set_result marks the entity as existing
     if outcome.state is None:
         context.destruct_on_exit()
     else:
         context.set_state(outcome.state)
-    context.set_result(outcome.result)

@@ -106,6 +106,7 @@ class PlayerEvent:
     traceparent: str | None = None
     partition: str | None = None
     sequence: int | None = None
+    enqueued_ms: int | None = None
 
     def to_signal(self) -> dict[str, Any]:
         """Compact JSON-ready form carried in the entity signal."""
@@ -116,6 +117,8 @@ class PlayerEvent:
             out["p"] = self.partition
         if self.sequence is not None:
             out["s"] = self.sequence
+        if self.enqueued_ms is not None:
+            out["q"] = self.enqueued_ms
         return out
 
 
@@ -151,6 +154,7 @@ def parse(
     max_future_skew_ms: int = 300_000,
     partition: str | None = None,
     sequence: int | None = None,
+    enqueued_ms: int | None = None,
 ) -> ParseResult:
     """Parse one Event Hubs message body into a routed event or a verdict."""
     if len(body) > max_bytes:
@@ -188,6 +192,7 @@ def parse(
         traceparent=env.traceparent,
         partition=partition,
         sequence=sequence,
+        enqueued_ms=enqueued_ms,
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shared import state as st
+from shared import telemetry
 from shared.policy import Rules
 
 log = logging.getLogger(__name__)
@@ -49,13 +50,45 @@ def run_operation(
     effects = st.apply(state, player_id, op, payload, now_ms, scorer, rules, model_version)
     if effects.erase:
         deleted = store.delete_player_actions(player_id)
+        _record(op, effects, state, [], 0, now_ms)
         return Outcome(None, {"erased": player_id, "actionsDeleted": deleted}, effects)
     written: set[str] = set()
     failures = 0
     if state.outbox:
-        written, failed = store.upsert_actions(st.pending_outbox(state))
+        items = list(state.outbox)
+        written, failed = store.upsert_actions([item.doc for item in items])
         failures = len(failed)
         effects.outbox_expired = st.acknowledge(state, written, now_ms)
         if effects.outbox_expired:
             log.error("outbox actions expired unwritten", extra={"expired": effects.outbox_expired})
+        _record(op, effects, state, [i for i in items if i.doc["id"] in written], failures, now_ms)
+    else:
+        _record(op, effects, state, [], 0, now_ms)
     return Outcome(st.dump_state(state), effects.result, effects, len(written), failures)
+
+
+def _record(
+    op: str,
+    effects: st.Effects,
+    state: st.PlayerState,
+    written: list[st.OutboxItem],
+    failures: int,
+    now_ms: int,
+) -> None:
+    """Count the operation into the shared OpenTelemetry instruments."""
+    m = telemetry.instruments()
+    m.entity_operations.add(1, {"op": op})
+    if effects.duplicates:
+        m.events_duplicate.add(effects.duplicates)
+    if effects.scored:
+        m.scores.add(effects.scored)
+    for action in effects.actions:
+        m.actions.add(1, {"type": action["type"]})
+    telemetry.add_counts(m.rejections, effects.rejections, "rule")
+    if failures:
+        m.action_write_failures.add(failures)
+    if effects.outbox_expired:
+        m.outbox_expired.add(effects.outbox_expired)
+    m.outbox_size.record(len(state.outbox))
+    for item in written:
+        m.action_latency.record(max(0, now_ms - st.latency_start_ms(item)), {"type": item.doc["type"]})

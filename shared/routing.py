@@ -61,6 +61,7 @@ def route(
             max_future_skew_ms=max_future_skew_ms,
             partition=msg.partition,
             sequence=msg.sequence,
+            enqueued_ms=msg.enqueued_ms,
         )
         if isinstance(result, PlayerEvent):
             batch.signals.setdefault(result.player_id, []).append(result.to_signal())

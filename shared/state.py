@@ -77,10 +77,12 @@ class Aggregates(msgspec.Struct, omit_defaults=True):
     prev_end_ms: int = 0
 
 
-class OutboxItem(msgspec.Struct):
+class OutboxItem(msgspec.Struct, omit_defaults=True):
     doc: dict[str, Any]
     since_ms: int
     attempts: int = 0
+    # When the trigger event reached Event Hubs: the start of the action's latency.
+    enqueued_ms: int | None = None
 
 
 class PlayerState(msgspec.Struct, omit_defaults=True):
@@ -144,6 +146,10 @@ def _utc_day(ms: int) -> str:
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso_ms(value: str) -> int:
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def _entry(ev: Mapping[str, Any]) -> list[Any]:
@@ -288,7 +294,10 @@ def _decide(
         doc["traceparent"] = ev["tp"]
     state.last_action_ms[atype] = t
     state.day_count += 1
-    state.outbox.append(OutboxItem(doc=doc, since_ms=now_ms))
+    enqueued = ev.get("q")
+    state.outbox.append(
+        OutboxItem(doc=doc, since_ms=now_ms, enqueued_ms=int(enqueued) if enqueued is not None else None)
+    )
     effects.actions.append(doc)
 
 
@@ -365,6 +374,11 @@ def apply(
 
 def pending_outbox(state: PlayerState) -> list[dict[str, Any]]:
     return [item.doc for item in state.outbox]
+
+
+def latency_start_ms(item: OutboxItem) -> int:
+    """Enqueued time of the trigger when known, else its event time."""
+    return item.enqueued_ms if item.enqueued_ms is not None else parse_iso_ms(item.doc["eventTime"])
 
 
 __all__ = [

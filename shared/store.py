@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from azure.core.exceptions import AzureError
 from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey, exceptions
 from tenacity import (
     RetryCallState,
@@ -84,10 +85,31 @@ class ActionStore:
 
     def __init__(self, settings: CosmosSettings, client: CosmosClient | None = None) -> None:
         self.settings = settings
-        self._client = client or make_client(settings)
-        db = self._client.get_database_client(settings.database)
-        self.actions: ContainerProxy = db.get_container_client(settings.actions_container)
-        self.deadletters: ContainerProxy = db.get_container_client(settings.deadletters_container)
+        self._client = client
+        self._containers: tuple[ContainerProxy, ContainerProxy] | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> tuple[ContainerProxy, ContainerProxy]:
+        """Connect on first use: the client reads the account when built, which may fail."""
+        if self._containers is None:
+            with self._lock:
+                if self._containers is None:
+                    client = self._client or make_client(self.settings)
+                    db = client.get_database_client(self.settings.database)
+                    self._containers = (
+                        db.get_container_client(self.settings.actions_container),
+                        db.get_container_client(self.settings.deadletters_container),
+                    )
+                    self._client = client
+        return self._containers
+
+    @property
+    def actions(self) -> ContainerProxy:
+        return self._connect()[0]
+
+    @property
+    def deadletters(self) -> ContainerProxy:
+        return self._connect()[1]
 
     # -- actions -------------------------------------------------------------
     def upsert_action(self, doc: dict[str, Any]) -> None:
@@ -106,7 +128,7 @@ class ActionStore:
             try:
                 self.upsert_action(doc)
                 written.add(doc["id"])
-            except (WriteFailed, exceptions.CosmosHttpResponseError, OSError) as exc:
+            except (WriteFailed, AzureError, OSError) as exc:
                 log.warning("action write failed; kept in outbox", extra={"action_id": doc.get("id")})
                 failed[doc["id"]] = str(exc)
         return written, failed

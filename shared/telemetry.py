@@ -1,9 +1,24 @@
-"""Logging and OpenTelemetry set-up, done once per process from function_app.py."""
+"""Logging and OpenTelemetry: set up once per process, instruments defined once.
+
+Every count the pipeline reports is an OpenTelemetry instrument defined here.
+The functions record into them; Application Insights receives them through
+azure-monitor-opentelemetry when it is configured; the devhost summary and the
+benchmarks read the very same instruments through an in-memory reader, so
+there is one set of numbers, not three.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import metrics, trace
+
+METER_NAME = "player_interventions"
+TRACER_NAME = "player_interventions"
 
 QUIET_LOGGERS = (
     "azure",
@@ -11,9 +26,98 @@ QUIET_LOGGERS = (
     "azure.cosmos",
     "azure.identity",
     "azure.eventhub",
+    "azure.monitor.opentelemetry",
     "urllib3",
 )
+
+# Metric names: the workbook in bicep/ queries exactly these (a test checks it).
+EVENTS_IN = "pi.events.in"
+EVENTS_DROPPED = "pi.events.dropped"
+EVENTS_DEADLETTERED = "pi.events.deadlettered"
+SIGNALS = "pi.signals"
+ENTITY_OPERATIONS = "pi.entity.operations"
+EVENTS_DUPLICATE = "pi.events.duplicate"
+SCORES = "pi.scores"
+ACTIONS = "pi.actions"
+REJECTIONS = "pi.rejections"
+ACTION_WRITE_FAILURES = "pi.actions.write_failures"
+OUTBOX_EXPIRED = "pi.outbox.expired"
+OUTBOX_SIZE = "pi.outbox.size"
+ACTION_LATENCY = "pi.action.latency"
+
+METRIC_NAMES: tuple[str, ...] = (
+    EVENTS_IN,
+    EVENTS_DROPPED,
+    EVENTS_DEADLETTERED,
+    SIGNALS,
+    ENTITY_OPERATIONS,
+    EVENTS_DUPLICATE,
+    SCORES,
+    ACTIONS,
+    REJECTIONS,
+    ACTION_WRITE_FAILURES,
+    OUTBOX_EXPIRED,
+    OUTBOX_SIZE,
+    ACTION_LATENCY,
+)
+
 _configured = False
+
+
+class Instruments:
+    """The pipeline's instruments, bound to whatever MeterProvider is global when built."""
+
+    def __init__(self, meter: metrics.Meter) -> None:
+        c = meter.create_counter
+        self.events_in = c(EVENTS_IN, unit="{event}", description="Event Hubs messages received")
+        self.events_dropped = c(EVENTS_DROPPED, unit="{event}", description="Events of unused types (funnel step 1)")
+        self.events_deadlettered = c(EVENTS_DEADLETTERED, unit="{event}", description="Invalid messages, by reason")
+        self.signals = c(SIGNALS, unit="{signal}", description="Entity signals sent (one per player per batch)")
+        self.entity_operations = c(ENTITY_OPERATIONS, unit="{operation}", description="Entity operations run")
+        self.events_duplicate = c(EVENTS_DUPLICATE, unit="{event}", description="Redelivered events ignored")
+        self.scores = c(SCORES, unit="{score}", description="Model scorings (funnel step 2 passed)")
+        self.actions = c(ACTIONS, unit="{action}", description="Actions decided, by type")
+        self.rejections = c(REJECTIONS, unit="{candidate}", description="Candidate actions stopped, by rule")
+        self.action_write_failures = c(ACTION_WRITE_FAILURES, unit="{write}", description="Action writes left in the outbox")
+        self.outbox_expired = c(OUTBOX_EXPIRED, unit="{action}", description="Actions dropped unwritten after the outbox TTL")
+        self.outbox_size = meter.create_histogram(OUTBOX_SIZE, unit="{action}", description="Outbox length after an operation")
+        self.action_latency = meter.create_histogram(
+            ACTION_LATENCY, unit="ms", description="Event time of the trigger to the action's write"
+        )
+
+
+_instruments: Instruments | None = None
+
+
+def instruments() -> Instruments:
+    global _instruments
+    if _instruments is None:
+        _instruments = Instruments(metrics.get_meter(METER_NAME))
+    return _instruments
+
+
+def rebind() -> Instruments:
+    """Rebuild the instruments on the current global MeterProvider (devhost, tests)."""
+    global _instruments
+    _instruments = Instruments(metrics.get_meter(METER_NAME))
+    return _instruments
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME)
+
+
+def player_ref(player_id: str, hashed: bool = True) -> str:
+    """The player as telemetry shows it: a stable hash unless configured otherwise."""
+    if not hashed:
+        return player_id
+    return hashlib.sha256(player_id.encode()).hexdigest()[:16]
+
+
+def add_counts(counter: Any, counts: Mapping[str, int], key: str) -> None:
+    for value, n in counts.items():
+        if n:
+            counter.add(n, {key: value})
 
 
 def configure() -> None:
@@ -28,3 +132,4 @@ def configure() -> None:
         from azure.monitor.opentelemetry import configure_azure_monitor
 
         configure_azure_monitor(logger_name="shared")
+        rebind()

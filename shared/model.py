@@ -1,0 +1,148 @@
+"""The player-intervention model: the ONNX classifier plus the card that explains it.
+
+One ``InferenceSession`` per process (loaded lazily, shared by all threads; a
+session's ``run`` is thread-safe) with one intra/inter-op thread: the Functions
+host runs several invocations concurrently and each score is a single row, so
+thread pools would only contend.
+
+The model card written by ``scripts/train_model.py`` is the contract between
+training and serving. Loading fails fast when the card's feature list is not
+``shared.features.FEATURES`` (a model trained on other features would score
+silently wrong) or when the ONNX file is not the one the card describes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from shared.features import FEATURES, N_FEATURES
+from shared.policy import ACTION_TYPES
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL_PATH = MODELS_DIR / "player_intervention.onnx"
+CARD_FILE = "model_card.json"
+TOP_FEATURES = 3
+
+
+class ModelError(RuntimeError):
+    """The model file or its card does not match this code; the message says how."""
+
+
+def _session(model_bytes: bytes) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+
+
+def _check_card(card: dict[str, Any], model_bytes: bytes, path: Path) -> None:
+    features = tuple(card.get("features", ()))
+    if features != FEATURES:
+        missing = [f for f in FEATURES if f not in features]
+        extra = [f for f in features if f not in FEATURES]
+        raise ModelError(
+            f"model card for {path.name} lists features that differ from shared.features.FEATURES "
+            f"(missing {missing}, unexpected {extra}, or a different order); "
+            "retrain with scripts/train_model.py"
+        )
+    labels = card.get("labels", [])
+    absent = [a for a in ACTION_TYPES if a not in labels]
+    if absent:
+        raise ModelError(f"model card labels {labels} lack action types {absent}")
+    digest = hashlib.sha256(model_bytes).hexdigest()
+    if card.get("onnx_sha256") != digest:
+        raise ModelError(f"{path.name} (sha256 {digest[:12]}) is not the file its model card describes")
+    stats = card.get("feature_stats", {})
+    if set(stats) != set(FEATURES):
+        raise ModelError("model card feature_stats must cover every feature")
+
+
+def _check_session(session: ort.InferenceSession, card: dict[str, Any]) -> tuple[str, str]:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelError(f"expected one input and one output, got {len(inputs)} and {len(outputs)}")
+    width = inputs[0].shape[-1]
+    if width != N_FEATURES:
+        raise ModelError(f"model input width {width} != {N_FEATURES} features")
+    if inputs[0].name != card["input"]["name"] or outputs[0].name != card["output"]["name"]:
+        raise ModelError("model input/output names differ from the model card")
+    return inputs[0].name, outputs[0].name
+
+
+class InterventionModel:
+    """Scores feature vectors; an instance is the ``Scorer`` that shared.state calls."""
+
+    def __init__(self, path: Path | str = DEFAULT_MODEL_PATH) -> None:
+        path = Path(path)
+        model_bytes = path.read_bytes()
+        card: dict[str, Any] = json.loads(path.with_name(CARD_FILE).read_text(encoding="utf-8"))
+        _check_card(card, model_bytes, path)
+        self._session = _session(model_bytes)
+        self._input, self._output = _check_session(self._session, card)
+        self.card = card
+        self.version: str = card["model_version"]
+        self.features: tuple[str, ...] = FEATURES
+        self.labels: tuple[str, ...] = tuple(card["labels"])
+        self._columns = [(action, self.labels.index(action)) for action in ACTION_TYPES]
+        stats = card["feature_stats"]
+        self._mean = np.array([stats[f]["mean"] for f in FEATURES], dtype=np.float64)
+        std = np.array([stats[f]["std"] for f in FEATURES], dtype=np.float64)
+        self._std = np.where(std > 0, std, 1.0)
+        self._importance = np.array([stats[f]["importance"] for f in FEATURES], dtype=np.float64)
+        log.info("loaded model %s from %s", self.version, path)
+
+    def score(self, vector: Sequence[float]) -> tuple[dict[str, float], list[str]]:
+        """Per-action probabilities and the features that most set this moment apart."""
+        if len(vector) != N_FEATURES:
+            raise ValueError(f"expected {N_FEATURES} features, got {len(vector)}")
+        row = np.asarray(vector, dtype=np.float32).reshape(1, N_FEATURES)
+        proba = self._session.run([self._output], {self._input: row})[0][0]
+        scores = {action: float(proba[col]) for action, col in self._columns}
+        return scores, self.top_features(row[0])
+
+    __call__ = score
+
+    def top_features(self, vector: Sequence[float] | np.ndarray, k: int = TOP_FEATURES) -> list[str]:
+        """Names ranked by |z-score| x global importance: unusual values of features the model relies on.
+
+        A cheap, per-row explanation for the action's ``reasons``; features the
+        model never uses (importance 0) are never named.
+        """
+        z = (np.asarray(vector, dtype=np.float64) - self._mean) / self._std
+        weight = np.abs(z) * self._importance
+        order = np.argsort(-weight, kind="stable")[:k]
+        return [FEATURES[i] for i in order if weight[i] > 0]
+
+    def score_batch(self, matrix: np.ndarray) -> np.ndarray:
+        """Probabilities [n, len(labels)] in ``labels`` order, for benchmarks and evaluation."""
+        x = np.asarray(matrix, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != N_FEATURES:
+            raise ValueError(f"expected shape [n, {N_FEATURES}], got {list(x.shape)}")
+        return np.asarray(self._session.run([self._output], {self._input: x})[0])
+
+
+_lock = threading.Lock()
+_instances: dict[Path, InterventionModel] = {}
+
+
+def get_model(path: Path | str | None = None) -> InterventionModel:
+    """The process-wide model for ``path`` (default: the committed model), loaded on first use."""
+    key = Path(path or DEFAULT_MODEL_PATH).resolve()
+    model = _instances.get(key)
+    if model is None:
+        with _lock:
+            model = _instances.get(key)
+            if model is None:
+                model = _instances[key] = InterventionModel(key)
+    return model
