@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from shared import runtime, telemetry
+from shared.tracing import IngestSpans
 from shared.routing import Message, RoutedBatch, route
 from shared.store import get_store
 
@@ -36,12 +38,15 @@ def to_message(event: func.EventHubEvent) -> Message:
     )
 
 
-async def _signal_all(client: df.DurableOrchestrationClient, inputs: dict[str, dict[str, Any]]) -> None:
+async def _signal_all(
+    client: df.DurableOrchestrationClient, inputs: dict[str, dict[str, Any]], spans: IngestSpans
+) -> None:
     gate = asyncio.Semaphore(SIGNAL_CONCURRENCY)
 
     async def one(player_id: str, payload: dict[str, Any]) -> None:
         async with gate:
-            await client.signal_entity(df.EntityId(ENTITY_NAME, player_id), "events", payload)
+            with spans.signal(player_id, payload["events"]):
+                await client.signal_entity(df.EntityId(ENTITY_NAME, player_id), "events", payload)
 
     await asyncio.gather(*(one(pid, payload) for pid, payload in inputs.items()))
 
@@ -85,6 +90,7 @@ def _record(batch: RoutedBatch) -> None:
 async def ingest(events: list[func.EventHubEvent], client: df.DurableOrchestrationClient) -> None:
     """One invocation per batch. A failure re-runs the batch (retry policy); entities dedupe."""
     settings = runtime.settings()
+    started_ns = time.time_ns()
     batch = route(
         [to_message(e) for e in events],
         now_ms=runtime.now_ms(),
@@ -93,8 +99,11 @@ async def ingest(events: list[func.EventHubEvent], client: df.DurableOrchestrati
     )
     if batch.dead_letters:
         await asyncio.to_thread(_dead_letter, batch)
-    inputs = batch.signal_inputs()
-    await _signal_all(client, inputs)
+    spans = IngestSpans(batch.signals, started_ns, settings.hash_player_ids_in_telemetry)
+    try:
+        await _signal_all(client, batch.signal_inputs(), spans)
+    finally:
+        spans.end()
     _record(batch)
     log.info(
         "batch routed",

@@ -26,6 +26,7 @@ def player(context: df.DurableEntityContext) -> None:
         model_version=model.version,
         rules=runtime.rules(),
         store=get_store(runtime.settings().cosmos),
+        hash_player_ids=runtime.settings().hash_player_ids_in_telemetry,
     )
     context.set_result(outcome.result)  # before destruct: set_result marks the entity as existing
     if outcome.state is None:

@@ -12,8 +12,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from opentelemetry.trace import Status, StatusCode
+
 from shared import state as st
-from shared import telemetry
+from shared import telemetry, tracing
 from shared.policy import Rules
 
 log = logging.getLogger(__name__)
@@ -45,9 +47,21 @@ def run_operation(
     model_version: str,
     rules: Rules,
     store: Store,
+    hash_player_ids: bool = True,
 ) -> Outcome:
+    ref = telemetry.player_ref(player_id, hash_player_ids)
     state = st.load_state(raw_state)
-    effects = st.apply(state, player_id, op, payload, now_ms, scorer, rules, model_version)
+    effects = st.apply(
+        state,
+        player_id,
+        op,
+        payload,
+        now_ms,
+        tracing.traced_scorer(scorer, model_version),
+        rules,
+        model_version,
+        tracing.trigger_hook(ref, model_version),
+    )
     if effects.erase:
         deleted = store.delete_player_actions(player_id)
         _record(op, effects, state, [], 0, now_ms)
@@ -56,8 +70,13 @@ def run_operation(
     failures = 0
     if state.outbox:
         items = list(state.outbox)
-        written, failed = store.upsert_actions([item.doc for item in items])
-        failures = len(failed)
+        for item in items:
+            with tracing.write_span(item.trace, item.doc["id"], ref) as span:
+                ok, failed = store.upsert_actions([item.doc])
+                if failed:
+                    span.set_status(Status(StatusCode.ERROR, "write failed; kept in outbox"))
+            written |= ok
+            failures += len(failed)
         effects.outbox_expired = st.acknowledge(state, written, now_ms)
         if effects.outbox_expired:
             log.error("outbox actions expired unwritten", extra={"expired": effects.outbox_expired})

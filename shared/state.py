@@ -22,9 +22,10 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -83,6 +84,8 @@ class OutboxItem(msgspec.Struct, omit_defaults=True):
     attempts: int = 0
     # When the trigger event reached Event Hubs: the start of the action's latency.
     enqueued_ms: int | None = None
+    # W3C traceparent of the decision's span: the Cosmos write continues that trace.
+    trace: str | None = None
 
 
 class PlayerState(msgspec.Struct, omit_defaults=True):
@@ -104,6 +107,18 @@ class PlayerState(msgspec.Struct, omit_defaults=True):
 # A scorer maps a feature vector to per-action probabilities and the names of
 # the features that drove them (for the action's reasons).
 Scorer = Callable[[list[float]], tuple[Mapping[str, float], list[str]]]
+
+
+class TriggerSpan(Protocol):
+    """What a tracing hook hands back around one trigger (see shared.tracing)."""
+
+    traceparent: str | None
+
+    def outcome(self, action_type: str | None, rejections: Mapping[str, int]) -> None: ...
+
+
+# Called around each trigger with the signal event; None means no tracing.
+TriggerHook = Callable[[Mapping[str, Any]], AbstractContextManager[TriggerSpan]]
 
 
 @dataclass
@@ -254,6 +269,7 @@ def _decide(
     rules: Rules,
     model_version: str,
     effects: Effects,
+    span: TriggerSpan | None = None,
 ) -> None:
     effects.triggers += 1
     state.rounds_since_score = 0
@@ -275,6 +291,8 @@ def _decide(
     decision = decide(scores, ctx, rules, top_features)
     for rule, n in decision.rejections.items():
         effects.rejections[rule] = effects.rejections.get(rule, 0) + n
+    if span is not None:
+        span.outcome(decision.action_type, decision.rejections)
     if decision.action_type is None:
         return
     atype = decision.action_type
@@ -296,7 +314,12 @@ def _decide(
     state.day_count += 1
     enqueued = ev.get("q")
     state.outbox.append(
-        OutboxItem(doc=doc, since_ms=now_ms, enqueued_ms=int(enqueued) if enqueued is not None else None)
+        OutboxItem(
+            doc=doc,
+            since_ms=now_ms,
+            enqueued_ms=int(enqueued) if enqueued is not None else None,
+            trace=span.traceparent if span is not None else None,
+        )
     )
     effects.actions.append(doc)
 
@@ -309,6 +332,7 @@ def apply_events(
     scorer: Scorer,
     rules: Rules,
     model_version: str,
+    hook: TriggerHook | None = None,
 ) -> Effects:
     """Fold a signal's events into the state (in place) and decide actions."""
     effects = Effects()
@@ -326,7 +350,11 @@ def apply_events(
         _update_aggregates(state, entry)
         effects.accepted += 1
         if is_newest and _is_trigger(state, entry):
-            _decide(state, player_id, ev, now_ms, scorer, rules, model_version, effects)
+            if hook is None:
+                _decide(state, player_id, ev, now_ms, scorer, rules, model_version, effects)
+            else:
+                with hook(ev) as span:
+                    _decide(state, player_id, ev, now_ms, scorer, rules, model_version, effects, span)
         _evict(state)
     return effects
 
@@ -356,13 +384,14 @@ def apply(
     scorer: Scorer,
     rules: Rules,
     model_version: str,
+    hook: TriggerHook | None = None,
 ) -> Effects:
     """Dispatch one entity operation; unknown operations are reported, never raised."""
     if op == "events":
         events = payload.get("events") if isinstance(payload, Mapping) else None
         if not isinstance(events, list):
             return Effects(rejections={"malformed_signal": 1}, result={"error": "input must be {'events': [...]}"})
-        effects = apply_events(state, player_id, events, now_ms, scorer, rules, model_version)
+        effects = apply_events(state, player_id, events, now_ms, scorer, rules, model_version, hook)
         effects.result = {"accepted": effects.accepted, "duplicates": effects.duplicates}
         return effects
     if op == "erase":

@@ -102,3 +102,28 @@ def app_env(cosmos_settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
 
 
 os.environ.setdefault("TELEMETRY_HASH_PLAYER_ID", "true")
+
+
+@pytest.fixture(scope="session")
+def _tracer_provider():
+    """One SDK TracerProvider for the session (OpenTelemetry allows setting it once)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    if trace.get_tracer_provider() is not provider:
+        pytest.fail("another TracerProvider was installed before the tests' one")
+    return exporter
+
+
+@pytest.fixture
+def spans(_tracer_provider):
+    """Finished spans recorded during the test."""
+    _tracer_provider.clear()
+    yield _tracer_provider
+    _tracer_provider.clear()
