@@ -146,7 +146,7 @@ def load_state(raw: Any) -> PlayerState:
 
 
 def dump_state(state: PlayerState) -> dict[str, Any]:
-    return msgspec.to_builtins(state)  # type: ignore[no-any-return]
+    return msgspec.to_builtins(state)
 
 
 def action_id(player_id: str, trigger_event_id: str, action_type: str) -> str:

@@ -55,17 +55,109 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
   }
 }
 
-// Pipeline workbook: executions and failures per function, end-to-end duration
-// and the custom counters the app emits (events in, funnel drops, actions).
+// Pipeline workbook: one chart per OpenTelemetry instrument the app records
+// (shared/telemetry.py METRIC_NAMES; tests/iac checks the two agree), plus the
+// functions' executions and exceptions.
 var workbookContent = {
   version: 'Notebook/1.0'
   items: [
     {
       type: 1
       content: {
-        json: '## Player interventions pipeline\nIngest (Event Hubs trigger) -> Player entity -> Cosmos DB actions.'
+        json: '## Player interventions pipeline\nIngest (Event Hubs trigger) -> Player entity -> Cosmos DB actions. Follow one event: search Transactions for its trace id (the action document keeps its traceparent).'
       }
       name: 'title'
+    }
+    {
+      type: 3
+      content: {
+        version: 'KqlItem/1.0'
+        query: 'customMetrics | where name in ("pi.events.in", "pi.events.dropped", "pi.signals", "pi.entity.operations", "pi.scores", "pi.actions") | summarize value = sum(valueSum) by name, bin(timestamp, 5m) | render timechart'
+        size: 0
+        title: 'Funnel: events in, dropped, signals, entity operations, scores, actions (5 min)'
+        queryType: 0
+        resourceType: 'microsoft.insights/components'
+        visualization: 'timechart'
+      }
+      name: 'funnel'
+    }
+    {
+      type: 3
+      content: {
+        version: 'KqlItem/1.0'
+        query: 'customMetrics | where name == "pi.events.deadlettered" | extend reason = tostring(customDimensions["reason"]) | summarize value = sum(valueSum) by reason, bin(timestamp, 5m) | render timechart'
+        size: 0
+        title: 'Dead-lettered events by reason'
+        queryType: 0
+        resourceType: 'microsoft.insights/components'
+        visualization: 'timechart'
+      }
+      name: 'deadletters'
+    }
+    {
+      type: 3
+      content: {
+        version: 'KqlItem/1.0'
+        query: 'customMetrics | where name == "pi.actions" | extend type = tostring(customDimensions["type"]) | summarize value = sum(valueSum) by type, bin(timestamp, 5m) | render timechart'
+        size: 0
+        title: 'Actions by type'
+        queryType: 0
+        resourceType: 'microsoft.insights/components'
+        visualization: 'timechart'
+      }
+      name: 'actions'
+    }
+    {
+      type: 3
+      content: {
+        version: 'KqlItem/1.0'
+        query: 'customMetrics | where name == "pi.rejections" | extend rule = tostring(customDimensions["rule"]) | summarize value = sum(valueSum) by rule, bin(timestamp, 5m) | render timechart'
+        size: 0
+        title: 'Candidate actions stopped, by policy rule'
+        queryType: 0
+        resourceType: 'microsoft.insights/components'
+        visualization: 'timechart'
+      }
+      name: 'rejections'
+    }
+    {
+      type: 3
+      content: {
+        version: 'KqlItem/1.0'
+        query: 'customMetrics | where name == "pi.action.latency" | summarize mean_ms = sum(valueSum) / sum(valueCount), max_ms = max(valueMax) by bin(timestamp, 5m) | render timechart'
+        size: 0
+        title: 'Event-to-action latency (ms): mean and max'
+        queryType: 0
+        resourceType: 'microsoft.insights/components'
+        visualization: 'timechart'
+      }
+      name: 'latency'
+    }
+    {
+      type: 3
+      content: {
+        version: 'KqlItem/1.0'
+        query: 'customMetrics | where name == "pi.events.duplicate" | summarize value = sum(valueSum) by bin(timestamp, 5m) | render timechart'
+        size: 0
+        title: 'Redelivered events ignored by the entities'
+        queryType: 0
+        resourceType: 'microsoft.insights/components'
+        visualization: 'timechart'
+      }
+      name: 'redelivery'
+    }
+    {
+      type: 3
+      content: {
+        version: 'KqlItem/1.0'
+        query: 'customMetrics | where name in ("pi.outbox.size", "pi.actions.write_failures", "pi.outbox.expired") | summarize value = iff(name == "pi.outbox.size", max(valueMax), sum(valueSum)) by name, bin(timestamp, 5m) | render timechart'
+        size: 0
+        title: 'Outbox: size (max), write failures, expired actions'
+        queryType: 0
+        resourceType: 'microsoft.insights/components'
+        visualization: 'timechart'
+      }
+      name: 'outbox'
     }
     {
       type: 3
@@ -79,19 +171,6 @@ var workbookContent = {
         visualization: 'table'
       }
       name: 'executions'
-    }
-    {
-      type: 3
-      content: {
-        version: 'KqlItem/1.0'
-        query: 'customMetrics | summarize value = sum(valueSum) by name, bin(timestamp, 5m) | render timechart'
-        size: 0
-        title: 'Pipeline counters (events received, dropped, signalled, actions written, dead letters)'
-        queryType: 0
-        resourceType: 'microsoft.insights/components'
-        visualization: 'timechart'
-      }
-      name: 'counters'
     }
     {
       type: 3
