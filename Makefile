@@ -39,7 +39,7 @@ $(IAC_VENV)/.installed: requirements-iac.txt
 iac-tools: $(IAC_VENV)/.installed
 
 run: setup
-	$(BIN)/python -m scripts.demo
+	$(BIN)/python -m devhost run --players 200 --duration 4d --seed 7 --fresh
 
 test: setup iac-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -32,7 +32,8 @@ def client_binding_json(base_url: str, task_hub: str) -> str:
             "taskHubName": task_hub,
             "creationUrls": {
                 "createNewInstancePostUri": rpc + "orchestrators/{functionName}[/{instanceId}]",
-                "createAndWaitOnNewInstancePostUri": rpc + "orchestrators/{functionName}[/{instanceId}]?timeout={timeoutInSeconds}",
+                "createAndWaitOnNewInstancePostUri": rpc
+                + "orchestrators/{functionName}[/{instanceId}]?timeout={timeoutInSeconds}",
             },
             "managementUrls": {
                 "id": "INSTANCEID",
@@ -79,7 +80,7 @@ def client_transport(post: PostFn, get: GetFn | None = None) -> Iterator[None]:
     swapping them on the module (reached through sys.modules: the package
     re-exports the class under the module's name) covers all new clients.
     """
-    module = sys.modules[CLIENT_MODULE]
+    module: Any = sys.modules[CLIENT_MODULE]
     saved = module.post_async_request, module.get_async_request
     module.post_async_request = post
     if get is not None:

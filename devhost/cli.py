@@ -1,0 +1,139 @@
+"""``python -m devhost run ...``: run the real app end to end on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration(raw: str) -> float:
+    """``600``, ``600s``, ``10m``, ``12h``, ``3d`` -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", raw)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {raw!r} (examples: 600, 10m, 12h, 3d)")
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def start_time(raw: str) -> int:
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {raw!r}") from exc
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"--start needs a time zone (e.g. ...Z): {raw!r}")
+    return int(when.timestamp() * 1000)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m devhost", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run", help="run the app end to end (source -> Event Hubs stand-in -> entities -> Cosmos)"
+    )
+    run.add_argument("--source", choices=("synthetic", "jsonl", "eventhub"), default="synthetic")
+    run.add_argument("--players", type=int, default=200, help="synthetic: number of players")
+    run.add_argument(
+        "--duration",
+        type=duration,
+        default=86400.0,
+        help="synthetic: journey window (ending now), e.g. 600, 12h, 1d; eventhub: how long to consume",
+    )
+    run.add_argument("--seed", type=int, default=7, help="synthetic: seed (same seed, same events)")
+    run.add_argument(
+        "--start",
+        type=start_time,
+        default=None,
+        help="synthetic: window start (ISO 8601, e.g. 2026-01-01T00:00:00Z) instead of now - duration",
+    )
+    run.add_argument(
+        "--rate", type=float, default=0.0, help="events/s the source sends (0: as fast as taken)"
+    )
+    run.add_argument("--file", type=Path, help="jsonl: one CloudEvent per line")
+    run.add_argument(
+        "--transport",
+        choices=("inproc", "http"),
+        default="inproc",
+        help="how Durable client signals reach the entities (default in-process)",
+    )
+    run.add_argument("--partitions", type=int, default=32, help="Event Hubs partitions (synthetic, jsonl)")
+    run.add_argument("--state-dir", type=Path, default=Path(".devhost"))
+    run.add_argument("--fresh", action="store_true", help="forget the state dir's previous run")
+    run.add_argument("--report-dir", type=Path, default=Path("reports"))
+    run.add_argument("--no-report", action="store_true")
+    run.add_argument(
+        "--settings",
+        type=Path,
+        default=None,
+        help="a local.settings.json to use (default: ./local.settings.json when it exists)",
+    )
+    run.add_argument("--no-local-settings", action="store_true", help="ignore ./local.settings.json")
+    run.add_argument("--entity-workers", type=int, default=4)
+    run.add_argument(
+        "--max-lag",
+        type=int,
+        default=4096,
+        help="backpressure: events the source may run ahead of the checkpoints",
+    )
+    run.add_argument("--no-progress", action="store_true")
+    run.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep serving the HTTP functions (/api/...) after the run, until Ctrl-C",
+    )
+    run.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from devhost import report
+    from devhost.cosmos import CosmosServerError
+    from devhost.host import Host, RunConfig, RunError
+    from devhost.indexing import UnsupportedBinding
+    from devhost.settings import SettingsError
+    from devhost.sources import SourceError
+
+    cfg = RunConfig(
+        source=args.source,
+        players=args.players,
+        duration_s=args.duration,
+        seed=args.seed,
+        start_ms=args.start,
+        rate=args.rate,
+        file=args.file,
+        transport=args.transport,
+        partitions=args.partitions,
+        state_dir=args.state_dir,
+        fresh=args.fresh,
+        report_dir=None if args.no_report else args.report_dir,
+        settings_path=args.settings,
+        use_local_settings=not args.no_local_settings,
+        entity_workers=args.entity_workers,
+        max_lag=args.max_lag,
+        progress=not args.no_progress,
+        serve=args.serve,
+    )
+    try:
+        result = Host(cfg).run()
+    except (RunError, SettingsError, UnsupportedBinding, SourceError, CosmosServerError) as exc:
+        print(f"devhost: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("devhost: interrupted; run again with the same options to resume", file=sys.stderr)
+        return 130
+    print()
+    print(report.table(result.summary))
+    if result.report_json:
+        print(f"\n  report: {result.report_json}\n          {result.report_png}")
+    return 0

@@ -1,0 +1,156 @@
+"""The Durable side: per-entity FIFO queues in SQLite and a pool of entity workers.
+
+A signal is committed to its entity's queue before it is acknowledged (202).
+A worker takes up to ``maxEntityOperationBatchSize`` queued operations of one
+entity in FIFO order, runs the real entity function through the SDK's JSON
+batch protocol (in a worker thread: the entity does blocking Cosmos I/O), then
+saves the returned state and deletes the processed rows in one transaction.
+One entity is never run by two workers at once. A crash between the entity's
+Cosmos writes and that commit re-runs the batch; the entity dedupes its events
+and re-upserts the same deterministic action ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from devhost import protocol
+from devhost.db import DevDB, QueuedOp
+from devhost.eventhub import now_ms
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_ATTEMPTS = 3
+
+Handler = Callable[[str], str]
+
+
+@dataclass
+class EntityStats:
+    batches: int = 0
+    operations: int = 0
+    operation_errors: int = 0
+    poisoned: int = 0
+
+
+class EntityScheduler:
+    def __init__(
+        self,
+        db: DevDB,
+        handlers: dict[str, Handler],
+        *,
+        max_batch: int,
+        workers: int,
+    ) -> None:
+        self.db = db
+        self.handlers = {name.lower(): h for name, h in handlers.items()}
+        self.max_batch = max_batch
+        self.workers = workers
+        self.stats = EntityStats()
+        self.pending = db.queue_depth()
+        self._ready: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._scheduled: set[tuple[str, str]] = set()
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="entity")
+        for name, key in db.queued_entities():
+            self._schedule(name, key)
+        self._update_idle()
+
+    # -- the webhook's side ----------------------------------------------------------
+    def signal(self, name: str, key: str, op: str, data: str | None) -> None:
+        """Durably enqueue one operation (before the caller is told 202)."""
+        if name.lower() not in self.handlers:
+            raise KeyError(f"no entity function named {name!r}")
+        self.db.enqueue(name.lower(), key, op, data, now_ms())
+        self.pending += 1
+        self._schedule(name.lower(), key)
+        self._update_idle()
+
+    def read_state(self, name: str, key: str) -> Any:
+        """The entity's state as JSON, or None when it does not exist."""
+        raw = self.db.entity_state(name.lower(), key)
+        return None if raw is None else json.loads(raw)
+
+    # -- workers -------------------------------------------------------------------
+    def _schedule(self, name: str, key: str) -> None:
+        if (name, key) not in self._scheduled:
+            self._scheduled.add((name, key))
+            self._ready.put_nowait((name, key))
+
+    def _update_idle(self) -> None:
+        if self._busy == 0 and not self._scheduled:
+            self._idle.set()
+        else:
+            self._idle.clear()
+
+    async def drained(self) -> None:
+        """Wait until no operation is queued or running."""
+        while True:
+            await self._idle.wait()
+            if self._busy == 0 and not self._scheduled:
+                return
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            name, key = await self._ready.get()
+            self._busy += 1
+            try:
+                ops = self.db.next_ops(name, key, self.max_batch)
+                if ops:
+                    await self._run_batch(loop, name, key, ops)
+            finally:
+                self._busy -= 1
+                if self.db.has_ops(name, key):
+                    self._ready.put_nowait((name, key))  # to the back: fair between entities
+                else:
+                    self._scheduled.discard((name, key))
+                self._update_idle()
+
+    async def _run_batch(
+        self, loop: asyncio.AbstractEventLoop, name: str, key: str, ops: list[QueuedOp]
+    ) -> None:
+        state = self.db.entity_state(name, key)
+        request = protocol.entity_batch_json(name, key, state, [(o.op, o.input) for o in ops])
+        handler = self.handlers[name]
+        error = ""
+        for attempt in range(1, MAX_BATCH_ATTEMPTS + 1):
+            try:
+                raw = await loop.run_in_executor(self._executor, handler, request)
+                result = protocol.parse_entity_response(raw)
+                break
+            except Exception as exc:  # the whole batch failed (not one operation): retry, then park it
+                error = repr(exc)
+                log.warning("entity %s/%s batch failed (attempt %d): %s", name, key, attempt, exc)
+                await asyncio.sleep(0.1 * attempt)
+        else:
+            self.db.poison_ops(name, key, ops, error, now_ms())
+            self.pending -= len(ops)
+            self.stats.poisoned += len(ops)
+            return
+        self.db.finish_entity_batch(name, key, result.state, [o.id for o in ops], now_ms())
+        self.pending -= len(ops)
+        self.stats.batches += 1
+        self.stats.operations += len(ops)
+        errors = [r for r in result.results if r.get("isError")]
+        if errors:
+            self.stats.operation_errors += len(errors)
+            log.error(
+                "entity %s/%s: %d operation(s) raised: %s", name, key, len(errors), errors[0].get("result")
+            )

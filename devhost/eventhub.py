@@ -1,0 +1,234 @@
+"""An Event Hubs stand-in: a partitioned log, and one pump per partition that runs the trigger.
+
+Like the service, a partition key maps to one partition through a stable hash,
+so one player's events stay in order in one partition; each event gets the
+partition's next sequence number, an offset (bytes before it in the partition)
+and an enqueued time. Like the Functions host, each partition is read in
+batches of at most ``maxEventBatchSize`` (waiting up to ``maxWaitTime`` for
+``minEventBatchSize``), the trigger is invoked with ``list[EventHubEvent]``,
+a failed invocation is retried per the function's retry policy, and the
+partition is checkpointed only after the function has returned.
+
+When every retry fails the host moves on (it checkpoints and reads the next
+batch), and so does the devhost; it records the batch in ``failed_batches``
+and counts it in the summary, so the loss is visible, never silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import azure.functions as func
+
+from devhost.db import DevDB, LogEvent
+from devhost.indexing import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+Invoke = Callable[[list[func.EventHubEvent]], Awaitable[None]]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def partition_for(partition_key: str, partition_count: int) -> str:
+    """A stable hash of the partition key (not the service's hash, but as stable)."""
+    digest = hashlib.blake2b(partition_key.encode("utf-8"), digest_size=8).digest()
+    return str(int.from_bytes(digest, "big") % partition_count)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class EventLog:
+    """The partitioned log on top of DevDB; wakes the partition pumps on append."""
+
+    def __init__(self, db: DevDB, partition_ids: Sequence[str]) -> None:
+        self.db = db
+        self.partition_ids = list(partition_ids)
+        self.tails = {p: (0, 0) for p in self.partition_ids}
+        self.tails.update(db.log_tails())
+        self._wake = {p: asyncio.Event() for p in self.partition_ids}
+        self.closed = asyncio.Event()  # the source will append nothing more
+
+    @property
+    def total(self) -> int:
+        return sum(seq for seq, _ in self.tails.values())
+
+    def append(
+        self,
+        items: Sequence[tuple[str | None, bytes]],
+        meta: dict[str, object] | None = None,
+        at_ms: int | None = None,
+    ) -> None:
+        """Append (partition key, body) pairs; keyless events are spread by a hash of the body."""
+        stamp = now_ms() if at_ms is None else at_ms
+        batch: list[LogEvent] = []
+        tails = dict(self.tails)
+        n = len(self.partition_ids)
+        for pkey, body in items:
+            part = self.partition_ids[int(partition_for(pkey if pkey is not None else body.hex(), n))]
+            seq, offset = tails[part]
+            batch.append(LogEvent(part, seq, offset, stamp, pkey, body))
+            tails[part] = (seq + 1, offset + len(body))
+        self.db.append_events(batch, meta)
+        self.tails = tails
+        for e in batch:
+            self._wake[e.partition].set()
+
+    def append_mirrored(self, events: Sequence[LogEvent], meta: dict[str, object] | None = None) -> None:
+        """Append events that already carry their hub's partition, sequence, offset and time."""
+        self.db.append_events(events, meta)
+        for e in events:
+            self.tails[e.partition] = (e.seq + 1, e.offset + len(e.body))
+            self._wake[e.partition].set()
+
+    def close(self) -> None:
+        self.closed.set()
+        for ev in self._wake.values():
+            ev.set()
+
+    async def wait(self, partition: str, timeout: float) -> None:
+        ev = self._wake[partition]
+        try:
+            await asyncio.wait_for(ev.wait(), timeout)
+        except TimeoutError:
+            pass
+        ev.clear()
+
+
+def trigger_events(batch: Sequence[LogEvent], hub: str, consumer_group: str) -> list[func.EventHubEvent]:
+    """What the worker hands a cardinality-many trigger: one EventHubEvent per message."""
+    out = []
+    for e in batch:
+        ctx = {"ConsumerGroup": consumer_group, "EventHubName": hub, "PartitionId": e.partition}
+        out.append(
+            func.EventHubEvent(
+                body=e.body,
+                trigger_metadata={"PartitionContext": func.meta.Datum(json.dumps(ctx), "json")},
+                enqueued_time=datetime.fromtimestamp(e.enqueued_ms / 1000, tz=UTC),
+                partition_key=e.pkey,
+                sequence_number=e.seq,
+                offset=str(e.offset),
+            )
+        )
+    return out
+
+
+@dataclass
+class PumpStats:
+    batches: int = 0
+    events: int = 0
+    retries: int = 0
+    failed_batches: int = 0
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    max_batch: int
+    min_batch: int = 1
+    max_wait_s: float = 1.0
+
+
+class PartitionPump:
+    """Reads one partition after its checkpoint, invokes the trigger, checkpoints after it returns."""
+
+    def __init__(
+        self,
+        log_: EventLog,
+        partition: str,
+        invoke: Invoke,
+        options: BatchOptions,
+        *,
+        hub: str,
+        consumer_group: str,
+        retry: RetryPolicy | None,
+        stats: PumpStats,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.log = log_
+        self.partition = partition
+        self.invoke = invoke
+        self.options = options
+        self.hub, self.consumer_group = hub, consumer_group
+        self.retry = retry
+        self.stats = stats
+        self.sleep = sleep
+        self.checkpoint = log_.db.checkpoints().get(partition, -1)
+
+    def caught_up(self) -> bool:
+        return self.checkpoint + 1 >= self.log.tails[self.partition][0]
+
+    async def run(self) -> None:
+        """Until the source is closed and everything appended has been checkpointed."""
+        first_seen: float | None = None
+        while True:
+            batch = self.log.db.read_events(self.partition, self.checkpoint, self.options.max_batch)
+            if not batch:
+                if self.log.closed.is_set() and self.caught_up():
+                    return
+                first_seen = None
+                await self.log.wait(self.partition, 0.5)
+                continue
+            if len(batch) < self.options.min_batch and not self.log.closed.is_set():
+                first_seen = first_seen or time.monotonic()
+                left = self.options.max_wait_s - (time.monotonic() - first_seen)
+                if left > 0:
+                    await self.log.wait(self.partition, left)
+                    continue
+            first_seen = None
+            await self.process(batch)
+
+    async def process(self, batch: Sequence[LogEvent]) -> None:
+        error, attempts = await invoke_with_retry(
+            self.invoke,
+            trigger_events(batch, self.hub, self.consumer_group),
+            self.retry,
+            self.stats,
+            self.sleep,
+        )
+        if error is not None:
+            log.error(
+                "batch failed after retries; moving on like the host (partition %s, seq %d-%d): %s",
+                self.partition,
+                batch[0].seq,
+                batch[-1].seq,
+                error,
+            )
+            self.log.db.record_failed_batch(
+                self.partition, batch[0].seq, batch[-1].seq, attempts, error, now_ms()
+            )
+        last = batch[-1]
+        self.log.db.checkpoint(self.partition, last.seq, last.offset, now_ms())
+        self.checkpoint = last.seq
+        self.stats.batches += 1
+        self.stats.events += len(batch)
+
+
+async def invoke_with_retry(
+    invoke: Invoke,
+    events: list[func.EventHubEvent],
+    retry: RetryPolicy | None,
+    stats: PumpStats,
+    sleep: Sleep = asyncio.sleep,
+) -> tuple[str | None, int]:
+    """Run the trigger, retrying per policy: (the error when every attempt failed, else None; attempts)."""
+    delays = list(retry.delays()) if retry else []
+    for attempt in range(len(delays) + 1):
+        try:
+            await invoke(events)
+            return None, attempt + 1
+        except Exception as exc:  # the host retries any failure of the function
+            if attempt == len(delays):
+                stats.failed_batches += 1
+                return repr(exc), attempt + 1
+            stats.retries += 1
+            log.warning("invocation failed (attempt %d), retrying: %s", attempt + 1, exc)
+            await sleep(delays[attempt])
+    raise AssertionError("unreachable")

@@ -1,0 +1,460 @@
+"""One devhost run: settings, Cosmos, the indexed app, the log, pumps, entity workers, report.
+
+Everything runs on one asyncio loop (partition pumps, the webhook server, the
+entity scheduler); entity batches run on a small thread pool because the entity
+does blocking Cosmos I/O. Only the loop thread touches SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devhost import metrics, protocol
+from devhost.cosmos import CosmosServer
+from devhost.db import DB_FILE, DevDB
+from devhost.entities import EntityScheduler
+from devhost.eventhub import BatchOptions, EventLog, PartitionPump, PumpStats, invoke_with_retry, now_ms
+from devhost.indexing import AppIndex, FunctionSpec, UnsupportedBinding, index_app
+from devhost.settings import (
+    HOST_JSON,
+    LOCAL_SETTINGS,
+    HostOptions,
+    SettingsError,
+    applied,
+    default_settings,
+    emulator_key,
+    load_host_options,
+    load_local_settings,
+)
+from devhost.sources import JsonlSource, Source, SourceError, SyntheticConfig, SyntheticSource
+from devhost.transport import INPROC_BASE_URL, InProcTransport, WebhookServer
+
+log = logging.getLogger(__name__)
+
+SAMPLE_SECONDS = 1.0
+
+
+class RunError(RuntimeError):
+    """The run cannot start; the message says why and what to do."""
+
+
+@dataclass
+class RunConfig:
+    source: str = "synthetic"
+    players: int = 200
+    duration_s: float = 86_400.0
+    seed: int = 7
+    start_ms: int | None = None
+    rate: float = 0.0
+    file: Path | None = None
+    transport: str = "inproc"
+    partitions: int = 32
+    state_dir: Path = Path(".devhost")
+    fresh: bool = False
+    report_dir: Path | None = Path("reports")
+    settings_path: Path | None = None  # None: ./local.settings.json when it exists
+    use_local_settings: bool = True
+    entity_workers: int = 4
+    max_lag: int = 4096
+    progress: bool = True
+    serve: bool = False
+    host_json: Path = HOST_JSON
+
+
+@dataclass
+class RunResult:
+    summary: dict[str, Any]
+    report_json: Path | None = None
+    report_png: Path | None = None
+    samples: list[tuple[float, metrics.Snapshot]] = field(default_factory=list)
+
+
+def _run_identity(cfg: RunConfig) -> dict[str, Any]:
+    """What must not change between a run and its resumption."""
+    ident: dict[str, Any] = {"source": cfg.source, "partitions": cfg.partitions}
+    if cfg.source == "synthetic":
+        ident.update(players=cfg.players, duration_s=cfg.duration_s, seed=cfg.seed)
+    elif cfg.source == "jsonl":
+        ident.update(file=str(cfg.file.resolve()) if cfg.file else None)
+    return ident
+
+
+def _open_state(cfg: RunConfig) -> tuple[DevDB, int]:
+    """Open (or reset) the state dir; returns the DB and the journey window start."""
+    if cfg.fresh:
+        for suffix in ("", "-wal", "-shm"):
+            (cfg.state_dir / (DB_FILE + suffix)).unlink(missing_ok=True)
+    db = DevDB(cfg.state_dir)
+    ident = _run_identity(cfg)
+    stored = db.get_meta("run")
+    if stored is None:
+        start = cfg.start_ms
+        if start is None:  # the window ends now: every event time is in the past
+            start = now_ms() - int(cfg.duration_s * 1000) - 1000
+        db.set_meta("run", {**ident, "start_ms": start})
+        return db, start
+    if {k: stored.get(k) for k in ident} != ident:
+        db.close()
+        raise RunError(
+            f"{cfg.state_dir} holds a different run ({ {k: stored.get(k) for k in ident} }); "
+            "resume it with the same options, or start over with --fresh"
+        )
+    if cfg.start_ms is not None and cfg.start_ms != stored["start_ms"]:
+        db.close()
+        raise RunError(
+            f"{cfg.state_dir} was started with --start-ms {stored['start_ms']}; use --fresh to change it"
+        )
+    return db, int(stored["start_ms"])
+
+
+def _settings(cfg: RunConfig, cosmos: CosmosServer) -> tuple[dict[str, str], bool]:
+    """local.settings.json Values over devhost defaults; start cosmosdb-server unless an endpoint is set."""
+    path = cfg.settings_path or (
+        LOCAL_SETTINGS if cfg.use_local_settings and LOCAL_SETTINGS.exists() else None
+    )
+    values = load_local_settings(path) if path else {}
+    started = False
+    if values.get("COSMOS_ENDPOINT"):
+        endpoint, key = values["COSMOS_ENDPOINT"], values.get("COSMOS_KEY", "")
+    else:
+        endpoint, key = cosmos.start(), emulator_key()
+        started = True
+        values = {k: v for k, v in values.items() if k not in ("COSMOS_ENDPOINT", "COSMOS_KEY")}
+    settings = default_settings(endpoint, key)
+    settings.update(values)
+    if started:
+        settings["COSMOS_ENDPOINT"], settings["COSMOS_KEY"] = endpoint, key
+    return settings, started
+
+
+def _load_app(settings: dict[str, str]) -> AppIndex:
+    from shared import runtime
+
+    runtime.reset()
+    module = importlib.import_module("function_app")
+    return index_app(module.app, settings)
+
+
+def _ensure_cosmos() -> None:
+    from shared import runtime
+    from shared.config import is_local_endpoint
+    from shared.store import ensure_containers, make_client
+
+    cs = runtime.settings().cosmos
+    if is_local_endpoint(cs.endpoint):
+        ensure_containers(make_client(cs), cs)
+
+
+def _only(index: AppIndex, trigger: str) -> FunctionSpec:
+    specs = index.by_trigger(trigger)
+    if len(specs) != 1:
+        raise UnsupportedBinding(f"the devhost runs exactly one {trigger} function; the app has {len(specs)}")
+    return specs[0]
+
+
+async def _call(spec: FunctionSpec, kwargs: dict[str, Any]) -> Any:
+    if inspect.iscoroutinefunction(spec.handler):
+        return await spec.handler(**kwargs)
+    out = await asyncio.to_thread(spec.handler, **kwargs)
+    return await out if inspect.isawaitable(out) else out
+
+
+async def _reset_sdk_session() -> None:
+    """The Durable SDK keeps one aiohttp session per process, bound to the loop that made it."""
+    mod: Any = sys.modules.get("azure.durable_functions.models.utils.http_utils")
+    if mod is not None:
+        await mod._close_session()
+        mod._session_lock = asyncio.Lock()
+
+
+@contextlib.contextmanager
+def _transport(kind: str, scheduler: EntityScheduler) -> Iterator[None]:
+    if kind == "inproc":
+        t = InProcTransport(scheduler)
+        with protocol.client_transport(t.post, t.get):
+            yield
+    else:
+        yield
+
+
+class Host:
+    def __init__(self, cfg: RunConfig) -> None:
+        if cfg.transport not in ("inproc", "http"):
+            raise RunError(f"--transport must be inproc or http, not {cfg.transport!r}")
+        if cfg.source not in ("synthetic", "jsonl", "eventhub"):
+            raise RunError(f"--source must be synthetic, jsonl or eventhub, not {cfg.source!r}")
+        if cfg.source == "jsonl" and cfg.file is None:
+            raise RunError("--source jsonl needs --file")
+        self.cfg = cfg
+
+    def run(self) -> RunResult:
+        cosmos = CosmosServer()
+        db, start_ms = _open_state(self.cfg)
+        try:
+            settings, started = _settings(self.cfg, cosmos)
+            if started and db.get_meta("source_position"):
+                log.warning(
+                    "resuming %s with a new in-memory cosmosdb-server: actions written before the restart "
+                    "are not in it (configure COSMOS_ENDPOINT in local.settings.json to keep them)",
+                    self.cfg.state_dir,
+                )
+            with applied(settings):
+                meter = metrics.install()  # before the app records anything
+                index = _load_app(settings)
+                options = load_host_options(self.cfg.host_json, settings)
+                _ensure_cosmos()
+                return asyncio.run(self._run(db, index, options, settings, start_ms, meter))
+        finally:
+            from shared import runtime
+
+            runtime.reset()  # the cached settings/store point at this run's Cosmos
+            db.close()
+            cosmos.stop()
+
+    def _source(self, start_ms: int) -> Source:
+        cfg = self.cfg
+        if cfg.source == "synthetic":
+            return SyntheticSource(SyntheticConfig(cfg.players, cfg.duration_s, cfg.seed, start_ms), cfg.rate)
+        assert cfg.file is not None
+        return JsonlSource(cfg.file, cfg.rate)
+
+    async def _run(
+        self,
+        db: DevDB,
+        index: AppIndex,
+        options: HostOptions,
+        settings: dict[str, str],
+        start_ms: int,
+        meter: metrics.Metrics,
+    ) -> RunResult:
+        cfg = self.cfg
+        ingest = _only(index, "eventHubTrigger")
+        hub = str(ingest.trigger.get("eventHubName", ""))
+        group = str(ingest.trigger.get("consumerGroup") or "$Default")
+        entity = _only(index, "entityTrigger")
+        scheduler = EntityScheduler(
+            db,
+            {str(entity.trigger.get("entityName", entity.name)): entity.handler},
+            max_batch=options.max_entity_batch,
+            workers=cfg.entity_workers,
+        )
+        hub_source = hub_source_from_settings(settings, hub, group) if cfg.source == "eventhub" else None
+        source = self._source(start_ms) if hub_source is None else Source()
+        await source.prepare()
+        partition_ids = [str(p) for p in range(cfg.partitions)] if hub_source is None else []
+        if source.total is not None:
+            db.set_meta("source_total", source.total)
+        event_log = EventLog(db, partition_ids)
+
+        server: WebhookServer | None = None
+        base_url = INPROC_BASE_URL
+        if cfg.transport == "http" or cfg.serve:
+            server = WebhookServer(scheduler, index.by_trigger("httpTrigger"), options.hub_name)
+            url = await server.start()
+            if cfg.transport == "http":
+                base_url = url
+            log.info("webhooks and HTTP functions on %s", url)
+        binding = protocol.client_binding_json(base_url, options.hub_name)
+        trigger_arg = str(ingest.trigger["name"])
+
+        async def invoke(events: list[Any]) -> None:
+            kwargs: dict[str, Any] = {trigger_arg: events}
+            kwargs.update({arg: binding for arg in ingest.client_args})
+            await _call(ingest, kwargs)
+
+        stats = PumpStats()
+        batch_opts = BatchOptions(
+            options.max_event_batch_size, options.min_event_batch_size, options.max_wait_seconds
+        )
+        pumps = [
+            PartitionPump(
+                event_log,
+                p,
+                invoke,
+                batch_opts,
+                hub=hub,
+                consumer_group=group,
+                retry=ingest.retry,
+                stats=stats,
+            )
+            for p in partition_ids
+        ]
+
+        hub_events = 0
+
+        def checkpointed() -> int:
+            return sum(p.checkpoint + 1 for p in pumps) + hub_events
+
+        async def consume_hub() -> None:
+            """A real Event Hub: blob checkpoints, each taken after the function returned."""
+            nonlocal hub_events
+            assert hub_source is not None
+            async with hub_source:
+                try:
+                    async with asyncio.timeout(cfg.duration_s):
+                        async for pid, received, commit in hub_source.batches(options.max_event_batch_size):
+                            events = [_hub_event(e, hub, group) for e in received]
+                            error, attempts = await invoke_with_retry(invoke, events, ingest.retry, stats)
+                            if error is not None:
+                                db.record_failed_batch(
+                                    pid,
+                                    received[0].sequence_number,
+                                    received[-1].sequence_number,
+                                    attempts,
+                                    error,
+                                    now_ms(),
+                                )
+                            await commit()
+                            stats.batches += 1
+                            hub_events += len(received)
+                except TimeoutError:
+                    pass
+
+        async def gate() -> None:
+            """Backpressure: a producer never runs more than max_lag events ahead of the checkpoints."""
+            while event_log.total - checkpointed() > cfg.max_lag or scheduler.pending > cfg.max_lag:
+                await asyncio.sleep(0.02)
+
+        baseline = meter.snapshot()
+        samples: list[tuple[float, metrics.Snapshot]] = [(0.0, metrics.Snapshot())]
+        already = checkpointed()
+        started = time.monotonic()
+        bar = _progress(cfg.progress, source.total, already)
+
+        async def sample() -> None:
+            ticks = 0
+            while True:
+                await asyncio.sleep(SAMPLE_SECONDS / 4)
+                ticks += 1
+                if bar is not None:
+                    bar.n = checkpointed()
+                    bar.set_postfix(queued=scheduler.pending, ops=scheduler.stats.operations, refresh=False)
+                    bar.refresh()
+                if ticks % 4 == 0:
+                    samples.append((time.monotonic() - started, meter.snapshot().minus(baseline)))
+
+        with _transport(cfg.transport, scheduler):
+            entity_task = asyncio.create_task(scheduler.run())
+            sampler = asyncio.create_task(sample())
+            try:
+                if hub_source is not None:
+                    await consume_hub()
+                else:
+                    await asyncio.gather(source.run(event_log, gate), *(p.run() for p in pumps))
+                await scheduler.drained()
+                if cfg.serve and server is not None:
+                    print(f"serving {server.base_url}/api/ (Ctrl-C to stop)", flush=True)
+                    await asyncio.Event().wait()
+            finally:
+                elapsed = time.monotonic() - started
+                for t in (sampler, entity_task):
+                    t.cancel()
+                await asyncio.gather(sampler, entity_task, return_exceptions=True)
+                if server is not None:
+                    await server.stop()
+                await _reset_sdk_session()
+                if bar is not None:
+                    bar.n = checkpointed()
+                    bar.close()
+        final = meter.snapshot().minus(baseline)
+        samples.append((elapsed, final))
+        summary = {
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+            "window_start_ms": start_ms,
+            "wall_seconds": round(elapsed, 3),
+            "events_processed": checkpointed() - already,
+            "events_per_second": round((checkpointed() - already) / elapsed, 1) if elapsed > 0 else 0.0,
+            "pipeline": dict(metrics.counts_table(final)),
+            "host": {
+                "partitions": len(partition_ids),
+                "batches": stats.batches,
+                "retries": stats.retries,
+                "failed_batches": stats.failed_batches,
+                "entity_batches": scheduler.stats.batches,
+                "entity_operation_errors": scheduler.stats.operation_errors,
+                "poisoned_operations": scheduler.stats.poisoned,
+                "queued_operations_left": scheduler.pending,
+                "max_event_batch_size": options.max_event_batch_size,
+                "max_entity_batch": options.max_entity_batch,
+            },
+        }
+        result = RunResult(summary=summary, samples=samples)
+        if cfg.report_dir is not None:
+            from devhost import report
+
+            result.report_json, result.report_png = report.write(cfg.report_dir, summary, samples)
+        return result
+
+
+def hub_source_from_settings(settings: dict[str, str], hub: str, group: str) -> Any:
+    """The real-hub source, configured from the same settings ``func start`` reads."""
+    from devhost.eventhub_source import EventHubSource
+
+    conn = settings.get("EventHubConnection", "")
+    namespace = settings.get("EventHubConnection__fullyQualifiedNamespace", "")
+    storage = settings.get("AzureWebJobsStorage", "") or settings.get(
+        "AzureWebJobsStorage__blobServiceUri", ""
+    )
+    account = settings.get("AzureWebJobsStorage__accountName", "")
+    if not storage and account:
+        storage = f"https://{account}.blob.core.windows.net"
+    if not (conn or namespace):
+        raise SourceError(
+            "--source eventhub needs EventHubConnection (a connection string: the emulator) or "
+            "EventHubConnection__fullyQualifiedNamespace (identity) in local.settings.json"
+        )
+    if not storage:
+        raise SourceError(
+            "--source eventhub keeps its checkpoints in blob storage: set AzureWebJobsStorage "
+            "(UseDevelopmentStorage=true for Azurite) or AzureWebJobsStorage__blobServiceUri"
+        )
+    return EventHubSource(
+        connection=conn or None,
+        namespace=None if conn else namespace,
+        eventhub=hub,
+        consumer_group=group,
+        checkpoint_conn=storage,
+    )
+
+
+def _hub_event(e: Any, hub: str, group: str) -> Any:
+    """A received event as the trigger gets it (same metadata as the local log's events)."""
+    import json
+
+    import azure.functions as func
+
+    ctx = {"ConsumerGroup": group, "EventHubName": hub, "PartitionId": e.partition_id}
+    return func.EventHubEvent(
+        body=e.body,
+        trigger_metadata={"PartitionContext": func.meta.Datum(json.dumps(ctx), "json")},
+        enqueued_time=e.enqueued_time,
+        partition_key=e.partition_key,
+        sequence_number=e.sequence_number,
+        offset=e.offset,
+    )
+
+
+def _progress(enabled: bool, total: int | None, initial: int) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="ev", desc="events", dynamic_ncols=True, mininterval=0.25)
+
+
+def remove_state(state_dir: Path) -> None:
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+__all__ = ["Host", "RunConfig", "RunError", "RunResult", "SettingsError", "remove_state"]

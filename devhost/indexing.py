@@ -1,0 +1,147 @@
+"""Index a FunctionApp the way the Python worker does: functions, binding metadata, settings.
+
+The worker walks ``app.get_functions()``, reads each function's
+``get_function_json()`` and its settings (``get_settings_dict("retry_policy")``)
+and invokes ``get_user_function()``. The devhost does the same and refuses,
+with a message naming the function, any binding it cannot emulate.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from devhost.settings import _timespan_seconds, resolve
+
+TRIGGERS = frozenset({"eventHubTrigger", "entityTrigger", "httpTrigger"})
+SUPPORTED = TRIGGERS | {"durableClient", "http"}
+
+
+class UnsupportedBinding(RuntimeError):
+    """The app uses a binding the devhost cannot run."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """A function-level retry policy (``@app.retry``), as the host applies it to triggers."""
+
+    strategy: str
+    max_retry_count: int
+    delay_s: float = 0.0
+    minimum_s: float = 0.0
+    maximum_s: float = 0.0
+
+    @classmethod
+    def from_settings(cls, raw: Mapping[str, Any] | None) -> RetryPolicy | None:
+        if not raw:
+            return None
+        strategy = str(raw.get("strategy", ""))
+        count = int(raw.get("max_retry_count", 0))
+        if count < -1:
+            raise UnsupportedBinding(f"retry policy max_retry_count must be >= -1, got {count}")
+        if strategy == "fixed_delay":
+            return cls(strategy, count, delay_s=_timespan_seconds(str(raw["delay_interval"])))
+        if strategy == "exponential_backoff":
+            return cls(
+                strategy,
+                count,
+                minimum_s=_timespan_seconds(str(raw["minimum_interval"])),
+                maximum_s=_timespan_seconds(str(raw["maximum_interval"])),
+            )
+        raise UnsupportedBinding(f"unknown retry strategy {strategy!r}")
+
+    def delays(self, bound: int = 10) -> Iterator[float]:
+        """Seconds to wait before each retry; an unlimited count (-1) is bounded by ``bound``."""
+        count = bound if self.max_retry_count < 0 else min(self.max_retry_count, bound)
+        for attempt in range(count):
+            if self.strategy == "fixed_delay":
+                yield self.delay_s
+            else:
+                base = min(self.maximum_s, self.minimum_s * 2**attempt)
+                yield min(self.maximum_s, base * random.uniform(0.8, 1.2))
+
+
+@dataclass
+class FunctionSpec:
+    name: str
+    trigger: dict[str, Any]
+    bindings: list[dict[str, Any]]
+    handler: Any
+    retry: RetryPolicy | None = None
+    client_args: list[str] = field(default_factory=list)
+
+    @property
+    def trigger_type(self) -> str:
+        return str(self.trigger["type"])
+
+
+@dataclass
+class AppIndex:
+    functions: dict[str, FunctionSpec]
+
+    def by_trigger(self, trigger_type: str) -> list[FunctionSpec]:
+        return [f for f in self.functions.values() if f.trigger_type == trigger_type]
+
+    def entity(self, name: str) -> FunctionSpec:
+        for f in self.by_trigger("entityTrigger"):
+            if str(f.trigger.get("entityName", f.name)).lower() == name.lower():
+                return f
+        raise KeyError(f"no entity function named {name!r}")
+
+
+def _get_functions(app: Any) -> list[Any]:
+    """``app.get_functions()``, callable more than once per process.
+
+    The worker calls it once; a second call re-validates the names against the
+    names the first call recorded (``functions_bindings``) and fails. The
+    devhost (and a test session) may index the same app several times, so the
+    call gets a clean slate and the app's record is put back afterwards.
+    """
+    saved = getattr(app, "functions_bindings", None)
+    app.functions_bindings = None
+    try:
+        return list(app.get_functions())
+    finally:
+        app.functions_bindings = saved
+
+
+def index_app(app: Any, settings: Mapping[str, str]) -> AppIndex:
+    """Index ``app`` (an ``azure.functions.FunctionApp``), resolving ``%Setting%`` expressions."""
+    functions: dict[str, FunctionSpec] = {}
+    for fn in _get_functions(app):
+        name = fn.get_function_name()
+        raw_bindings = json.loads(fn.get_function_json())["bindings"]
+        bindings = []
+        for b in raw_bindings:
+            btype = b.get("type")
+            if btype not in SUPPORTED:
+                raise UnsupportedBinding(
+                    f"function {name!r}: binding type {btype!r} is not supported by the devhost "
+                    f"(supported: {', '.join(sorted(SUPPORTED))}); run it with `func start` instead"
+                )
+            bindings.append(
+                {
+                    k: resolve(v, settings, f"function {name!r} binding {b.get('name')!r}")
+                    for k, v in b.items()
+                }
+            )
+        triggers = [b for b in bindings if b["type"] in TRIGGERS]
+        if len(triggers) != 1:
+            raise UnsupportedBinding(f"function {name!r} must have exactly one trigger, has {len(triggers)}")
+        trigger = triggers[0]
+        if trigger["type"] == "eventHubTrigger" and str(trigger.get("cardinality", "ONE")).upper() != "MANY":
+            raise UnsupportedBinding(
+                f"function {name!r}: the devhost runs Event Hubs triggers with cardinality MANY only"
+            )
+        functions[name] = FunctionSpec(
+            name=name,
+            trigger=trigger,
+            bindings=bindings,
+            handler=fn.get_user_function(),
+            retry=RetryPolicy.from_settings(fn.get_settings_dict("retry_policy")),
+            client_args=[b["name"] for b in bindings if b["type"] == "durableClient"],
+        )
+    return AppIndex(functions)

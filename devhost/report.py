@@ -1,0 +1,117 @@
+"""The run's summary table (stdout), and its report: JSON + a PNG of actions/s and latency over time."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from devhost.metrics import Snapshot
+from shared import telemetry
+
+
+def timeseries(samples: Sequence[tuple[float, Snapshot]]) -> list[dict[str, Any]]:
+    """Per sampling interval: actions/s by type, events/s, latency p50/p99 of the actions written in it."""
+    rows = []
+    for (t0, a), (t1, b) in zip(samples, samples[1:], strict=False):
+        dt = t1 - t0
+        if dt <= 0:
+            continue
+        d = b.minus(a)
+        lat = d.histogram(telemetry.ACTION_LATENCY)
+        rows.append(
+            {
+                "t": round(t1, 3),
+                "events_per_s": round(d.total(telemetry.EVENTS_IN) / dt, 2),
+                "actions_per_s": {k: round(v / dt, 3) for k, v in d.by(telemetry.ACTIONS, "type").items()},
+                "latency_p50_ms": lat.quantile(0.5) if lat and lat.count else None,
+                "latency_p99_ms": lat.quantile(0.99) if lat and lat.count else None,
+            }
+        )
+    return rows
+
+
+def _fmt_ms(v: Any) -> str:
+    return "-" if v is None else f"{v:,.0f} ms"
+
+
+def table(summary: dict[str, Any]) -> str:
+    p = summary["pipeline"]
+    h = summary["host"]
+    lines = [("events in", f"{p['events_in']:,}")]
+    lines.append(("dropped by the funnel", f"{sum(p['dropped'].values()):,}  {_kv(p['dropped'])}"))
+    lines.append(("dead-lettered", f"{sum(p['dead_lettered'].values()):,}  {_kv(p['dead_lettered'])}"))
+    lines.append(("signals", f"{p['signals']:,}"))
+    lines.append(("entity operations", f"{p['entity_operations']:,}  (in {h['entity_batches']:,} batches)"))
+    lines.append(("duplicate events", f"{p['duplicates']:,}"))
+    lines.append(("scored", f"{p['scored']:,}"))
+    lines.append(("actions", f"{sum(p['actions'].values()):,}  {_kv(p['actions'])}"))
+    lines.append(("rejections by rule", _kv(p["rejections"]) or "-"))
+    lat = p["latency_ms"]
+    lines.append(
+        (
+            "event-to-action latency",
+            f"p50 {_fmt_ms(lat['p50'])}, p99 {_fmt_ms(lat['p99'])} ({lat['count']:,} actions written)",
+        )
+    )
+    lines.append(("action write failures", f"{p['write_failures']:,}"))
+    lines.append(
+        ("trigger batches", f"{h['batches']:,} ({h['retries']} retries, {h['failed_batches']} failed)")
+    )
+    lines.append(
+        (
+            "events/s achieved",
+            f"{summary['events_per_second']:,.0f} "
+            f"({summary['events_processed']:,} events in {summary['wall_seconds']:.1f} s)",
+        )
+    )
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in lines)
+
+
+def _kv(d: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v:,}" for k, v in d.items())
+
+
+def write(
+    report_dir: Path, summary: dict[str, Any], samples: Sequence[tuple[float, Snapshot]]
+) -> tuple[Path, Path]:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    series = timeseries(samples)
+    json_path = report_dir / f"devhost-{stamp}.json"
+    json_path.write_text(json.dumps({**summary, "timeseries": series}, indent=2), encoding="utf-8")
+    png_path = report_dir / f"devhost-{stamp}.png"
+    _plot(series, png_path, summary)
+    return json_path, png_path
+
+
+def _plot(series: list[dict[str, Any]], path: Path, summary: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    t = [r["t"] for r in series]
+    types = sorted({k for r in series for k in r["actions_per_s"]})
+    for atype in types:
+        ax1.plot(t, [r["actions_per_s"].get(atype, 0.0) for r in series], label=atype)
+    ax1.set_ylabel("actions / s")
+    ax1.set_title(
+        f"devhost run: {summary['events_processed']:,} events, {summary['events_per_second']:,.0f} events/s"
+    )
+    if types:
+        ax1.legend(loc="upper right")
+    for key, label in (("latency_p50_ms", "p50"), ("latency_p99_ms", "p99")):
+        pts = [(r["t"], r[key]) for r in series if r[key] is not None]
+        if pts:
+            ax2.plot([x for x, _ in pts], [y for _, y in pts], marker=".", label=label)
+    ax2.set_ylabel("enqueued-to-action latency (ms)")
+    ax2.set_xlabel("seconds since start")
+    ax2.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,127 @@
+"""Event sources that fill the partition log: synthetic journeys and a JSONL file.
+
+(A real Event Hub is read by ``devhost.eventhub_source`` with blob checkpoints
+instead: it has its own partitions, sequence numbers and checkpoint store.)
+
+Each source appends its events together with its own position in the same
+transaction, so a restarted devhost continues where the killed one stopped and
+never appends an event twice. The synthetic source regenerates the same
+journeys from the stored (seed, players, window) and skips what it already
+appended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from devhost.eventhub import EventLog
+
+log = logging.getLogger(__name__)
+
+POSITION = "source_position"
+CHUNK = 128
+
+Gate = Callable[[], Awaitable[None]]
+
+
+class SourceError(RuntimeError):
+    """A source that cannot run here; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    players: int
+    duration_s: float
+    seed: int
+    start_ms: int  # the journey window is [start, start + duration], laid in the past
+
+    def events(self) -> list[dict[str, Any]]:
+        from shared import journeys
+
+        start = datetime.fromtimestamp(self.start_ms / 1000, tz=UTC)
+        js = journeys.generate(self.players, self.seed, start, timedelta(seconds=self.duration_s))
+        return list(journeys.interleave(js))
+
+
+class Source:
+    total: int | None = None
+
+    async def prepare(self) -> None:
+        """Load or generate (may be slow: runs off the event loop)."""
+
+    async def run(self, log_: EventLog, gate: Gate) -> None:
+        raise NotImplementedError
+
+
+async def _pace(started: float, sent: int, rate: float) -> None:
+    if rate > 0:
+        ahead = sent / rate - (time.monotonic() - started)
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+
+
+class ListSource(Source):
+    """Append (partition key, body) items in order, from a stored position, optionally paced."""
+
+    def __init__(self, rate: float = 0.0) -> None:
+        self.rate = rate
+        self.items: list[tuple[str | None, bytes]] = []
+
+    async def run(self, log_: EventLog, gate: Gate) -> None:
+        pos = int(log_.db.get_meta(POSITION) or 0)
+        started, sent = time.monotonic(), 0
+        it: Iterator[tuple[str | None, bytes]] = islice(iter(self.items), pos, None)
+        while True:
+            chunk = list(islice(it, CHUNK))
+            if not chunk:
+                break
+            await gate()
+            pos += len(chunk)
+            log_.append(chunk, {POSITION: pos})
+            sent += len(chunk)
+            await _pace(started, sent, self.rate)
+            await asyncio.sleep(0)
+        log_.close()
+
+
+class SyntheticSource(ListSource):
+    def __init__(self, config: SyntheticConfig, rate: float = 0.0) -> None:
+        super().__init__(rate)
+        self.config = config
+
+    async def prepare(self) -> None:
+        events = await asyncio.to_thread(self.config.events)
+        self.items = [(ev["subject"], json.dumps(ev, separators=(",", ":")).encode()) for ev in events]
+        self.total = len(self.items)
+
+
+class JsonlSource(ListSource):
+    """One CloudEvent per line; lines that are not valid JSON go through as-is (to be dead-lettered)."""
+
+    def __init__(self, path: Path, rate: float = 0.0) -> None:
+        super().__init__(rate)
+        self.path = path
+
+    async def prepare(self) -> None:
+        if not self.path.is_file():
+            raise SourceError(f"--file {self.path}: no such file")
+        items: list[tuple[str | None, bytes]] = []
+        for line in self.path.read_bytes().splitlines():
+            if not line.strip():
+                continue
+            try:
+                subject = json.loads(line).get("subject")
+            except (ValueError, AttributeError):
+                subject = None
+            items.append((subject if isinstance(subject, str) else None, line))
+        self.items = items
+        self.total = len(items)
