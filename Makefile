@@ -8,13 +8,14 @@ PYTEST_ARGS ?=
 
 IAC_VENV := .venv-iac
 
-.PHONY: help setup iac-tools run test lint train bench clean
+.PHONY: help setup iac-tools run test lint lint-only train bench clean
 
 help:
 	@echo "make run    - set up and run the demo on the embedded default"
-	@echo "make test   - set up and run every test (unit, functions, Cosmos, IaC)"
+	@echo "make test   - set up, lint (ruff, mypy) and run every test (unit, functions, Cosmos, devhost e2e, IaC)"
 	@echo "make lint   - ruff + mypy"
 	@echo "make train  - retrain the ONNX model and rewrite its model card"
+	@echo "make bench  - benchmark the hot paths; writes reports/bench.json"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH"; exit 1; }
@@ -39,18 +40,23 @@ $(IAC_VENV)/.installed: requirements-iac.txt
 iac-tools: $(IAC_VENV)/.installed
 
 run: setup
-	$(BIN)/python -m devhost run --players 200 --duration 4d --seed 7 --fresh
+	$(BIN)/python -m devhost run --players 200 --duration 4d --seed 7 --bad-share 0.001 --fresh
 
-test: setup iac-tools
+test: setup iac-tools lint-only
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: setup
+lint: setup lint-only
+
+lint-only:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 train: setup
 	$(BIN)/python -m scripts.train_model
+
+bench: setup
+	$(BIN)/python -m scripts.bench
 
 clean:
 	rm -rf $(VENV) $(IAC_VENV) node_modules reports .pytest_cache .mypy_cache .ruff_cache

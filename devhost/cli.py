@@ -47,6 +47,12 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--seed", type=int, default=7, help="synthetic: seed (same seed, same events)")
     run.add_argument(
+        "--bad-share",
+        type=float,
+        default=0.0,
+        help="synthetic: share of extra, deliberately malformed messages (shows dead-lettering)",
+    )
+    run.add_argument(
         "--start",
         type=start_time,
         default=None,
@@ -87,6 +93,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep serving the HTTP functions (/api/...) after the run, until Ctrl-C",
     )
+    run.add_argument(
+        "--show-trace",
+        action="store_true",
+        help="record spans in memory and print one event's trace, ingest to Cosmos write",
+    )
     run.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -109,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         players=args.players,
         duration_s=args.duration,
         seed=args.seed,
+        bad_share=args.bad_share,
         start_ms=args.start,
         rate=args.rate,
         file=args.file,
@@ -124,6 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=not args.no_progress,
         serve=args.serve,
     )
+    exporter = None
+    if args.show_trace:
+        from devhost import traces
+
+        exporter = traces.install()
     try:
         result = Host(cfg).run()
     except (RunError, SettingsError, UnsupportedBinding, SourceError, CosmosServerError) as exc:
@@ -134,6 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     print()
     print(report.table(result.summary))
+    if exporter is not None:
+        from devhost import traces
+
+        print("\n  one event's trace (span, duration, attributes):")
+        print(traces.render(traces.action_trace(exporter.get_finished_spans())))
     if result.report_json:
         print(f"\n  report: {result.report_json}\n          {result.report_png}")
     return 0

@@ -55,6 +55,7 @@ class RunConfig:
     players: int = 200
     duration_s: float = 86_400.0
     seed: int = 7
+    bad_share: float = 0.0
     start_ms: int | None = None
     rate: float = 0.0
     file: Path | None = None
@@ -84,7 +85,7 @@ def _run_identity(cfg: RunConfig) -> dict[str, Any]:
     """What must not change between a run and its resumption."""
     ident: dict[str, Any] = {"source": cfg.source, "partitions": cfg.partitions}
     if cfg.source == "synthetic":
-        ident.update(players=cfg.players, duration_s=cfg.duration_s, seed=cfg.seed)
+        ident.update(players=cfg.players, duration_s=cfg.duration_s, seed=cfg.seed, bad_share=cfg.bad_share)
     elif cfg.source == "jsonl":
         ident.update(file=str(cfg.file.resolve()) if cfg.file else None)
     return ident
@@ -225,7 +226,9 @@ class Host:
     def _source(self, start_ms: int) -> Source:
         cfg = self.cfg
         if cfg.source == "synthetic":
-            return SyntheticSource(SyntheticConfig(cfg.players, cfg.duration_s, cfg.seed, start_ms), cfg.rate)
+            return SyntheticSource(
+                SyntheticConfig(cfg.players, cfg.duration_s, cfg.seed, start_ms, cfg.bad_share), cfg.rate
+            )
         assert cfg.file is not None
         return JsonlSource(cfg.file, cfg.rate)
 

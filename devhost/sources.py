@@ -43,6 +43,7 @@ class SyntheticConfig:
     duration_s: float
     seed: int
     start_ms: int  # the journey window is [start, start + duration], laid in the past
+    bad_share: float = 0.0  # share of extra messages that are malformed on purpose (dead-lettered)
 
     def events(self) -> list[dict[str, Any]]:
         from shared import journeys
@@ -101,7 +102,44 @@ class SyntheticSource(ListSource):
     async def prepare(self) -> None:
         events = await asyncio.to_thread(self.config.events)
         self.items = [(ev["subject"], json.dumps(ev, separators=(",", ":")).encode()) for ev in events]
+        if self.config.bad_share > 0:
+            self.items = with_bad_messages(self.items, self.config.bad_share, self.config.seed)
         self.total = len(self.items)
+
+
+def _malformed(kind: int, key: str | None, body: bytes) -> bytes:
+    """One of the kinds of bad input the ingest function must dead-letter, from a good body."""
+    if kind == 0:
+        return body[: len(body) // 2]  # truncated: not JSON
+    if kind == 1:
+        return b"\xff\xfe" + body  # not UTF-8
+    ev = json.loads(body)
+    if kind == 2:
+        ev["subject"] = f"{key}/../admin"  # player id outside [A-Za-z0-9_.:-]
+    elif kind == 3:
+        del ev["source"]  # missing required attribute
+    elif kind == 4:
+        ev["type"], ev["data"] = "round.completed", {"stake": "lots", "payout": 0, "game": "slots"}
+    else:
+        ev["time"] = "2999-01-01T00:00:00Z"  # far in the future
+    return json.dumps(ev, separators=(",", ":")).encode()
+
+
+def with_bad_messages(
+    items: list[tuple[str | None, bytes]], share: float, seed: int
+) -> list[tuple[str | None, bytes]]:
+    """Insert malformed copies of some messages (seeded): the demo shows dead-lettering at work."""
+    import random
+
+    rng = random.Random(seed * 7919 + 17)
+    out: list[tuple[str | None, bytes]] = []
+    kind = 0
+    for key, body in items:
+        out.append((key, body))
+        if rng.random() < share:
+            out.append((key, _malformed(kind % 6, key, body)))
+            kind += 1
+    return out
 
 
 class JsonlSource(ListSource):

@@ -11,9 +11,9 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from shared import runtime, telemetry
-from shared.tracing import IngestSpans
 from shared.routing import Message, RoutedBatch, route
 from shared.store import get_store
+from shared.tracing import IngestSpans
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
@@ -77,8 +77,12 @@ def _record(batch: RoutedBatch) -> None:
 
 
 @bp.function_name("ingest")
-@bp.retry(strategy="exponential_backoff", max_retry_count="5",
-          minimum_interval="00:00:01", maximum_interval="00:00:30")
+@bp.retry(
+    strategy="exponential_backoff",
+    max_retry_count="5",
+    minimum_interval="00:00:01",
+    maximum_interval="00:00:30",
+)
 @bp.event_hub_message_trigger(
     arg_name="events",
     event_hub_name="%EVENTHUB_NAME%",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import azure.durable_functions as df
-from shared.model import get_model
 
 from shared import runtime
+from shared.model import get_model
 from shared.player import run_operation
 from shared.store import get_store
 

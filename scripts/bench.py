@@ -80,7 +80,9 @@ def bench(players: int, seed: int, repeat: int) -> dict[str, Any]:
             s = st.PlayerState()
             # One operation per 8 events: the order of magnitude of one signal per batch.
             for k in range(0, len(evs), 8):
-                st.apply(s, pid, "events", {"events": evs[k : k + 8]}, now_ms, model.score, rules, model.version)
+                st.apply(
+                    s, pid, "events", {"events": evs[k : k + 8]}, now_ms, model.score, rules, model.version
+                )
             states.append(s)
         return states
 
@@ -114,23 +116,39 @@ def main(argv: list[str] | None = None) -> int:
     r = bench(args.players, args.seed, args.repeat)
     rows = [
         ("events in workload", f"{r['events']:,}", ""),
-        ("parse + validate (1 core)", f"{r['parse_events_per_s']:,.0f} events/s",
-         f"{r['parse_events_per_s'] / REFERENCE_INGEST_EPS:.1f}x reference ingest"),
-        ("route a 256-event batch (1 core)", f"{r['route_events_per_s']:,.0f} events/s",
-         f"{r['route_events_per_s'] / REFERENCE_INGEST_EPS:.1f}x reference ingest"),
-        ("entity logic + ONNX (1 core)", f"{r['entity_events_per_s']:,.0f} events/s",
-         f"{r['entity_events_per_s'] / REFERENCE_ACTOR_EPS:.1f}x reference actor load"),
+        (
+            "parse + validate (1 core)",
+            f"{r['parse_events_per_s']:,.0f} events/s",
+            f"{r['parse_events_per_s'] / REFERENCE_INGEST_EPS:.1f}x reference ingest",
+        ),
+        (
+            "route a 256-event batch (1 core)",
+            f"{r['route_events_per_s']:,.0f} events/s",
+            f"{r['route_events_per_s'] / REFERENCE_INGEST_EPS:.1f}x reference ingest",
+        ),
+        (
+            "entity logic + ONNX (1 core)",
+            f"{r['entity_events_per_s']:,.0f} events/s",
+            f"{r['entity_events_per_s'] / REFERENCE_ACTOR_EPS:.1f}x reference actor load",
+        ),
         ("one ONNX score", f"{r['score_us']:.1f} us", ""),
-        ("entity state p50 / max", f"{r['state_bytes_p50']:,} / {r['state_bytes_max']:,} bytes",
-         f"budget {STATE_BUDGET_BYTES:,}"),
+        (
+            "entity state p50 / max",
+            f"{r['state_bytes_p50']:,} / {r['state_bytes_max']:,} bytes",
+            f"budget {STATE_BUDGET_BYTES:,}",
+        ),
         ("entity peak memory", f"{r['entity_peak_mib_per_1k_players']:.1f} MiB per 1k players", ""),
     ]
     width = max(len(a) for a, _, _ in rows)
     for a, b, c in rows:
         print(f"{a:<{width}}  {b:>26}  {c}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"results": r, "machine": {"python": platform.python_version(), "cpu": platform.processor()},
-              "at": datetime.now(UTC).isoformat(), "args": vars(args) | {"out": str(args.out)}}
+    report = {
+        "results": r,
+        "machine": {"python": platform.python_version(), "cpu": platform.processor()},
+        "at": datetime.now(UTC).isoformat(),
+        "args": vars(args) | {"out": str(args.out)},
+    }
     args.out.write_text(json.dumps(report, indent=2))
     print(f"report: {args.out}")
     return 0

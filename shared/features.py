@@ -146,7 +146,11 @@ def compute(
     since_action = (t - last_action) / _MINUTE if last_action is not None else _NO_ACTION_MINUTES
     responses = agg.accepted + agg.dismissed
     avg_session = agg.session_minutes_sum / agg.session_count_closed if agg.session_count_closed else 0.0
-    vs_avg = (last_session_minutes / avg_session) if (last_session_minutes is not None and avg_session > 0) else 1.0
+    vs_avg = (
+        (last_session_minutes / avg_session)
+        if (last_session_minutes is not None and avg_session > 0)
+        else 1.0
+    )
     prev_end = agg.last_end_ms if 0 < agg.last_end_ms < t else agg.prev_end_ms
     hour = (t / 3_600_000.0) % 24.0
     return [

@@ -28,9 +28,7 @@ RULES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Rules:
-    min_score: Mapping[str, float] = field(
-        default_factory=lambda: {BREAK: 0.55, HELP: 0.55, BONUS: 0.5}
-    )
+    min_score: Mapping[str, float] = field(default_factory=lambda: {BREAK: 0.55, HELP: 0.55, BONUS: 0.5})
     cooldown_ms: Mapping[str, int] = field(
         default_factory=lambda: {BREAK: 30 * 60_000, HELP: 60 * 60_000, BONUS: 24 * 3600_000}
     )

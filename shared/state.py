@@ -338,7 +338,9 @@ def apply_events(
     effects = Effects()
     for ev in events:
         if ev.get("type") not in TYPE_CODES or "id" not in ev or "t" not in ev:
-            effects.rejections["malformed_signal_event"] = effects.rejections.get("malformed_signal_event", 0) + 1
+            effects.rejections["malformed_signal_event"] = (
+                effects.rejections.get("malformed_signal_event", 0) + 1
+            )
             continue
         if _is_duplicate(state, ev):
             effects.duplicates += 1
@@ -390,7 +392,9 @@ def apply(
     if op == "events":
         events = payload.get("events") if isinstance(payload, Mapping) else None
         if not isinstance(events, list):
-            return Effects(rejections={"malformed_signal": 1}, result={"error": "input must be {'events': [...]}"})
+            return Effects(
+                rejections={"malformed_signal": 1}, result={"error": "input must be {'events': [...]}"}
+            )
         effects = apply_events(state, player_id, events, now_ms, scorer, rules, model_version, hook)
         effects.result = {"accepted": effects.accepted, "duplicates": effects.duplicates}
         return effects

@@ -70,17 +70,29 @@ class Instruments:
     def __init__(self, meter: metrics.Meter) -> None:
         c = meter.create_counter
         self.events_in = c(EVENTS_IN, unit="{event}", description="Event Hubs messages received")
-        self.events_dropped = c(EVENTS_DROPPED, unit="{event}", description="Events of unused types (funnel step 1)")
-        self.events_deadlettered = c(EVENTS_DEADLETTERED, unit="{event}", description="Invalid messages, by reason")
-        self.signals = c(SIGNALS, unit="{signal}", description="Entity signals sent (one per player per batch)")
+        self.events_dropped = c(
+            EVENTS_DROPPED, unit="{event}", description="Events of unused types (funnel step 1)"
+        )
+        self.events_deadlettered = c(
+            EVENTS_DEADLETTERED, unit="{event}", description="Invalid messages, by reason"
+        )
+        self.signals = c(
+            SIGNALS, unit="{signal}", description="Entity signals sent (one per player per batch)"
+        )
         self.entity_operations = c(ENTITY_OPERATIONS, unit="{operation}", description="Entity operations run")
         self.events_duplicate = c(EVENTS_DUPLICATE, unit="{event}", description="Redelivered events ignored")
         self.scores = c(SCORES, unit="{score}", description="Model scorings (funnel step 2 passed)")
         self.actions = c(ACTIONS, unit="{action}", description="Actions decided, by type")
         self.rejections = c(REJECTIONS, unit="{candidate}", description="Candidate actions stopped, by rule")
-        self.action_write_failures = c(ACTION_WRITE_FAILURES, unit="{write}", description="Action writes left in the outbox")
-        self.outbox_expired = c(OUTBOX_EXPIRED, unit="{action}", description="Actions dropped unwritten after the outbox TTL")
-        self.outbox_size = meter.create_histogram(OUTBOX_SIZE, unit="{action}", description="Outbox length after an operation")
+        self.action_write_failures = c(
+            ACTION_WRITE_FAILURES, unit="{write}", description="Action writes left in the outbox"
+        )
+        self.outbox_expired = c(
+            OUTBOX_EXPIRED, unit="{action}", description="Actions dropped unwritten after the outbox TTL"
+        )
+        self.outbox_size = meter.create_histogram(
+            OUTBOX_SIZE, unit="{action}", description="Outbox length after an operation"
+        )
         self.action_latency = meter.create_histogram(
             ACTION_LATENCY, unit="ms", description="Event time of the trigger to the action's write"
         )
@@ -120,16 +132,45 @@ def add_counts(counter: Any, counts: Mapping[str, int], key: str) -> None:
             counter.add(n, {key: value})
 
 
-def configure() -> None:
-    """Quiet the SDK loggers; export to Application Insights when it is configured."""
+def configure(env: Mapping[str, str] | None = None) -> str:
+    """Quiet the SDK loggers and pick where telemetry goes; returns the choice.
+
+    - ``azure-monitor``: APPLICATIONINSIGHTS_CONNECTION_STRING is set. With Entra
+      authentication (APPLICATIONINSIGHTS_AUTHENTICATION_STRING, as the Bicep sets
+      it) the exporter signs in with the app's managed identity.
+    - ``console``: TELEMETRY_CONSOLE=true, spans and metrics printed (local debugging).
+    - ``none``: the OpenTelemetry API's no-op providers (the devhost and tests
+      install their own SDK providers).
+    """
     global _configured
-    if _configured:
-        return
-    _configured = True
+    env = os.environ if env is None else env
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+    if _configured:
+        return "configured"
+    _configured = True
+    if env.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
         from azure.monitor.opentelemetry import configure_azure_monitor
 
-        configure_azure_monitor(logger_name="shared")
+        kwargs: dict[str, Any] = {"logger_name": "shared"}
+        if "Authorization=AAD" in env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", ""):
+            from azure.identity import ManagedIdentityCredential
+
+            kwargs["credential"] = ManagedIdentityCredential(client_id=env.get("AZURE_CLIENT_ID") or None)
+        configure_azure_monitor(**kwargs)
         rebind()
+        return "azure-monitor"
+    if env.get("TELEMETRY_CONSOLE", "").lower() in ("1", "true", "yes"):
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        trace.set_tracer_provider(provider)
+        reader = PeriodicExportingMetricReader(ConsoleMetricExporter(), export_interval_millis=60_000)
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+        rebind()
+        return "console"
+    return "none"

@@ -54,7 +54,9 @@ def signal_event(
     return ev
 
 
-def round_event(event_id: str, at_ms: int, stake: float, payout: float, seq: int | None = None) -> dict[str, Any]:
+def round_event(
+    event_id: str, at_ms: int, stake: float, payout: float, seq: int | None = None
+) -> dict[str, Any]:
     return signal_event(
         event_id, "round.completed", at_ms, {"stake": stake, "payout": payout, "game": "slots"}, seq=seq
     )

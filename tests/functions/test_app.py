@@ -56,7 +56,9 @@ def test_entity_and_http_bindings() -> None:
         {"direction": "IN", "type": "entityTrigger", "name": "context", "entityName": "Player"}
     ]
     get = next(b for b in bindings("get_player") if b["type"] == "httpTrigger")
-    assert get["route"] == "players/{playerId}" and get["methods"] == ["GET"] and get["authLevel"] == "FUNCTION"
+    assert (
+        get["route"] == "players/{playerId}" and get["methods"] == ["GET"] and get["authLevel"] == "FUNCTION"
+    )
     erase = next(b for b in bindings("erase_player") if b["type"] == "httpTrigger")
     assert erase["methods"] == ["DELETE"] and erase["authLevel"] == "FUNCTION"
     health = next(b for b in bindings("health") if b["type"] == "httpTrigger")
@@ -66,7 +68,9 @@ def test_entity_and_http_bindings() -> None:
 def eh_event(raw: bytes, partition: str, seq: int) -> func.EventHubEvent:
     return func.EventHubEvent(
         body=raw,
-        trigger_metadata={"PartitionContext": func.meta.Datum(json.dumps({"PartitionId": partition}), "json")},
+        trigger_metadata={
+            "PartitionContext": func.meta.Datum(json.dumps({"PartitionId": partition}), "json")
+        },
         enqueued_time=datetime(2026, 11, 21, 10, 0, tzinfo=UTC),
         partition_key=None,
         sequence_number=seq,
@@ -102,8 +106,16 @@ def test_ingest_signals_one_entity_per_player_and_dead_letters_bad_input(
     ]
     bad_id = cloud_event(player="eve/../admin", event_id="x1", at_ms=now)
     future = cloud_event(player="carol", event_id="f1", at_ms=now + 3600_000)
-    raws = [body(good[0]), b"{not json", body(good[1]), body(cloud_event("heartbeat", data={}, at_ms=now)),
-            body(bad_id), b"\xff\xfe", body(good[2]), body(future)]
+    raws = [
+        body(good[0]),
+        b"{not json",
+        body(good[1]),
+        body(cloud_event("heartbeat", data={}, at_ms=now)),
+        body(bad_id),
+        b"\xff\xfe",
+        body(good[2]),
+        body(future),
+    ]
     events = [eh_event(raw, "7", 100 + i) for i, raw in enumerate(raws)]
     capture = Capture()
     run_ingest(events, capture)
@@ -118,7 +130,12 @@ def test_ingest_signals_one_entity_per_player_and_dead_letters_bad_input(
 
     rows = list(store.deadletters.query_items("SELECT * FROM c", enable_cross_partition_query=True))
     reasons = sorted((r["reason"], r["sequenceNumber"]) for r in rows)
-    assert reasons == [("future_time", 107), ("invalid_player_id", 104), ("malformed_json", 101), ("not_utf8", 105)]
+    assert reasons == [
+        ("future_time", 107),
+        ("invalid_player_id", 104),
+        ("malformed_json", 101),
+        ("not_utf8", 105),
+    ]
     future_row = next(r for r in rows if r["reason"] == "future_time")
     assert future_row["playerId"] == "carol" and future_row["eventId"] == "f1"
 
@@ -150,19 +167,38 @@ def call_entity(key: str, state: str | None, ops: list[tuple[str, Any]]) -> prot
 def tilting_events(n: int, start_ms: int, seq0: int = 0) -> list[dict[str, Any]]:
     evs = [{"id": "ts", "type": "session.started", "t": start_ms, "d": {}, "p": "0", "s": seq0}]
     for i in range(n):
-        evs.append({"id": f"tr{i}", "type": "round.completed", "t": start_ms + (i + 1) * 15_000,
-                    "d": {"stake": 5.0 * (1 + i / 4), "payout": 0.0, "game": "slots"}, "p": "0", "s": seq0 + 1 + i})
+        evs.append(
+            {
+                "id": f"tr{i}",
+                "type": "round.completed",
+                "t": start_ms + (i + 1) * 15_000,
+                "d": {"stake": 5.0 * (1 + i / 4), "payout": 0.0, "game": "slots"},
+                "p": "0",
+                "s": seq0 + 1 + i,
+            }
+        )
         if i % 6 == 5:
-            evs.append({"id": f"td{i}", "type": "deposit.made", "t": start_ms + (i + 1) * 15_000 + 500,
-                        "d": {"amount": 50.0}, "p": "0", "s": seq0 + 100 + i})
+            evs.append(
+                {
+                    "id": f"td{i}",
+                    "type": "deposit.made",
+                    "t": start_ms + (i + 1) * 15_000 + 500,
+                    "d": {"amount": 50.0},
+                    "p": "0",
+                    "s": seq0 + 100 + i,
+                }
+            )
     return evs
 
 
 def test_entity_runs_through_the_sdk_batch_protocol(app_env: dict[str, str], store: ActionStore) -> None:
     now = int(datetime.now(UTC).timestamp() * 1000)
     events = tilting_events(40, now - 3600_000)
-    out = call_entity("tilty", None, [("events", {"v": 1, "events": events[:20]}),
-                                      ("events", {"v": 1, "events": events[20:]})])
+    out = call_entity(
+        "tilty",
+        None,
+        [("events", {"v": 1, "events": events[:20]}), ("events", {"v": 1, "events": events[20:]})],
+    )
     assert out.exists and [r["isError"] for r in out.results] == [False, False]
     state = json.loads(out.state)
     assert len(state["buf"]) == len(events)

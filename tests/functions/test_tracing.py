@@ -32,7 +32,9 @@ def tilting_raws(player: str, start: int) -> list[bytes]:
     raws = [ev("session.started", 0, start, {})]
     for i in range(1, 41):
         at = start + i * 15_000
-        raws.append(ev("round.completed", i, at, {"stake": 5.0 * (1 + i / 4), "payout": 0.0, "game": "slots"}))
+        raws.append(
+            ev("round.completed", i, at, {"stake": 5.0 * (1 + i / 4), "payout": 0.0, "game": "slots"})
+        )
         if i % 6 == 0:
             raws.append(ev("deposit.made", 100 + i, at + 500, {"amount": 50.0}))
     return raws

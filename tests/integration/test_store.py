@@ -58,9 +58,7 @@ def test_erase_deletes_only_that_players_actions(store: ActionStore) -> None:
 
 def test_deadletter_keeps_reason_and_truncated_raw_bytes(store: ActionStore) -> None:
     raw = b"\xff" + b"x" * 5000
-    doc = store.write_deadletter(
-        reason="not_utf8", detail="bad byte", raw=raw, partition="3", sequence=42
-    )
+    doc = store.write_deadletter(reason="not_utf8", detail="bad byte", raw=raw, partition="3", sequence=42)
     again = store.write_deadletter(reason="not_utf8", detail="bad byte", raw=raw, partition="3", sequence=42)
     assert doc["id"] == again["id"]  # a redelivered message does not add a second record
     rows = list(store.deadletters.query_items("SELECT * FROM c", enable_cross_partition_query=True))
@@ -85,7 +83,9 @@ def test_sdk_retries_throttling_and_unavailability(cosmos_settings: CosmosSettin
         elapsed = time.monotonic() - started
     assert proxy.faults_served == 3 and proxy.writes_seen == 4
     assert elapsed >= 0.3  # three waits of the service's retry-after (100 ms)
-    assert [r["id"] for r in ActionStore(cosmos_settings).player_actions("p9")] == [action_id("p9", "e9", "break_suggestion")]
+    assert [r["id"] for r in ActionStore(cosmos_settings).player_actions("p9")] == [
+        action_id("p9", "e9", "break_suggestion")
+    ]
 
 
 def test_write_gives_up_after_bounded_retries(cosmos_settings: CosmosSettings) -> None:

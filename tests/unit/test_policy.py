@@ -8,7 +8,9 @@ T = 1_700_000_000_000
 
 
 def ctx(**kw) -> PolicyContext:
-    base = dict(event_time_ms=T, day_count=0, last_action_ms={}, opted_out=False, history_events=50, features={})
+    base = dict(
+        event_time_ms=T, day_count=0, last_action_ms={}, opted_out=False, history_events=50, features={}
+    )
     base.update(kw)
     return PolicyContext(**base)
 

@@ -29,7 +29,9 @@ RULES = Rules(warm_up_events=3)
 
 def losing_session(n: int, start_ms: int = T0_MS, seq0: int = 1, prefix: str = "r") -> list[dict]:
     evs = [signal_event(f"{prefix}-start", "session.started", start_ms, seq=seq0)]
-    evs += [round_event(f"{prefix}{i}", start_ms + (i + 1) * 10_000, 2.0, 0.0, seq=seq0 + 1 + i) for i in range(n)]
+    evs += [
+        round_event(f"{prefix}{i}", start_ms + (i + 1) * 10_000, 2.0, 0.0, seq=seq0 + 1 + i) for i in range(n)
+    ]
     return evs
 
 
@@ -137,8 +139,17 @@ def test_batching_does_not_change_decisions() -> None:
 def test_action_id_is_deterministic_and_distinct() -> None:
     a = st.action_id("p1", "e1", BREAK)
     assert a == st.action_id("p1", "e1", BREAK)
-    assert len({a, st.action_id("p2", "e1", BREAK), st.action_id("p1", "e2", BREAK),
-                st.action_id("p1", "e1", "help_offer")}) == 4
+    assert (
+        len(
+            {
+                a,
+                st.action_id("p2", "e1", BREAK),
+                st.action_id("p1", "e2", BREAK),
+                st.action_id("p1", "e1", "help_offer"),
+            }
+        )
+        == 4
+    )
 
 
 def test_outbox_is_retried_then_expires() -> None:
