@@ -130,9 +130,17 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         managed_identity_client_id=env.get("AZURE_CLIENT_ID") or None,
         action_ttl_seconds=_int(env, "ACTION_TTL_SECONDS", 7 * 24 * 3600),
     )
+    from shared.policy import ACTION_TYPES
+
+    disabled = _csv(env, "DISABLED_ACTION_TYPES")
+    if disabled - set(ACTION_TYPES):
+        raise ConfigError(
+            f"DISABLED_ACTION_TYPES names unknown action types {sorted(disabled - set(ACTION_TYPES))}; "
+            f"known: {', '.join(ACTION_TYPES)}"
+        )
     return Settings(
         cosmos=cosmos,
-        disabled_action_types=_csv(env, "DISABLED_ACTION_TYPES"),
+        disabled_action_types=disabled,
         daily_action_cap=_int(env, "DAILY_ACTION_CAP", 3),
         hash_player_ids_in_telemetry=_bool(env, "TELEMETRY_HASH_PLAYER_ID", True),
         max_event_bytes=_int(env, "MAX_EVENT_BYTES", 16 * 1024),
