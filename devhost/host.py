@@ -352,10 +352,12 @@ class Host:
             sampler = asyncio.create_task(sample())
             try:
                 if hub_source is not None:
-                    await consume_hub()
+                    await _unless_failed(consume_hub(), entity_task)
                 else:
-                    await asyncio.gather(source.run(event_log, gate), *(p.run() for p in pumps))
-                await scheduler.drained()
+                    await _unless_failed(
+                        asyncio.gather(source.run(event_log, gate), *(p.run() for p in pumps)), entity_task
+                    )
+                await _unless_failed(scheduler.drained(), entity_task)
                 if cfg.serve and server is not None:
                     print(f"serving {server.base_url}/api/ (Ctrl-C to stop)", flush=True)
                     await asyncio.Event().wait()
@@ -398,6 +400,23 @@ class Host:
 
             result.report_json, result.report_png = report.write(cfg.report_dir, summary, samples)
         return result
+
+
+async def _unless_failed(work: Any, guard: asyncio.Task[Any]) -> None:
+    """Await ``work``, but fail at once if ``guard`` (the entity scheduler) ends first.
+
+    Without this, a scheduler that died on an error would leave the run waiting
+    forever for a queue nobody drains.
+    """
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task, guard}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()
+        return
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    guard.result()  # re-raises the scheduler's error
+    raise RunError("the entity scheduler stopped before the run finished")
 
 
 def hub_source_from_settings(settings: dict[str, str], hub: str, group: str) -> Any:

@@ -44,6 +44,7 @@ async def get_player(req: func.HttpRequest, client: df.DurableOrchestrationClien
             "day": state.day,
             "lastActionMs": state.last_action_ms,
             "outbox": [item.doc["id"] for item in state.outbox],
+            "erasing": state.erasing,
             "lifetime": {
                 "events": state.agg.events,
                 "sessions": state.agg.sessions,
@@ -67,14 +68,17 @@ async def erase_player(req: func.HttpRequest, client: df.DurableOrchestrationCli
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """Ready when the settings are valid and the model loads; no player data involved."""
-    from shared.model import get_model
-
     from shared.config import ConfigError
+    from shared.model import get_model
 
     try:
         runtime.settings()
-        model = get_model()
-    except (ConfigError, OSError, ValueError) as exc:
+    except ConfigError as exc:
         log.error("health check failed: %s", exc)
-        return _json({"status": "unhealthy", "error": str(exc)}, 503)
+        return _json({"status": "unhealthy", "failing": "configuration"}, 503)
+    try:
+        model = get_model()
+    except (OSError, ValueError) as exc:
+        log.error("health check failed: %s", exc)
+        return _json({"status": "unhealthy", "failing": "model"}, 503)
     return _json({"status": "ok", "modelVersion": model.version})

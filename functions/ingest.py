@@ -22,13 +22,23 @@ ENTITY_NAME = "Player"
 SIGNAL_CONCURRENCY = 32
 
 
-def to_message(event: func.EventHubEvent) -> Message:
-    """Lift the body and the partition/sequence metadata off a trigger event."""
-    partition = None
-    meta = event.metadata or {}
-    ctx = meta.get("PartitionContext")
+def batch_partition(events: list[func.EventHubEvent]) -> str | None:
+    """The partition of a trigger batch (one per invocation), read once.
+
+    ``EventHubEvent.metadata`` decodes the whole batch's trigger metadata on every
+    access, so reading it per event would be quadratic in the batch size.
+    """
+    if not events:
+        return None
+    ctx = (events[0].metadata or {}).get("PartitionContext")
     if isinstance(ctx, dict) and ctx.get("PartitionId") is not None:
-        partition = str(ctx["PartitionId"])
+        return str(ctx["PartitionId"])
+    log.warning("trigger batch without PartitionContext: dedupe falls back to event ids")
+    return None
+
+
+def to_message(event: func.EventHubEvent, partition: str | None) -> Message:
+    """Lift the body and the sequence/enqueued-time metadata off a trigger event."""
     enqueued = event.enqueued_time
     return Message(
         body=event.get_body(),
@@ -48,7 +58,13 @@ async def _signal_all(
             with spans.signal(player_id, payload["events"]):
                 await client.signal_entity(df.EntityId(ENTITY_NAME, player_id), "events", payload)
 
-    await asyncio.gather(*(one(pid, payload) for pid, payload in inputs.items()))
+    # A TaskGroup cancels the other signals when one fails; the batch is then retried whole.
+    try:
+        async with asyncio.TaskGroup() as group:
+            for pid, payload in inputs.items():
+                group.create_task(one(pid, payload))
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from failed
 
 
 def _dead_letter(batch: RoutedBatch) -> None:
@@ -77,11 +93,14 @@ def _record(batch: RoutedBatch) -> None:
 
 
 @bp.function_name("ingest")
+# Retry a failed batch until it succeeds (-1): bad input never raises (it is
+# dead-lettered), so a failure means Durable or Cosmos is unavailable, and moving
+# on would lose the batch. Replays are harmless: the entities dedupe.
 @bp.retry(
     strategy="exponential_backoff",
-    max_retry_count="5",
+    max_retry_count="-1",
     minimum_interval="00:00:01",
-    maximum_interval="00:00:30",
+    maximum_interval="00:05:00",
 )
 @bp.event_hub_message_trigger(
     arg_name="events",
@@ -95,19 +114,21 @@ async def ingest(events: list[func.EventHubEvent], client: df.DurableOrchestrati
     """One invocation per batch. A failure re-runs the batch (retry policy); entities dedupe."""
     settings = runtime.settings()
     started_ns = time.time_ns()
+    partition = batch_partition(events)
     batch = route(
-        [to_message(e) for e in events],
+        [to_message(e, partition) for e in events],
         now_ms=runtime.now_ms(),
         max_bytes=settings.max_event_bytes,
         max_future_skew_ms=int(settings.max_future_skew_seconds * 1000),
     )
-    if batch.dead_letters:
-        await asyncio.to_thread(_dead_letter, batch)
+    # Valid events first: a Cosmos outage must not hold them back behind the dead letters.
     spans = IngestSpans(batch.signals, started_ns, settings.hash_player_ids_in_telemetry)
     try:
         await _signal_all(client, batch.signal_inputs(), spans)
     finally:
         spans.end()
+    if batch.dead_letters:
+        await asyncio.to_thread(_dead_letter, batch)
     _record(batch)
     log.info(
         "batch routed",

@@ -12,6 +12,14 @@ from shared.store import get_store
 bp = df.Blueprint()
 
 
+def _input(context: df.DurableEntityContext) -> object:
+    """The operation's input; None when the signal had none (the SDK's get_input raises then)."""
+    try:
+        return context.get_input(expected_type=dict)
+    except (TypeError, ValueError):
+        return None
+
+
 @bp.entity_trigger(context_name="context", entity_name="Player")
 def player(context: df.DurableEntityContext) -> None:
     """State is set once, after the effects; erase destructs the entity."""
@@ -20,7 +28,7 @@ def player(context: df.DurableEntityContext) -> None:
         context.entity_key,
         context.operation_name or "",
         context.get_state(lambda: None, expected_type=dict),
-        context.get_input(expected_type=dict),
+        _input(context),
         now_ms=runtime.now_ms(),
         scorer=model.score,
         model_version=model.version,

@@ -97,6 +97,7 @@ class Settings:
     hash_player_ids_in_telemetry: bool = True
     max_event_bytes: int = 16 * 1024
     max_future_skew_seconds: float = 300.0
+    stale_after_seconds: float = 900.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -145,5 +146,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         hash_player_ids_in_telemetry=_bool(env, "TELEMETRY_HASH_PLAYER_ID", True),
         max_event_bytes=_int(env, "MAX_EVENT_BYTES", 16 * 1024),
         max_future_skew_seconds=_float(env, "MAX_FUTURE_SKEW_SECONDS", 300.0),
+        stale_after_seconds=_float(env, "STALE_AFTER_SECONDS", 900.0),
         extra=dict(env),
     )

@@ -56,10 +56,15 @@ class AggregatesLike(Protocol):
     dismissed: int
     last_end_ms: int
     prev_end_ms: int
+    session_open_ms: int
 
 
-def session_start(buf: Sequence[Sequence[Any]], t: int) -> int | None:
-    """Time of the latest session start at or before ``t`` with no end between."""
+def session_start(buf: Sequence[Sequence[Any]], t: int, agg: AggregatesLike | None = None) -> int | None:
+    """Time of the latest session start at or before ``t`` with no end between.
+
+    When the start has left the buffer (a long session), the aggregates still
+    know when the newest session opened.
+    """
     for e in reversed(buf):
         if e[_T] > t:
             continue
@@ -67,6 +72,9 @@ def session_start(buf: Sequence[Sequence[Any]], t: int) -> int | None:
             return int(e[_T])
         if e[_CODE] == SESSION_ENDED and e[_T] < t:
             return None
+    if agg is not None and 0 < agg.session_open_ms <= t and agg.session_open_ms > agg.prev_end_ms:
+        if agg.last_end_ms < agg.session_open_ms or agg.last_end_ms >= t:
+            return int(agg.session_open_ms)
     return None
 
 
@@ -127,7 +135,7 @@ def compute(
                 last_session_minutes = (et - open_start) / _MINUTE
             open_start = None
 
-    start = session_start(events, t)
+    start = session_start(events, t, agg)
     session_minutes = (t - start) / _MINUTE if start is not None else 0.0
     if start is None and last_session_minutes is not None and events and events[-1][_CODE] == SESSION_ENDED:
         session_minutes = last_session_minutes

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from azure.core.exceptions import AzureError
 from opentelemetry.trace import Status, StatusCode
 
 from shared import state as st
@@ -22,9 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class Store(Protocol):
-    def upsert_actions(self, docs: Any) -> tuple[set[str], dict[str, str]]: ...
+    def create_actions(self, docs: Any) -> tuple[set[str], dict[str, str]]: ...
 
-    def delete_player_actions(self, player_id: str) -> int: ...
+    def delete_player_data(self, player_id: str) -> int: ...
 
 
 @dataclass
@@ -51,6 +52,8 @@ def run_operation(
 ) -> Outcome:
     ref = telemetry.player_ref(player_id, hash_player_ids)
     state = st.load_state(raw_state)
+    if op == "erase" or state.erasing:
+        return _erase(player_id, op, state, store, now_ms)
     effects = st.apply(
         state,
         player_id,
@@ -62,21 +65,19 @@ def run_operation(
         model_version,
         tracing.trigger_hook(ref, model_version),
     )
-    if effects.erase:
-        deleted = store.delete_player_actions(player_id)
-        _record(op, effects, state, [], 0, now_ms)
-        return Outcome(None, {"erased": player_id, "actionsDeleted": deleted}, effects)
     written: set[str] = set()
     failures = 0
     if state.outbox:
         items = list(state.outbox)
-        for item in items:
+        for n, item in enumerate(items):
             with tracing.write_span(item.trace, item.doc["id"], ref) as span:
-                ok, failed = store.upsert_actions([item.doc])
+                ok, failed = store.create_actions([item.doc])
                 if failed:
                     span.set_status(Status(StatusCode.ERROR, "write failed; kept in outbox"))
             written |= ok
-            failures += len(failed)
+            if failed:  # Cosmos is failing: the rest wait in the outbox for the next operation
+                failures += len(items) - n
+                break
         effects.outbox_expired = st.acknowledge(state, written, now_ms)
         if effects.outbox_expired:
             log.error("outbox actions expired unwritten", extra={"expired": effects.outbox_expired})
@@ -84,6 +85,28 @@ def run_operation(
     else:
         _record(op, effects, state, [], 0, now_ms)
     return Outcome(st.dump_state(state), effects.result, effects, len(written), failures)
+
+
+def _erase(player_id: str, op: str, state: st.PlayerState, store: Store, now_ms: int) -> Outcome:
+    """Erase the player's actions and dead letters, then the entity itself.
+
+    The player's events and history are dropped at once; if Cosmos cannot be
+    reached, the entity keeps only an ``erasing`` marker and every later
+    operation (a retried DELETE, or the player's next events, which are
+    discarded) tries the deletion again until it succeeds.
+    """
+    effects = st.Effects(erase=True)
+    try:
+        deleted = store.delete_player_data(player_id)
+    except (AzureError, OSError, RuntimeError) as exc:
+        log.warning("erasure incomplete; retried on the next operation: %s", type(exc).__name__)
+        effects.rejections["erasing"] = 1
+        _record(op, effects, st.PlayerState(), [], 0, now_ms)
+        return Outcome(
+            st.dump_state(st.PlayerState(erasing=True)), {"erased": False, "retrying": True}, effects
+        )
+    _record(op, effects, st.PlayerState(), [], 0, now_ms)
+    return Outcome(None, {"erased": player_id, "documentsDeleted": deleted}, effects)
 
 
 def _record(

@@ -16,6 +16,7 @@ ACTION_TYPES: tuple[str, ...] = (BREAK, HELP, BONUS)
 MARKETING = frozenset({BONUS})
 
 RULES: tuple[str, ...] = (
+    "stale",
     "min_score",
     "kill_switch",
     "opt_out",
@@ -34,6 +35,9 @@ class Rules:
     )
     daily_cap: int = 3
     disabled: frozenset[str] = frozenset()
+    # No action on an event that waited longer than this in Event Hubs (a backlog,
+    # a new consumer group reading from the start): the moment has passed.
+    stale_after_ms: int = 15 * 60_000
     warm_up_events: int = 6
     # Harm signals: any one of these makes the guard hold back marketing.
     harm_break_score: float = 0.4
@@ -50,6 +54,7 @@ class PolicyContext:
     opted_out: bool
     history_events: int
     features: Mapping[str, float]
+    lag_ms: int | None = None  # now - enqueued time of the event, when known
 
 
 @dataclass
@@ -75,6 +80,8 @@ def harm_signals(scores: Mapping[str, float], ctx: PolicyContext, rules: Rules) 
 
 def _blocking_rule(atype: str, ctx: PolicyContext, rules: Rules, harmed: bool) -> str | None:
     """The first rule that stops ``atype`` here, or None. Cheapest, firmest first."""
+    if ctx.lag_ms is not None and ctx.lag_ms > rules.stale_after_ms:
+        return "stale"
     if atype in rules.disabled:
         return "kill_switch"
     if ctx.opted_out:

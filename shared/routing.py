@@ -39,10 +39,14 @@ class RoutedBatch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
     routed: int = 0
+    # Per partition, the first and last sequence number of the batch: the entity
+    # records that it has seen every one of its events in that range.
+    ranges: dict[str, list[int]] = field(default_factory=dict)
 
     def signal_inputs(self) -> dict[str, dict[str, Any]]:
         """Signal payloads: always a non-empty dict (the 1.x client sends None for falsy input)."""
-        return {pid: {"v": SIGNAL_VERSION, "events": evs} for pid, evs in self.signals.items()}
+        ranges = [[p, lo, hi] for p, (lo, hi) in sorted(self.ranges.items())]
+        return {pid: {"v": SIGNAL_VERSION, "events": evs, "r": ranges} for pid, evs in self.signals.items()}
 
 
 def route(
@@ -54,6 +58,9 @@ def route(
 ) -> RoutedBatch:
     batch = RoutedBatch(events_in=len(messages))
     for msg in messages:
+        if msg.partition is not None and msg.sequence is not None:
+            lo_hi = batch.ranges.setdefault(msg.partition, [msg.sequence, msg.sequence])
+            lo_hi[0], lo_hi[1] = min(lo_hi[0], msg.sequence), max(lo_hi[1], msg.sequence)
         result = parse(
             msg.body,
             now_ms=now_ms,

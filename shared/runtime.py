@@ -22,7 +22,11 @@ def settings() -> config.Settings:
 @functools.cache
 def rules() -> Rules:
     s = settings()
-    return Rules(daily_cap=s.daily_action_cap, disabled=s.disabled_action_types)
+    return Rules(
+        daily_cap=s.daily_action_cap,
+        disabled=s.disabled_action_types,
+        stale_after_ms=int(s.stale_after_seconds * 1000),
+    )
 
 
 def reset() -> None:

@@ -6,15 +6,21 @@ passes ``now_ms`` and a scorer, carries out the effects, then sets the state
 once. Everything is decided on event time, so replaying the same events gives
 the same decisions whatever the batching, the redeliveries or the wall clock.
 
-Delivery is at-least-once and signals may be reordered, so an incoming event is
-a duplicate when
-- its id is in the buffer or in the ring of recently evicted ids, or
-- its (partition, sequence) is at or below the partition's high-water mark and
-  it is not newer than the newest event ever evicted (it was seen and evicted;
-  and were it new, it would be evicted again at once).
-Anything else is inserted by event time; only an event that is the newest the
+Delivery is at-least-once and signals may be reordered. Each signal carries
+the Event Hubs sequence range of the trigger batch it came from, and a signal
+holds all of this player's events of that range; so the entity keeps, per
+partition, the few sequence ranges it has fully seen (merged, at most
+``SEEN_RANGES``; older ones fold into a floor). An incoming event is a duplicate
+when
+- its id is in the buffer or in the ring of recently evicted ids (a producer
+  that sent the same CloudEvent twice), or
+- its sequence number lies in a seen range of its partition, or at or below the
+  partition's floor (a redelivered batch, or a replayed signal).
+Anything else is new, even when it arrives after newer events (a reordered
+signal): it is inserted by event time; only an event that is the newest the
 entity has seen is checked for a trigger (a late event changes history, it does
-not start an intervention about the past).
+not start an intervention about the past). Opt-out and opt-in apply by event
+time too, so a late opt-in cannot undo a newer opt-out.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ STATE_VERSION = 1
 MAX_BUFFER_EVENTS = 96
 MAX_BUFFER_AGE_MS = 6 * 3600 * 1000
 EVICTED_ID_RING = 32
+SEEN_RANGES = 16  # per partition: a signal reordered behind 16 later ones is taken as a replay
 OUTBOX_TTL_MS = 3600 * 1000
 ROUNDS_PER_SCORE = 10
 LOSS_STREAK_TRIGGER = 5
@@ -76,6 +83,8 @@ class Aggregates(msgspec.Struct, omit_defaults=True):
     dismissed: int = 0
     last_end_ms: int = 0
     prev_end_ms: int = 0
+    # Start of the newest session; survives the start event's eviction from the buffer.
+    session_open_ms: int = 0
 
 
 class OutboxItem(msgspec.Struct, omit_defaults=True):
@@ -91,17 +100,20 @@ class OutboxItem(msgspec.Struct, omit_defaults=True):
 class PlayerState(msgspec.Struct, omit_defaults=True):
     v: int = STATE_VERSION
     buf: list[list[Any]] = msgspec.field(default_factory=list)
-    hw: dict[str, int] = msgspec.field(default_factory=dict)
+    seen: dict[str, list[list[int]]] = msgspec.field(default_factory=dict)
+    floor: dict[str, int] = msgspec.field(default_factory=dict)
     evicted: list[str] = msgspec.field(default_factory=list)
     agg: Aggregates = msgspec.field(default_factory=Aggregates)
     newest_ms: int = 0
-    evicted_upto_ms: int = 0
     rounds_since_score: int = 0
     opted_out: bool = False
+    opt_ms: int = 0
     last_action_ms: dict[str, int] = msgspec.field(default_factory=dict)
     day: str = ""
     day_count: int = 0
     outbox: list[OutboxItem] = msgspec.field(default_factory=list)
+    # An erasure whose Cosmos deletes have not succeeded yet: nothing else is kept.
+    erasing: bool = False
 
 
 # A scorer maps a feature vector to per-action probabilities and the names of
@@ -187,18 +199,32 @@ def _is_duplicate(state: PlayerState, ev: Mapping[str, Any]) -> bool:
     part, seq = ev.get("p"), ev.get("s")
     if part is None or seq is None:
         return False
-    mark = state.hw.get(str(part))
-    if mark is None or int(seq) > mark:
-        return False
-    return int(ev["t"]) <= state.evicted_upto_ms
+    seq = int(seq)
+    if seq <= state.floor.get(str(part), -1):
+        return True
+    return any(lo <= seq <= hi for lo, hi in state.seen.get(str(part), ()))
+
+
+def mark_seen(state: PlayerState, part: str, lo: int, hi: int) -> None:
+    """Record that every event of this player in [lo, hi] of ``part`` has been delivered."""
+    if part in state.floor and hi <= state.floor[part]:
+        return
+    ranges = sorted([*state.seen.get(part, []), [lo, hi]])
+    merged: list[list[int]] = []
+    for r_lo, r_hi in ranges:
+        if merged and r_lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], r_hi)
+        else:
+            merged.append([r_lo, r_hi])
+    while len(merged) > SEEN_RANGES:
+        _, dropped_hi = merged.pop(0)
+        state.floor[part] = max(state.floor.get(part, -1), dropped_hi)
+    state.seen[part] = merged
 
 
 def _insert(state: PlayerState, entry: list[Any]) -> None:
     keys = [(e[T], e[ID]) for e in state.buf]
     state.buf.insert(bisect.bisect_right(keys, (entry[T], entry[ID])), entry)
-    if entry[PART] is not None and entry[SEQ] is not None:
-        part = str(entry[PART])
-        state.hw[part] = max(state.hw.get(part, -1), int(entry[SEQ]))
 
 
 def _evict(state: PlayerState) -> None:
@@ -210,7 +236,6 @@ def _evict(state: PlayerState) -> None:
         drop += 1
     if drop:
         state.evicted.extend(e[ID] for e in state.buf[:drop])
-        state.evicted_upto_ms = max(state.evicted_upto_ms, state.buf[drop - 1][T])
         del state.evicted[:-EVICTED_ID_RING]
         del state.buf[:drop]
 
@@ -221,8 +246,9 @@ def _update_aggregates(state: PlayerState, entry: list[Any]) -> None:
     agg.first_ms = entry[T] if agg.first_ms == 0 else min(agg.first_ms, entry[T])
     if code == 0:
         agg.sessions += 1
+        agg.session_open_ms = max(agg.session_open_ms, entry[T])
     elif code == 1:
-        start = feat.session_start(state.buf, entry[T])
+        start = feat.session_start(state.buf, entry[T], agg)
         if start is not None:
             agg.session_minutes_sum += (entry[T] - start) / 60000.0
             agg.session_count_closed += 1
@@ -239,10 +265,8 @@ def _update_aggregates(state: PlayerState, entry: list[Any]) -> None:
             agg.accepted += 1
         else:
             agg.dismissed += 1
-    elif code == 9:
-        state.opted_out = True
-    elif code == 10:
-        state.opted_out = False
+    elif code in (9, 10) and entry[T] >= state.opt_ms:
+        state.opted_out, state.opt_ms = code == 9, entry[T]
 
 
 def _is_trigger(state: PlayerState, entry: list[Any]) -> bool:
@@ -287,6 +311,7 @@ def _decide(
         opted_out=state.opted_out,
         history_events=len(state.buf),
         features=dict(zip(feat.FEATURES, vector, strict=True)),
+        lag_ms=now_ms - int(ev["q"]) if ev.get("q") is not None else None,
     )
     decision = decide(scores, ctx, rules, top_features)
     for rule, n in decision.rejections.items():
@@ -333,9 +358,18 @@ def apply_events(
     rules: Rules,
     model_version: str,
     hook: TriggerHook | None = None,
+    ranges: list[Any] | None = None,
 ) -> Effects:
-    """Fold a signal's events into the state (in place) and decide actions."""
+    """Fold a signal's events into the state (in place) and decide actions.
+
+    ``ranges`` are the ``[partition, first, last]`` sequence ranges of the trigger
+    batch the signal came from; without them each event's own position is recorded.
+    """
     effects = Effects()
+    covered: list[tuple[str, int, int]] = []
+    for r in ranges or ():
+        if isinstance(r, list | tuple) and len(r) == 3 and isinstance(r[1], int) and isinstance(r[2], int):
+            covered.append((str(r[0]), r[1], r[2]))
     for ev in events:
         if ev.get("type") not in TYPE_CODES or "id" not in ev or "t" not in ev:
             effects.rejections["malformed_signal_event"] = (
@@ -358,6 +392,13 @@ def apply_events(
                 with hook(ev) as span:
                     _decide(state, player_id, ev, now_ms, scorer, rules, model_version, effects, span)
         _evict(state)
+    for part, lo, hi in covered:
+        mark_seen(state, part, lo, hi)
+    for ev in events:
+        ev_part, seq = ev.get("p"), ev.get("s")
+        if ev_part is not None and isinstance(seq, int):
+            if not any(p == str(ev_part) and lo <= seq <= hi for p, lo, hi in covered):
+                mark_seen(state, str(ev_part), seq, seq)
     return effects
 
 
@@ -395,11 +436,11 @@ def apply(
             return Effects(
                 rejections={"malformed_signal": 1}, result={"error": "input must be {'events': [...]}"}
             )
-        effects = apply_events(state, player_id, events, now_ms, scorer, rules, model_version, hook)
+        effects = apply_events(
+            state, player_id, events, now_ms, scorer, rules, model_version, hook, payload.get("r")
+        )
         effects.result = {"accepted": effects.accepted, "duplicates": effects.duplicates}
         return effects
-    if op == "erase":
-        return Effects(erase=True, result={"erased": player_id})
     if op == "flush":
         return Effects(result={"outbox": len(state.outbox)})
     return Effects(rejections={"unknown_operation": 1}, result={"error": f"unknown operation {op!r}"})

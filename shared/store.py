@@ -37,7 +37,11 @@ RAW_PREVIEW_BYTES = 2048
 RETRY_KWARGS: dict[str, Any] = {
     "retry_throttle_total": 9,  # 429s, each after the service's retry-after
     "retry_throttle_backoff_max": 30,  # seconds of throttling waited at most per request
-    "retry_write": 3,  # safe: every write is an idempotent upsert by deterministic id
+    "retry_write": 3,  # safe: a retried create of a deterministic id ends in 409, read as "written"
+    # Bound every request: an unanswered socket must not hold an entity batch for minutes.
+    "connection_timeout": 5,
+    "read_timeout": 10,
+    "timeout": 30,
 }
 # The SDK fails over on 503 only between regions; a single-region account needs a
 # retry of its own. Bounded: the outbox retries later what still fails.
@@ -112,25 +116,40 @@ class ActionStore:
         return self._connect()[1]
 
     # -- actions -------------------------------------------------------------
-    def upsert_action(self, doc: dict[str, Any]) -> None:
+    def create_action(self, doc: dict[str, Any]) -> bool:
+        """Write the action once; True if this call created it, False if it already existed.
+
+        A create, not an upsert: a replayed decision must not put an action the
+        delivery service already handled back to ``pending``.
+        """
         body = dict(doc)
         body.setdefault("ttl", self.settings.action_ttl_seconds)
         try:
-            transient_retry(self.actions.upsert_item)(body)
+            transient_retry(self.actions.create_item)(body)
+        except exceptions.CosmosResourceExistsError:
+            return False
         except exceptions.CosmosHttpResponseError as exc:
-            raise WriteFailed(f"upsert of action {doc.get('id')} failed: {exc.status_code}") from exc
+            raise WriteFailed(f"write of action {doc.get('id')} failed: {exc.status_code}") from exc
+        return True
 
-    def upsert_actions(self, docs: Iterable[dict[str, Any]]) -> tuple[set[str], dict[str, str]]:
-        """Write each doc; return the ids written and the errors by id (never raises)."""
+    def create_actions(self, docs: Iterable[dict[str, Any]]) -> tuple[set[str], dict[str, str]]:
+        """Write each doc (existing ones count as written); return written ids and errors by id.
+
+        Never raises, and stops at the first failure: when Cosmos is down, one
+        timeout is enough to know, and the rest stay in the outbox.
+        """
         written: set[str] = set()
         failed: dict[str, str] = {}
-        for doc in docs:
+        pending = list(docs)
+        for i, doc in enumerate(pending):
             try:
-                self.upsert_action(doc)
+                self.create_action(doc)
                 written.add(doc["id"])
             except (WriteFailed, AzureError, OSError) as exc:
                 log.warning("action write failed; kept in outbox", extra={"action_id": doc.get("id")})
-                failed[doc["id"]] = str(exc)
+                for rest in pending[i:]:
+                    failed[rest["id"]] = str(exc)
+                break
         return written, failed
 
     def player_actions(self, player_id: str) -> list[dict[str, Any]]:
@@ -142,11 +161,16 @@ class ActionStore:
             )
         )
 
-    def delete_player_actions(self, player_id: str) -> int:
-        """Erase every action of one player (single-partition query + deletes)."""
+    def delete_player_data(self, player_id: str) -> int:
+        """Erase one player's actions and dead letters (both partitioned by /playerId)."""
+        return sum(self._delete_partition(c, player_id) for c in (self.actions, self.deadletters))
+
+    @staticmethod
+    def _delete_partition(container: ContainerProxy, player_id: str) -> int:
+        """Single-partition query + deletes (the local emulator has no delete-by-partition)."""
         ids = [
             row["id"]
-            for row in self.actions.query_items(
+            for row in container.query_items(
                 "SELECT c.id FROM c WHERE c.playerId = @p",
                 parameters=[{"name": "@p", "value": player_id}],
                 partition_key=player_id,
@@ -154,7 +178,7 @@ class ActionStore:
         ]
         for item_id in ids:
             try:
-                self.actions.delete_item(item_id, partition_key=player_id)
+                transient_retry(container.delete_item)(item_id, partition_key=player_id)
             except exceptions.CosmosResourceNotFoundError:
                 pass
         return len(ids)

@@ -6,6 +6,10 @@ entity's ``entity.event`` span (per trigger) is a child of whichever of those th
 signal event names in ``tc``; ``model.score`` runs inside it, and the
 ``cosmos.upsert`` of a resulting action continues it from the outbox. Without
 an OpenTelemetry SDK configured all of this is the API's no-op tracer.
+
+Only events that arrive with a ``traceparent`` are traced: the producer decides
+(and samples) what is worth following, and the other ~95% of events cost no
+span, no context injection and no extra bytes in the signal. Metrics count all.
 """
 
 from __future__ import annotations
@@ -65,13 +69,16 @@ class IngestSpans:
         self._tracer = telemetry.tracer()
         self._hash = hash_ids
         self._spans: list[Span] = []
-        self._last: dict[str, Span] = {}
+        self._last: dict[str, tuple[Span, dict[str, Any]]] = {}
         for player_id, events in signals.items():
-            ref = telemetry.player_ref(player_id, hash_ids)
+            ref: str | None = None
             for ev in events:
+                if not ev.get("tp"):
+                    continue
+                ref = ref or telemetry.player_ref(player_id, hash_ids)
                 span = self._tracer.start_span(
                     "ingest.event",
-                    context=context_from(ev.get("tp")),
+                    context=context_from(ev["tp"]),
                     kind=SpanKind.CONSUMER,
                     start_time=start_ns,
                     attributes=event_attributes(ev, ref),
@@ -80,23 +87,25 @@ class IngestSpans:
                 if tc:
                     ev["tc"] = tc
                 self._spans.append(span)
-                self._last[player_id] = span
+                self._last[player_id] = (span, ev)
 
     @contextmanager
     def signal(self, player_id: str, events: list[dict[str, Any]]) -> Iterator[None]:
-        """Span the signal to one entity; the player's newest event continues through it."""
-        parent = self._last.get(player_id)
-        ctx = trace.set_span_in_context(parent) if parent is not None else None
-        ref = telemetry.player_ref(player_id, self._hash)
+        """Span the signal to one entity; the player's newest traced event continues through it."""
+        last = self._last.get(player_id)
+        if last is None:
+            yield
+            return
+        parent, ev = last
         with self._tracer.start_as_current_span(
             "signal Player",
-            context=ctx,
+            context=trace.set_span_in_context(parent),
             kind=SpanKind.PRODUCER,
-            attributes={PLAYER: ref, "pi.signal.events": len(events)},
+            attributes={PLAYER: telemetry.player_ref(player_id, self._hash), "pi.signal.events": len(events)},
         ) as span:
             tc = traceparent_of(span)
-            if tc and events:
-                events[-1]["tc"] = tc
+            if tc:
+                ev["tc"] = tc
             yield
 
     def end(self) -> None:
@@ -105,26 +114,35 @@ class IngestSpans:
 
 
 class _TriggerSpan:
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: Span | None) -> None:
         self._span = span
-        self.traceparent = traceparent_of(span)
+        self.traceparent = traceparent_of(span) if span is not None else None
 
     def outcome(self, action_type: str | None, rejections: Mapping[str, int]) -> None:
+        if self._span is None:
+            return
         self._span.set_attribute(OUTCOME, action_type or "none")
         if rejections:
             self._span.set_attribute(REJECTED_BY, sorted(rejections))
 
 
+_UNTRACED = _TriggerSpan(None)
+
+
 def trigger_hook(player_ref: str, model_version: str) -> TriggerHook:
-    """A span around each trigger: its parent is the event's ingest or signal span."""
+    """A span around each trigger of a traced event: its parent is the ingest or signal span."""
     tracer = telemetry.tracer()
 
     @contextmanager
     def hook(ev: Mapping[str, Any]) -> Iterator[_TriggerSpan]:
+        parent = ev.get("tc") or ev.get("tp")
+        if not parent:
+            yield _UNTRACED
+            return
         attrs = event_attributes(ev, player_ref)
         attrs[MODEL_VERSION] = model_version
         with tracer.start_as_current_span(
-            "entity.event", context=context_from(ev.get("tc") or ev.get("tp")), attributes=attrs
+            "entity.event", context=context_from(parent), attributes=attrs
         ) as span:
             yield _TriggerSpan(span)
 
@@ -132,9 +150,12 @@ def trigger_hook(player_ref: str, model_version: str) -> TriggerHook:
 
 
 def traced_scorer(scorer: Scorer, model_version: str) -> Scorer:
+    """Scoring as a child span, only inside a traced trigger."""
     tracer = telemetry.tracer()
 
     def score(vector: list[float]) -> tuple[Mapping[str, float], list[str]]:
+        if not trace.get_current_span().is_recording():
+            return scorer(vector)
         with tracer.start_as_current_span("model.score", attributes={MODEL_VERSION: model_version}):
             return scorer(vector)
 
@@ -143,6 +164,10 @@ def traced_scorer(scorer: Scorer, model_version: str) -> Scorer:
 
 @contextmanager
 def write_span(traceparent: str | None, action_id: str, player_ref: str) -> Iterator[Span]:
+    """The action's write, continuing its decision's trace (a no-op span for untraced actions)."""
+    if not traceparent:
+        yield trace.INVALID_SPAN
+        return
     with telemetry.tracer().start_as_current_span(
         "cosmos.upsert action",
         context=context_from(traceparent),

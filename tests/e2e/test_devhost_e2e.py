@@ -229,15 +229,15 @@ def test_a_killed_devhost_resumes_with_nothing_lost_and_nothing_doubled(
         str(state),
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [*args, "--fresh"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    first_log = tmp_path / "first-run.log"
+    with first_log.open("wb") as out:  # a file, not a pipe: nobody drains a pipe while we poll
+        proc = subprocess.Popen([*args, "--fresh"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         done, total = _progress(state)
         if total and done >= total // 3:
             break
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        assert proc.poll() is None, first_log.read_text(errors="replace")
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)

@@ -16,7 +16,7 @@ from devhost.db import DevDB
 from devhost.eventhub import BatchOptions, EventLog, PartitionPump, PumpStats, partition_for
 from devhost.indexing import RetryPolicy, UnsupportedBinding, index_app
 from devhost.settings import SettingsError, resolve
-from functions.ingest import to_message
+from functions.ingest import batch_partition, to_message
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -114,7 +114,7 @@ def test_batches_follow_max_event_batch_size_and_carry_trigger_metadata(tmp_path
     seqs = [e.sequence_number for b in rec.batches for e in b]
     assert seqs == list(range(600))
     first = rec.batches[1][0]
-    msg = to_message(first)  # the app's own reader of the trigger metadata
+    msg = to_message(first, batch_partition(rec.batches[1]))  # the app's own reader of the metadata
     assert (msg.partition, msg.sequence) == ("0", 256)
     assert msg.enqueued_ms is not None and first.offset is not None and int(first.offset) > 0
     assert first.metadata["PartitionContext"]["EventHubName"] == "player-events"
@@ -188,7 +188,9 @@ def test_the_real_app_is_indexed_with_resolved_binding_expressions() -> None:
     index = index_app(function_app.app, settings)
     ingest = index.by_trigger("eventHubTrigger")[0]
     assert (ingest.trigger["eventHubName"], ingest.trigger["consumerGroup"]) == ("hub-x", "cg-y")
-    assert ingest.client_args == ["client"] and ingest.retry is not None and ingest.retry.max_retry_count == 5
+    assert (
+        ingest.client_args == ["client"] and ingest.retry is not None and ingest.retry.max_retry_count == -1
+    )
     assert index.entity("player").name == "player"
     assert {f.name for f in index.by_trigger("httpTrigger")} == {"get_player", "erase_player", "health"}
     with pytest.raises(SettingsError, match="EVENTHUB_NAME"):

@@ -48,7 +48,8 @@ def test_ingest_bindings_use_settings_and_identity_prefix() -> None:
     assert trig["connection"] == "EventHubConnection"  # + __fullyQualifiedNamespace in Azure
     assert any(b["type"] == "durableClient" for b in bindings("ingest"))
     retry = functions_by_name()["ingest"].get_settings_dict("retry_policy")
-    assert retry["strategy"] == "exponential_backoff" and int(retry["max_retry_count"]) > 0
+    # Retried until it succeeds: failures are outages (bad input is dead-lettered), not poison.
+    assert retry["strategy"] == "exponential_backoff" and retry["max_retry_count"] == "-1"
 
 
 def test_entity_and_http_bindings() -> None:
@@ -242,3 +243,34 @@ def test_entity_keeps_unwritten_actions_in_the_outbox(app_env: dict[str, str], m
     assert json.loads(out2.state).get("outbox", []) == []
     store = ActionStore(runtime.settings().cosmos)
     assert {a["id"] for a in store.player_actions("later")} == {p["doc"]["id"] for p in pending}
+
+
+def test_an_operation_without_input_is_reported_not_raised(app_env: dict[str, str]) -> None:
+    handler = functions_by_name()["player"].get_user_function()
+    raw = protocol.entity_batch_json("Player", "empty", None, [("events", None)])
+    out = protocol.parse_entity_response(handler(raw))
+    assert out.results[0]["isError"] is False
+    assert "error" in json.loads(out.results[0]["result"])
+
+
+def test_an_erasure_that_cannot_reach_cosmos_keeps_only_a_marker_and_is_retried(
+    app_env: dict[str, str], store: ActionStore, monkeypatch
+) -> None:
+    from shared import runtime
+
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    out = call_entity("forget", None, [("events", {"v": 1, "events": tilting_events(40, now - 3600_000)})])
+    assert store.player_actions("forget")
+    good_endpoint = app_env["COSMOS_ENDPOINT"]
+    monkeypatch.setenv("COSMOS_ENDPOINT", "http://127.0.0.1:9")
+    runtime.reset()
+    pending = call_entity("forget", out.state, [("erase", {"requested": True})])
+    kept = json.loads(pending.state)
+    assert (
+        pending.exists and kept["erasing"] is True and not kept.get("buf") and not kept["agg"]
+    )  # history gone
+    monkeypatch.setenv("COSMOS_ENDPOINT", good_endpoint)
+    runtime.reset()
+    late = [{"id": "late", "type": "deposit.made", "t": now, "d": {"amount": 5.0}, "p": "0", "s": 99_999}]
+    done = call_entity("forget", pending.state, [("events", {"v": 1, "events": late})])
+    assert done.exists is False and store.player_actions("forget") == []

@@ -81,8 +81,10 @@ def test_event_to_action_is_one_trace(app_env, store: ActionStore, spans) -> Non
         assert hops[:2] == ["cosmos.upsert action", "entity.event"]
 
 
-def test_events_without_traceparent_still_get_their_own_trace(app_env, spans) -> None:
+def test_events_without_traceparent_cost_no_span_and_no_extra_bytes(app_env, spans) -> None:
     now = int(datetime.now(UTC).timestamp() * 1000)
-    run_ingest([eh_event(body(cloud_event(player="nobody", at_ms=now - 1000)), "0", 1)], Capture())
-    [ingest] = [s for s in spans.get_finished_spans() if s.name == "ingest.event"]
-    assert ingest.parent is None and ingest.context.trace_id != 0
+    capture = Capture()
+    run_ingest([eh_event(body(cloud_event(player="nobody", at_ms=now - 1000)), "0", 1)], capture)
+    assert spans.get_finished_spans() == ()
+    [(_, data)] = capture.posts
+    assert "tc" not in json.loads(data)["events"][0]

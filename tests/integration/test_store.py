@@ -31,29 +31,40 @@ def action(player: str, trigger: str, atype: str = "break_suggestion") -> dict:
     }
 
 
-def test_upsert_is_idempotent_and_sets_ttl(store: ActionStore) -> None:
+def test_an_action_is_written_once_and_a_replay_never_resets_it(store: ActionStore) -> None:
     doc = action("p1", "e1")
-    store.upsert_action(doc)
-    store.upsert_action(dict(doc, score=0.95))
+    assert store.create_action(doc) is True
+    # The delivery service handles it...
+    delivered = dict(store.player_actions("p1")[0], status="delivered")
+    store.actions.replace_item(delivered["id"], delivered)
+    # ...then a replayed decision (new decidedAt) arrives: the action stays as delivered.
+    assert store.create_action(dict(doc, decidedAt="2026-11-21T11:00:00.000Z")) is False
+    written, failed = store.create_actions([dict(doc, decidedAt="2026-11-21T12:00:00.000Z")])
+    assert written == {doc["id"]} and failed == {}
     rows = store.player_actions("p1")
-    assert len(rows) == 1
-    assert rows[0]["score"] == 0.95 and rows[0]["ttl"] == store.settings.action_ttl_seconds
-    assert rows[0]["id"] == doc["id"]
+    assert len(rows) == 1 and rows[0]["status"] == "delivered"
+    assert rows[0]["decidedAt"] == doc["decidedAt"] and rows[0]["ttl"] == store.settings.action_ttl_seconds
 
 
-def test_upsert_actions_reports_written_ids(store: ActionStore) -> None:
+def test_create_actions_reports_written_ids(store: ActionStore) -> None:
     docs = [action("p1", f"e{i}") for i in range(5)]
-    written, failed = store.upsert_actions(docs)
+    written, failed = store.create_actions(docs)
     assert written == {d["id"] for d in docs} and failed == {}
     assert {r["id"] for r in store.player_actions("p1")} == written
 
 
-def test_erase_deletes_only_that_players_actions(store: ActionStore) -> None:
-    store.upsert_actions([action("p1", "a"), action("p1", "b"), action("p2", "c")])
-    assert store.delete_player_actions("p1") == 2
+def test_erase_deletes_only_that_players_actions_and_dead_letters(store: ActionStore) -> None:
+    store.create_actions([action("p1", "a"), action("p1", "b"), action("p2", "c")])
+    for seq, player in ((1, "p1"), (2, "p2")):
+        store.write_deadletter(
+            reason="future_time", detail="x", raw=b"{}", partition="0", sequence=seq, player_id=player
+        )
+    assert store.delete_player_data("p1") == 3
     assert store.player_actions("p1") == []
     assert [r["triggerEventId"] for r in store.player_actions("p2")] == ["c"]
-    assert store.delete_player_actions("p1") == 0
+    left = store.deadletters.query_items("SELECT c.playerId FROM c", enable_cross_partition_query=True)
+    assert [r["playerId"] for r in left] == ["p2"]
+    assert store.delete_player_data("p1") == 0
 
 
 def test_deadletter_keeps_reason_and_truncated_raw_bytes(store: ActionStore) -> None:
@@ -79,7 +90,7 @@ def test_sdk_retries_throttling_and_unavailability(cosmos_settings: CosmosSettin
         )
         store = ActionStore(settings)
         started = time.monotonic()
-        store.upsert_action(action("p9", "e9"))
+        store.create_action(action("p9", "e9"))
         elapsed = time.monotonic() - started
     assert proxy.faults_served == 3 and proxy.writes_seen == 4
     assert elapsed >= 0.3  # three waits of the service's retry-after (100 ms)
@@ -95,6 +106,19 @@ def test_write_gives_up_after_bounded_retries(cosmos_settings: CosmosSettings) -
         settings = CosmosSettings(
             endpoint=f"http://127.0.0.1:{proxy.port}", database=cosmos_settings.database, key=LOCAL_KEY
         )
-        written, failed = ActionStore(settings).upsert_actions([action("p8", "e8")])
+        written, failed = ActionStore(settings).create_actions([action("p8", "e8")])
     assert written == set() and list(failed) == [action_id("p8", "e8", "break_suggestion")]
+
+
+def test_a_failed_write_stops_the_rest(cosmos_settings: CosmosSettings) -> None:
+    upstream = urlparse(cosmos_settings.endpoint).port
+    assert upstream
+    with FaultProxy(upstream, status=503, failures=1000, retry_after_ms=1) as proxy:
+        settings = CosmosSettings(
+            endpoint=f"http://127.0.0.1:{proxy.port}", database=cosmos_settings.database, key=LOCAL_KEY
+        )
+        docs = [action("p7", f"e{i}") for i in range(3)]
+        written, failed = ActionStore(settings).create_actions(docs)
+    assert written == set() and set(failed) == {d["id"] for d in docs}
+    assert proxy.writes_seen <= 5  # the first document's bounded retries only
     assert 2 <= proxy.faults_served <= 20

@@ -71,3 +71,10 @@ def test_daily_cap() -> None:
     d = decide({BREAK: 0.9}, ctx(day_count=3), Rules(daily_cap=3))
     assert d.action_type is None and d.rejections == {"daily_cap": 1}
     assert decide({BREAK: 0.9}, ctx(day_count=2), Rules(daily_cap=3)).action_type == BREAK
+
+
+def test_stale_events_never_become_actions() -> None:
+    d = decide({BREAK: 0.9, HELP: 0.8}, ctx(lag_ms=20 * 60_000), Rules(stale_after_ms=15 * 60_000))
+    assert d.action_type is None and d.rejections == {"stale": 2}
+    assert decide({BREAK: 0.9}, ctx(lag_ms=60_000), Rules()).action_type == BREAK
+    assert decide({BREAK: 0.9}, ctx(lag_ms=None), Rules()).action_type == BREAK  # enqueued time unknown

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Mapping
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st_h
 
 from shared import state as st
 from shared.policy import BREAK, Rules
@@ -161,7 +164,6 @@ def test_outbox_is_retried_then_expires() -> None:
     assert len(state.outbox) == 1 and state.outbox[0].attempts == 1
     doc_id = state.outbox[0].doc["id"]
     assert st.acknowledge(state, {doc_id}, now + 1000) == 0 and state.outbox == []
-    run(state, [round_event("x", T0_MS + 40 * MIN, 1, 0, seq=500)], now_ms=now)
     state2 = st.PlayerState()
     run(state2, losing_session(5), now_ms=now)
     assert st.acknowledge(state2, set(), now + st.OUTBOX_TTL_MS + 1) == 1
@@ -218,3 +220,116 @@ def test_signal_inputs_are_never_falsy() -> None:
     for payload in inputs.values():
         assert isinstance(payload, dict) and payload and payload["events"]
         assert bool(payload) is True
+
+
+def signals_of(events: list[dict], per_batch: int, partition: str = "0") -> list[dict]:
+    """Cut a partition's events into trigger batches, as the router would: one signal each, with its range."""
+    out = []
+    for k in range(0, len(events), per_batch):
+        chunk = events[k : k + per_batch]
+        out.append({"events": chunk, "r": [[partition, chunk[0]["s"], chunk[-1]["s"]]]})
+    return out
+
+
+def apply_signal(state: st.PlayerState, payload: dict) -> st.Effects:
+    return st.apply(state, "p1", "events", payload, T0_MS + 3600_000, break_when_losing, RULES, "m")
+
+
+def test_a_reordered_signal_is_accepted_even_after_the_newer_one_filled_the_buffer() -> None:
+    older = [
+        signal_event("a-start", "session.started", T0_MS, seq=1),
+        signal_event("a-dep", "deposit.made", T0_MS + 1000, {"amount": 20.0}, seq=2),
+        signal_event("a-out", "player.optout", T0_MS + 2000, seq=3),
+    ]
+    newer = [round_event(f"b{i}", T0_MS + 10_000 + i * 1000, 1.0, 1.0, seq=10 + i) for i in range(120)]
+    state = st.PlayerState()
+    apply_signal(state, {"events": newer, "r": [["0", 4, 200]]})
+    eff = apply_signal(state, {"events": older, "r": [["0", 1, 3]]})
+    assert eff.accepted == 3 and eff.duplicates == 0
+    assert state.agg.deposits == 1 and state.opted_out is True
+    assert state.seen == {"0": [[1, 200]]}
+    again = apply_signal(state, {"events": older, "r": [["0", 1, 3]]})
+    assert again.accepted == 0 and again.duplicates == 3
+
+
+def test_a_late_opt_in_does_not_undo_a_newer_opt_out() -> None:
+    state = st.PlayerState()
+    run(state, [signal_event("out", "player.optout", T0_MS + 2 * MIN, seq=2)])
+    run(state, [signal_event("in", "player.optin", T0_MS + 1 * MIN, seq=1)])
+    assert state.opted_out is True
+    run(state, [signal_event("in2", "player.optin", T0_MS + 3 * MIN, seq=3)])
+    assert state.opted_out is False
+
+
+def test_seen_ranges_stay_bounded_and_fold_into_a_floor() -> None:
+    state = st.PlayerState()
+    for k in range(40):  # 40 signals from non-adjacent batches
+        st.mark_seen(state, "0", k * 100, k * 100 + 10)
+    assert len(state.seen["0"]) == st.SEEN_RANGES
+    assert state.floor["0"] == (40 - st.SEEN_RANGES - 1) * 100 + 10
+    assert st._is_duplicate(state, {"id": "x", "p": "0", "s": 5}) is True  # below the floor
+    assert st._is_duplicate(state, {"id": "x", "p": "0", "s": 3905}) is True  # in a kept range
+    assert st._is_duplicate(state, {"id": "x", "p": "0", "s": 3950}) is False  # a gap: never seen
+
+
+def test_a_long_session_keeps_its_length_after_its_start_left_the_buffer() -> None:
+    from shared import features as feat
+
+    state = st.PlayerState()
+    run(state, losing_session(150))
+    assert all(e[st.CODE] != 0 for e in state.buf)  # the start was evicted
+    t = state.newest_ms
+    vector = feat.compute(state.buf, state.agg, state.last_action_ms, t)
+    assert vector[feat.FEATURES.index("session_minutes")] == pytest.approx((t - T0_MS) / MIN)
+    run(state, [signal_event("end", "session.ended", t + 1000, seq=1000)])
+    assert state.agg.session_count_closed == 1
+    assert state.agg.session_minutes_sum == pytest.approx((t + 1000 - T0_MS) / MIN)
+
+
+@given(
+    seed=st_h.integers(0, 10_000),
+    per_batch=st_h.integers(1, 12),
+    window=st_h.integers(1, 8),
+    replays=st_h.integers(0, 6),
+)
+@settings(max_examples=60, deadline=None)
+def test_any_reordering_or_replay_of_signals_gives_the_same_history(
+    seed: int, per_batch: int, window: int, replays: int
+) -> None:
+    """Signals reordered (each by at most `window` places, < SEEN_RANGES) and replayed: same history."""
+    rng = random.Random(seed)
+    events, t = [], T0_MS
+    kinds = ["round.completed"] * 6 + [
+        "deposit.made",
+        "session.started",
+        "session.ended",
+        "player.optout",
+        "player.optin",
+        "deposit.failed",
+    ]
+    for i in range(rng.randint(20, 160)):
+        t += rng.randint(1, 90) * 1000
+        kind = rng.choice(kinds)
+        data = (
+            {"stake": 2.0, "payout": rng.choice([0.0, 4.0]), "game": "slots"}
+            if kind == "round.completed"
+            else ({"amount": 10.0, "reason": "x"} if kind.startswith("deposit") else {})
+        )
+        events.append(signal_event(f"e{i}", kind, t, data, seq=i * 3 + rng.randint(0, 2)))
+    signals = signals_of(events, per_batch)
+    delivered = list(signals)
+    for _ in range(replays):
+        delivered.insert(rng.randrange(len(delivered) + 1), copy.deepcopy(rng.choice(signals)))
+    # Reorder with bounded displacement (no signal moves more than `window` places).
+    keyed = sorted(enumerate(delivered), key=lambda kv: kv[0] + rng.uniform(0, window))
+    shuffled = [payload for _, payload in keyed]
+
+    in_order, mixed = st.PlayerState(), st.PlayerState()
+    for payload in signals:
+        apply_signal(in_order, copy.deepcopy(payload))
+    for payload in shuffled:
+        apply_signal(mixed, copy.deepcopy(payload))
+    assert [e[st.ID] for e in mixed.buf] == [e[st.ID] for e in in_order.buf]
+    for counter in ("events", "sessions", "deposits", "deposit_failures", "first_ms"):
+        assert getattr(mixed.agg, counter) == getattr(in_order.agg, counter), counter
+    assert mixed.opted_out == in_order.opted_out
