@@ -42,7 +42,7 @@ def action_trace(spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
     for members in by_trace.values():
         names = {s.name for s in members}
         ingest = [s for s in members if s.name == "ingest.event"]
-        if "cosmos.upsert action" in names and ingest and ingest[0].parent is not None:
+        if "cosmos.create action" in names and ingest and ingest[0].parent is not None:
             return members
     return []
 

@@ -4,7 +4,7 @@ A CloudEvent's W3C ``traceparent`` is the parent of the ``ingest.event`` span;
 the player's ``signal`` span is a child of its newest event's ingest span; the
 entity's ``entity.event`` span (per trigger) is a child of whichever of those the
 signal event names in ``tc``; ``model.score`` runs inside it, and the
-``cosmos.upsert`` of a resulting action continues it from the outbox. Without
+``cosmos.create`` of a resulting action continues it from the outbox. Without
 an OpenTelemetry SDK configured all of this is the API's no-op tracer.
 
 Only events that arrive with a ``traceparent`` are traced: the producer decides
@@ -169,7 +169,7 @@ def write_span(traceparent: str | None, action_id: str, player_ref: str) -> Iter
         yield trace.INVALID_SPAN
         return
     with telemetry.tracer().start_as_current_span(
-        "cosmos.upsert action",
+        "cosmos.create action",
         context=context_from(traceparent),
         kind=SpanKind.CLIENT,
         attributes={ACTION_ID: action_id, PLAYER: player_ref, "db.system": "cosmosdb"},

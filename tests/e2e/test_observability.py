@@ -39,10 +39,10 @@ def test_each_action_is_one_trace_from_ingest_to_the_cosmos_write(
         writes = [
             s
             for s in in_trace
-            if s.name == "cosmos.upsert action" and s.attributes["pi.action.id"] == action["id"]
+            if s.name == "cosmos.create action" and s.attributes["pi.action.id"] == action["id"]
         ]
         assert len(writes) == 1, f"one write span for {action['id']}"
-        span, hops = writes[0], ["cosmos.upsert action"]
+        span, hops = writes[0], ["cosmos.create action"]
         while span.parent is not None and span.parent.span_id in ids:
             span = ids[span.parent.span_id]
             hops.append(span.name)
@@ -59,7 +59,7 @@ def test_each_action_is_one_trace_from_ingest_to_the_cosmos_write(
 
     text = traces.render(traces.action_trace(finished))
     lines = [line.strip().split()[0] for line in text.splitlines()[2:]]
-    assert lines[0] == "ingest.event" and "entity.event" in lines and lines[-1] == "cosmos.upsert"
+    assert lines[0] == "ingest.event" and "entity.event" in lines and lines[-1] == "cosmos.create"
 
 
 def test_metrics_after_a_seeded_run_equal_the_counts_of_what_happened(

@@ -57,7 +57,7 @@ def test_event_to_action_is_one_trace(app_env, store: ActionStore, spans) -> Non
         in_trace = [s for s in finished if f"{s.context.trace_id:032x}" == tid]
         ids = {s.context.span_id: s for s in in_trace}
         by_name = {s.name: s for s in in_trace}
-        assert set(by_name) >= {"ingest.event", "entity.event", "model.score", "cosmos.upsert action"}
+        assert set(by_name) >= {"ingest.event", "entity.event", "model.score", "cosmos.create action"}
 
         ingest = by_name["ingest.event"]
         assert f"{ingest.parent.span_id:016x}" == PRODUCER_SPAN
@@ -68,7 +68,7 @@ def test_event_to_action_is_one_trace(app_env, store: ActionStore, spans) -> Non
         assert entity.attributes["pi.policy.outcome"] == action["type"]
         assert entity.attributes["pi.model.version"] == action["modelVersion"]
         assert by_name["model.score"].parent.span_id == entity.context.span_id
-        write = by_name["cosmos.upsert action"]
+        write = by_name["cosmos.create action"]
         assert write.parent.span_id == entity.context.span_id
         assert write.attributes["pi.action.id"] == action["id"]
 
@@ -78,7 +78,7 @@ def test_event_to_action_is_one_trace(app_env, store: ActionStore, spans) -> Non
             span = ids[span.parent.span_id]
             hops.append(span.name)
         assert hops[-1] == "ingest.event" and f"{span.parent.span_id:016x}" == PRODUCER_SPAN
-        assert hops[:2] == ["cosmos.upsert action", "entity.event"]
+        assert hops[:2] == ["cosmos.create action", "entity.event"]
 
 
 def test_events_without_traceparent_cost_no_span_and_no_extra_bytes(app_env, spans) -> None:
