@@ -10,6 +10,7 @@ there is one set of numbers, not three.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
 from collections.abc import Mapping
@@ -119,10 +120,22 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer(TRACER_NAME)
 
 
+_hash_key: bytes | None = None
+
+
+def set_hash_key(key: str | None) -> None:
+    """Key the player-id hash (TELEMETRY_HASH_KEY): without a key, ids like
+    ``player-00042`` can be recovered from their hash by enumeration."""
+    global _hash_key
+    _hash_key = key.encode() if key else None
+
+
 def player_ref(player_id: str, hashed: bool = True) -> str:
-    """The player as telemetry shows it: a stable hash unless configured otherwise."""
+    """The player as telemetry shows it: a stable (keyed, when configured) hash by default."""
     if not hashed:
         return player_id
+    if _hash_key is not None:
+        return hmac.new(_hash_key, player_id.encode(), hashlib.sha256).hexdigest()[:16]
     return hashlib.sha256(player_id.encode()).hexdigest()[:16]
 
 
@@ -144,6 +157,7 @@ def configure(env: Mapping[str, str] | None = None) -> str:
     """
     global _configured
     env = os.environ if env is None else env
+    set_hash_key(env.get("TELEMETRY_HASH_KEY"))
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     if _configured:

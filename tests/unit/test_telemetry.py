@@ -16,6 +16,17 @@ def test_player_ids_are_hashed_unless_configured_otherwise() -> None:
     assert telemetry.player_ref("player-00042", hashed=False) == "player-00042"
 
 
+def test_a_hash_key_makes_the_hash_unguessable(monkeypatch) -> None:
+    plain = telemetry.player_ref("player-00042")
+    monkeypatch.setattr(telemetry, "_hash_key", None)
+    telemetry.set_hash_key("k1")
+    keyed = telemetry.player_ref("player-00042")
+    telemetry.set_hash_key("k2")
+    assert len({plain, keyed, telemetry.player_ref("player-00042")}) == 3
+    telemetry.set_hash_key(None)
+    assert telemetry.player_ref("player-00042") == plain
+
+
 def test_without_a_destination_nothing_is_exported_and_sdk_loggers_are_quiet(monkeypatch) -> None:
     monkeypatch.setattr(telemetry, "_configured", False)
     logging.getLogger("azure.cosmos").setLevel(logging.DEBUG)
