@@ -410,6 +410,10 @@ async def _unless_failed(work: Any, guard: asyncio.Task[Any]) -> None:
     """
     task = asyncio.ensure_future(work)
     done, _ = await asyncio.wait({task, guard}, return_when=asyncio.FIRST_COMPLETED)
+    if guard in done and not guard.cancelled() and guard.exception() is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        guard.result()  # the scheduler's error wins even when the work finished in the same wakeup
     if task in done:
         task.result()
         return

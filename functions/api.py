@@ -34,6 +34,8 @@ async def get_player(req: func.HttpRequest, client: df.DurableOrchestrationClien
     if not response.entity_exists:
         return _json({"error": f"no state for player {player_id}"}, 404)
     state = load_state(response.entity_state)
+    if state.erased_ms and not state.buf:
+        return _json({"error": f"player {player_id} was erased", "erasedMs": state.erased_ms}, 404)
     return _json(
         {
             "playerId": player_id,

@@ -12,7 +12,7 @@ import azure.functions as func
 
 from shared import runtime, telemetry
 from shared.routing import Message, RoutedBatch, route
-from shared.store import get_store
+from shared.store import PermanentWriteFailure, get_store
 from shared.tracing import IngestSpans
 
 log = logging.getLogger(__name__)
@@ -67,22 +67,44 @@ async def _signal_all(
         raise failed.exceptions[0] from failed
 
 
-def _dead_letter(batch: RoutedBatch) -> None:
+def _dead_letter(batch: RoutedBatch) -> int:
+    """Write the batch's dead letters; returns how many Cosmos refused for good.
+
+    A transient failure raises, so the batch is retried; a permanent refusal
+    (400/403/413) cannot be cured by retrying and must not stall the partition:
+    it is logged (position and reason, not the payload) and counted instead.
+    """
     store = get_store(runtime.settings().cosmos)
+    refused = 0
     for dl in batch.dead_letters:
-        store.write_deadletter(
-            reason=dl.rejected.reason,
-            detail=dl.rejected.detail,
-            raw=dl.message.body,
-            partition=dl.message.partition,
-            sequence=dl.message.sequence,
-            player_id=dl.rejected.player_id,
-            event_id=dl.rejected.event_id,
-        )
+        try:
+            store.write_deadletter(
+                reason=dl.rejected.reason,
+                detail=dl.rejected.detail,
+                raw=dl.message.body,
+                partition=dl.message.partition,
+                sequence=dl.message.sequence,
+                player_id=dl.rejected.player_id,
+                event_id=dl.rejected.event_id,
+            )
+        except PermanentWriteFailure as exc:
+            refused += 1
+            log.error(
+                "dead letter refused by Cosmos DB: %s",
+                exc,
+                extra={
+                    "reason": dl.rejected.reason,
+                    "partition": dl.message.partition,
+                    "sequence": dl.message.sequence,
+                },
+            )
+    return refused
 
 
-def _record(batch: RoutedBatch) -> None:
+def _record(batch: RoutedBatch, refused: int) -> None:
     m = telemetry.instruments()
+    if refused:
+        m.deadletter_write_failures.add(refused)
     m.events_in.add(batch.events_in)
     telemetry.add_counts(m.events_dropped, batch.dropped, "type")
     reasons: dict[str, int] = {}
@@ -127,9 +149,8 @@ async def ingest(events: list[func.EventHubEvent], client: df.DurableOrchestrati
         await _signal_all(client, batch.signal_inputs(), spans)
     finally:
         spans.end()
-    if batch.dead_letters:
-        await asyncio.to_thread(_dead_letter, batch)
-    _record(batch)
+    refused = await asyncio.to_thread(_dead_letter, batch) if batch.dead_letters else 0
+    _record(batch, refused)
     log.info(
         "batch routed",
         extra={

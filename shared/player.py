@@ -30,7 +30,7 @@ class Store(Protocol):
 
 @dataclass
 class Outcome:
-    state: dict[str, Any] | None  # None: the entity is deleted
+    state: dict[str, Any] | None  # None: the entity is deleted (never, today: erasure keeps a tombstone)
     result: Any
     effects: st.Effects
     written: int = 0
@@ -69,16 +69,18 @@ def run_operation(
     failures = 0
     if state.outbox:
         items = list(state.outbox)
-        for n, item in enumerate(items):
+        tried: set[str] = set()
+        for item in items:
+            tried.add(item.doc["id"])
             with tracing.write_span(item.trace, item.doc["id"], ref) as span:
                 ok, failed = store.create_actions([item.doc])
                 if failed:
                     span.set_status(Status(StatusCode.ERROR, "write failed; kept in outbox"))
             written |= ok
             if failed:  # Cosmos is failing: the rest wait in the outbox for the next operation
-                failures += len(items) - n
+                failures += 1
                 break
-        effects.outbox_expired = st.acknowledge(state, written, now_ms)
+        effects.outbox_expired = st.acknowledge(state, written, now_ms, tried)
         if effects.outbox_expired:
             log.error("outbox actions expired unwritten", extra={"expired": effects.outbox_expired})
         _record(op, effects, state, [i for i in items if i.doc["id"] in written], failures, now_ms)
@@ -87,13 +89,20 @@ def run_operation(
     return Outcome(st.dump_state(state), effects.result, effects, len(written), failures)
 
 
-def _erase(player_id: str, op: str, state: st.PlayerState, store: Store, now_ms: int) -> Outcome:
-    """Erase the player's actions and dead letters, then the entity itself.
+def _tombstone(state: st.PlayerState, **fields: Any) -> st.PlayerState:
+    """What an erased player keeps: where its stream was, no events or history."""
+    return st.PlayerState(seen=state.seen, floor=state.floor, qhi=state.qhi, **fields)
 
-    The player's events and history are dropped at once; if Cosmos cannot be
-    reached, the entity keeps only an ``erasing`` marker and every later
-    operation (a retried DELETE, or the player's next events, which are
-    discarded) tries the deletion again until it succeeds.
+
+def _erase(player_id: str, op: str, state: st.PlayerState, store: Store, now_ms: int) -> Outcome:
+    """Erase the player's actions and dead letters, and its history in the entity.
+
+    The history goes at once. The entity keeps a tombstone (the dedupe marks
+    and the erasure time, no events) so that a redelivered or reordered signal
+    from before the erasure cannot rebuild what was erased. If Cosmos cannot be
+    reached, the tombstone says ``erasing`` and every later operation (a
+    repeated DELETE, or the player's next events, which are discarded) retries
+    the deletes until they succeed.
     """
     effects = st.Effects(erase=True)
     try:
@@ -103,10 +112,14 @@ def _erase(player_id: str, op: str, state: st.PlayerState, store: Store, now_ms:
         effects.rejections["erasing"] = 1
         _record(op, effects, st.PlayerState(), [], 0, now_ms)
         return Outcome(
-            st.dump_state(st.PlayerState(erasing=True)), {"erased": False, "retrying": True}, effects
+            st.dump_state(_tombstone(state, erasing=True)), {"erased": False, "retrying": True}, effects
         )
     _record(op, effects, st.PlayerState(), [], 0, now_ms)
-    return Outcome(None, {"erased": player_id, "documentsDeleted": deleted}, effects)
+    return Outcome(
+        st.dump_state(_tombstone(state, erased_ms=now_ms)),
+        {"erased": player_id, "documentsDeleted": deleted},
+        effects,
+    )
 
 
 def _record(

@@ -43,6 +43,7 @@ MAX_BUFFER_EVENTS = 96
 MAX_BUFFER_AGE_MS = 6 * 3600 * 1000
 EVICTED_ID_RING = 32
 SEEN_RANGES = 16  # per partition: a signal reordered behind 16 later ones is taken as a replay
+SEEN_RANGES_TOTAL = 24  # across partitions, so a player spread over many partitions stays small
 OUTBOX_TTL_MS = 3600 * 1000
 ROUNDS_PER_SCORE = 10
 LOSS_STREAK_TRIGGER = 5
@@ -70,7 +71,9 @@ T, CODE, A, B, ID, PART, SEQ = range(7)
 
 
 class Aggregates(msgspec.Struct, omit_defaults=True):
-    """Lifetime counters; all commutative so reordering cannot skew them."""
+    """Lifetime counters. The counts are commutative (reordering cannot skew them);
+    the session lengths are not: a session end that arrives before its start is
+    not measured."""
 
     first_ms: int = 0
     events: int = 0
@@ -102,6 +105,9 @@ class PlayerState(msgspec.Struct, omit_defaults=True):
     buf: list[list[Any]] = msgspec.field(default_factory=list)
     seen: dict[str, list[list[int]]] = msgspec.field(default_factory=dict)
     floor: dict[str, int] = msgspec.field(default_factory=dict)
+    # Newest enqueued time seen per partition: a redelivery is never newer, so an
+    # event that is newer yet falls in a seen range means the sequence restarted.
+    qhi: dict[str, int] = msgspec.field(default_factory=dict)
     evicted: list[str] = msgspec.field(default_factory=list)
     agg: Aggregates = msgspec.field(default_factory=Aggregates)
     newest_ms: int = 0
@@ -112,8 +118,11 @@ class PlayerState(msgspec.Struct, omit_defaults=True):
     day: str = ""
     day_count: int = 0
     outbox: list[OutboxItem] = msgspec.field(default_factory=list)
-    # An erasure whose Cosmos deletes have not succeeded yet: nothing else is kept.
+    # An erasure whose Cosmos deletes have not succeeded yet: only dedupe marks are kept.
     erasing: bool = False
+    # When the player was erased (wall clock): events enqueued before it are
+    # replays of the erased history and are dropped.
+    erased_ms: int = 0
 
 
 # A scorer maps a feature vector to per-action probabilities and the names of
@@ -199,10 +208,29 @@ def _is_duplicate(state: PlayerState, ev: Mapping[str, Any]) -> bool:
     part, seq = ev.get("p"), ev.get("s")
     if part is None or seq is None:
         return False
-    seq = int(seq)
-    if seq <= state.floor.get(str(part), -1):
+    part, seq = str(part), int(seq)
+    if ev.get("q") is not None and int(ev["q"]) > state.qhi.get(part, -1):
+        return False  # enqueued after anything seen on this partition: cannot be a redelivery
+    if seq <= state.floor.get(part, -1):
         return True
-    return any(lo <= seq <= hi for lo, hi in state.seen.get(str(part), ()))
+    return any(lo <= seq <= hi for lo, hi in state.seen.get(part, ()))
+
+
+def _note_position(state: PlayerState, ev: Mapping[str, Any]) -> None:
+    """Track the newest enqueued time; forget a partition's marks when its sequence restarted."""
+    part, seq, q = ev.get("p"), ev.get("s"), ev.get("q")
+    if part is None or q is None:
+        return
+    part = str(part)
+    if int(q) > state.qhi.get(part, -1):
+        if seq is not None and (
+            int(seq) <= state.floor.get(part, -1)
+            or any(lo <= int(seq) <= hi for lo, hi in state.seen.get(part, ()))
+        ):
+            # Newer than everything yet inside what was seen: a new hub or a failover.
+            state.seen.pop(part, None)
+            state.floor.pop(part, None)
+        state.qhi[part] = int(q)
 
 
 def mark_seen(state: PlayerState, part: str, lo: int, hi: int) -> None:
@@ -220,6 +248,12 @@ def mark_seen(state: PlayerState, part: str, lo: int, hi: int) -> None:
         _, dropped_hi = merged.pop(0)
         state.floor[part] = max(state.floor.get(part, -1), dropped_hi)
     state.seen[part] = merged
+    while sum(len(r) for r in state.seen.values()) > SEEN_RANGES_TOTAL:
+        busiest = max(state.seen, key=lambda p: len(state.seen[p]))
+        _, dropped_hi = state.seen[busiest].pop(0)
+        state.floor[busiest] = max(state.floor.get(busiest, -1), dropped_hi)
+        if not state.seen[busiest]:
+            del state.seen[busiest]
 
 
 def _insert(state: PlayerState, entry: list[Any]) -> None:
@@ -265,7 +299,8 @@ def _update_aggregates(state: PlayerState, entry: list[Any]) -> None:
             agg.accepted += 1
         else:
             agg.dismissed += 1
-    elif code in (9, 10) and entry[T] >= state.opt_ms:
+    elif code in (9, 10) and (entry[T], code == 9) >= (state.opt_ms, state.opted_out):
+        # By event time; at the same millisecond, opting out wins.
         state.opted_out, state.opt_ms = code == 9, entry[T]
 
 
@@ -376,9 +411,13 @@ def apply_events(
                 effects.rejections.get("malformed_signal_event", 0) + 1
             )
             continue
+        if state.erased_ms and (ev.get("q") is None or int(ev["q"]) <= state.erased_ms):
+            effects.rejections["erased"] = effects.rejections.get("erased", 0) + 1
+            continue
         if _is_duplicate(state, ev):
             effects.duplicates += 1
             continue
+        _note_position(state, ev)
         entry = _entry(ev)
         is_newest = entry[T] >= state.newest_ms
         _insert(state, entry)
@@ -392,18 +431,27 @@ def apply_events(
                 with hook(ev) as span:
                     _decide(state, player_id, ev, now_ms, scorer, rules, model_version, effects, span)
         _evict(state)
+    if not covered:
+        # No batch range given: the signal's own events still span a contiguous part of the batch.
+        spans: dict[str, list[int]] = {}
+        for ev in events:
+            ev_part, seq = ev.get("p"), ev.get("s")
+            if ev_part is not None and isinstance(seq, int):
+                lo_hi = spans.setdefault(str(ev_part), [seq, seq])
+                lo_hi[0], lo_hi[1] = min(lo_hi[0], seq), max(lo_hi[1], seq)
+        covered = [(p, lo, hi) for p, (lo, hi) in spans.items()]
     for part, lo, hi in covered:
         mark_seen(state, part, lo, hi)
-    for ev in events:
-        ev_part, seq = ev.get("p"), ev.get("s")
-        if ev_part is not None and isinstance(seq, int):
-            if not any(p == str(ev_part) and lo <= seq <= hi for p, lo, hi in covered):
-                mark_seen(state, str(ev_part), seq, seq)
     return effects
 
 
-def acknowledge(state: PlayerState, written_ids: set[str], now_ms: int) -> int:
-    """Drop written actions from the outbox; expire the stale ones. Returns how many expired."""
+def acknowledge(
+    state: PlayerState, written_ids: set[str], now_ms: int, tried_ids: set[str] | None = None
+) -> int:
+    """Drop written actions from the outbox; expire the stale ones. Returns how many expired.
+
+    ``tried_ids``: the actions a write was attempted for (default: all); only they count an attempt.
+    """
     kept: list[OutboxItem] = []
     expired = 0
     for item in state.outbox:
@@ -412,7 +460,8 @@ def acknowledge(state: PlayerState, written_ids: set[str], now_ms: int) -> int:
         if now_ms - item.since_ms > OUTBOX_TTL_MS:
             expired += 1
             continue
-        item.attempts += 1
+        if tried_ids is None or item.doc["id"] in tried_ids:
+            item.attempts += 1
         kept.append(item)
     state.outbox = kept
     return expired

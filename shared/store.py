@@ -39,10 +39,15 @@ RETRY_KWARGS: dict[str, Any] = {
     "retry_throttle_backoff_max": 30,  # seconds of throttling waited at most per request
     "retry_write": 3,  # safe: a retried create of a deterministic id ends in 409, read as "written"
     # Bound every request: an unanswered socket must not hold an entity batch for minutes.
-    "connection_timeout": 5,
-    "read_timeout": 10,
-    "timeout": 30,
+    "connection_timeout": 3,
+    "read_timeout": 5,
+    "timeout": 15,
 }
+# After a failed request, fail fast for this long instead of making every entity
+# operation wait out the timeouts again while Cosmos is down.
+BREAKER_SECONDS = 30.0
+# Dead letters without a (valid) player id spread over this many logical partitions.
+UNKNOWN_PLAYER_BUCKETS = 32
 # The SDK fails over on 503 only between regions; a single-region account needs a
 # retry of its own. Bounded: the outbox retries later what still fails.
 TRANSIENT_STATUS = frozenset({408, 449, 503})
@@ -84,6 +89,17 @@ class WriteFailed(RuntimeError):
     """A write did not succeed after the SDK's retries."""
 
 
+class CircuitOpen(WriteFailed):
+    """Cosmos failed moments ago: not tried again yet."""
+
+
+class PermanentWriteFailure(WriteFailed):
+    """The service refused the write for good (400, 403, 413): retrying cannot help."""
+
+
+PERMANENT_STATUS = frozenset({400, 403, 413})
+
+
 class ActionStore:
     """Actions (pk /playerId) and dead letters (pk /playerId) in one database."""
 
@@ -92,6 +108,14 @@ class ActionStore:
         self._client = client
         self._containers: tuple[ContainerProxy, ContainerProxy] | None = None
         self._lock = threading.Lock()
+        self._open_until = 0.0
+
+    def _guard(self) -> None:
+        if time.monotonic() < self._open_until:
+            raise CircuitOpen("Cosmos DB failed moments ago; not retried before the breaker closes")
+
+    def _trip(self) -> None:
+        self._open_until = time.monotonic() + BREAKER_SECONDS
 
     def _connect(self) -> tuple[ContainerProxy, ContainerProxy]:
         """Connect on first use: the client reads the account when built, which may fail."""
@@ -122,6 +146,7 @@ class ActionStore:
         A create, not an upsert: a replayed decision must not put an action the
         delivery service already handled back to ``pending``.
         """
+        self._guard()
         body = dict(doc)
         body.setdefault("ttl", self.settings.action_ttl_seconds)
         try:
@@ -129,7 +154,11 @@ class ActionStore:
         except exceptions.CosmosResourceExistsError:
             return False
         except exceptions.CosmosHttpResponseError as exc:
+            self._trip()
             raise WriteFailed(f"write of action {doc.get('id')} failed: {exc.status_code}") from exc
+        except (AzureError, OSError):
+            self._trip()
+            raise
         return True
 
     def create_actions(self, docs: Iterable[dict[str, Any]]) -> tuple[set[str], dict[str, str]]:
@@ -163,7 +192,12 @@ class ActionStore:
 
     def delete_player_data(self, player_id: str) -> int:
         """Erase one player's actions and dead letters (both partitioned by /playerId)."""
-        return sum(self._delete_partition(c, player_id) for c in (self.actions, self.deadletters))
+        self._guard()
+        try:
+            return sum(self._delete_partition(c, player_id) for c in (self.actions, self.deadletters))
+        except (AzureError, OSError):
+            self._trip()
+            raise
 
     @staticmethod
     def _delete_partition(container: ContainerProxy, player_id: str) -> int:
@@ -205,10 +239,17 @@ class ActionStore:
             event_id=event_id,
             ttl=self.settings.deadletter_ttl_seconds,
         )
+        self._guard()
         try:
             transient_retry(self.deadletters.upsert_item)(doc)
         except exceptions.CosmosHttpResponseError as exc:
+            if exc.status_code in PERMANENT_STATUS:
+                raise PermanentWriteFailure(f"dead-letter write refused: {exc.status_code}") from exc
+            self._trip()
             raise WriteFailed(f"dead-letter write failed: {exc.status_code}") from exc
+        except (AzureError, OSError):
+            self._trip()
+            raise
         return doc
 
 
@@ -228,9 +269,10 @@ def deadletter_doc(
         key = f"eh:{partition}:{sequence}"
     else:
         key = "raw:" + hashlib.sha256(raw).hexdigest()
+    key_hash = hashlib.sha256(key.encode()).hexdigest()
     return {
-        "id": "dl-" + hashlib.sha256(key.encode()).hexdigest()[:32],
-        "playerId": player_id or "unknown",
+        "id": "dl-" + key_hash[:32],
+        "playerId": player_id or f"unknown-{int(key_hash[:8], 16) % UNKNOWN_PLAYER_BUCKETS:02d}",
         "reason": reason,
         "detail": detail[:1000],
         "eventId": event_id,

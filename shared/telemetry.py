@@ -35,6 +35,7 @@ QUIET_LOGGERS = (
 EVENTS_IN = "pi.events.in"
 EVENTS_DROPPED = "pi.events.dropped"
 EVENTS_DEADLETTERED = "pi.events.deadlettered"
+DEADLETTER_WRITE_FAILURES = "pi.deadletters.write_failures"
 SIGNALS = "pi.signals"
 ENTITY_OPERATIONS = "pi.entity.operations"
 EVENTS_DUPLICATE = "pi.events.duplicate"
@@ -50,6 +51,7 @@ METRIC_NAMES: tuple[str, ...] = (
     EVENTS_IN,
     EVENTS_DROPPED,
     EVENTS_DEADLETTERED,
+    DEADLETTER_WRITE_FAILURES,
     SIGNALS,
     ENTITY_OPERATIONS,
     EVENTS_DUPLICATE,
@@ -76,6 +78,9 @@ class Instruments:
         )
         self.events_deadlettered = c(
             EVENTS_DEADLETTERED, unit="{event}", description="Invalid messages, by reason"
+        )
+        self.deadletter_write_failures = c(
+            DEADLETTER_WRITE_FAILURES, unit="{event}", description="Dead letters Cosmos refused for good"
         )
         self.signals = c(
             SIGNALS, unit="{signal}", description="Entity signals sent (one per player per batch)"
@@ -171,6 +176,9 @@ def configure(env: Mapping[str, str] | None = None) -> str:
             from azure.identity import ManagedIdentityCredential
 
             kwargs["credential"] = ManagedIdentityCredential(client_id=env.get("AZURE_CLIENT_ID") or None)
+        # The pipeline's own spans cover its Cosmos writes (of traced events only);
+        # the SDK's per-request spans would be a root trace per untraced write.
+        kwargs["instrumentation_options"] = {"azure_sdk": {"enabled": False}}
         configure_azure_monitor(**kwargs)
         rebind()
         return "azure-monitor"

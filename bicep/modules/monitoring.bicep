@@ -150,9 +150,9 @@ var workbookContent = {
       type: 3
       content: {
         version: 'KqlItem/1.0'
-        query: 'customMetrics | where name in ("pi.outbox.size", "pi.actions.write_failures", "pi.outbox.expired") | summarize value = iff(name == "pi.outbox.size", max(valueMax), sum(valueSum)) by name, bin(timestamp, 5m) | render timechart'
+        query: 'customMetrics | where name in ("pi.outbox.size", "pi.actions.write_failures", "pi.outbox.expired", "pi.deadletters.write_failures") | summarize total = sum(valueSum), peak = max(valueMax) by name, bin(timestamp, 5m) | extend value = iff(name == "pi.outbox.size", peak, total) | project timestamp, name, value | render timechart'
         size: 0
-        title: 'Outbox: size (max), write failures, expired actions'
+        title: 'Outbox: size (max), action write failures, expired actions; dead letters refused'
         queryType: 0
         resourceType: 'microsoft.insights/components'
         visualization: 'timechart'

@@ -175,7 +175,6 @@ def tilting_events(n: int, start_ms: int, seq0: int = 0) -> list[dict[str, Any]]
                 "t": start_ms + (i + 1) * 15_000,
                 "d": {"stake": 5.0 * (1 + i / 4), "payout": 0.0, "game": "slots"},
                 "p": "0",
-                "s": seq0 + 1 + i,
             }
         )
         if i % 6 == 5:
@@ -186,9 +185,10 @@ def tilting_events(n: int, start_ms: int, seq0: int = 0) -> list[dict[str, Any]]
                     "t": start_ms + (i + 1) * 15_000 + 500,
                     "d": {"amount": 50.0},
                     "p": "0",
-                    "s": seq0 + 100 + i,
                 }
             )
+    for k, ev in enumerate(evs):  # sequence numbers follow arrival order, as in a partition
+        ev["s"] = seq0 + k
     return evs
 
 
@@ -215,13 +215,28 @@ def test_entity_runs_through_the_sdk_batch_protocol(app_env: dict[str, str], sto
     assert json.loads(again.state)["buf"] == state["buf"]
 
 
-def test_entity_erase_deletes_state_and_actions(app_env: dict[str, str], store: ActionStore) -> None:
+def test_erasure_deletes_history_and_actions_and_replays_cannot_rebuild_them(
+    app_env: dict[str, str], store: ActionStore
+) -> None:
     now = int(datetime.now(UTC).timestamp() * 1000)
-    out = call_entity("gone", None, [("events", {"v": 1, "events": tilting_events(40, now - 3600_000)})])
+    events = tilting_events(40, now - 3600_000)
+    for e in events:
+        e["q"] = now - 1000  # enqueued before the erasure
+    out = call_entity("gone", None, [("events", {"v": 1, "events": events})])
     assert store.player_actions("gone")
     erased = call_entity("gone", out.state, [("erase", {"requested": True})])
-    assert erased.exists is False and erased.state is None
+    tomb = json.loads(erased.state)
+    assert not tomb.get("buf") and not tomb["agg"] and not tomb.get("outbox") and tomb["erased_ms"] >= now
     assert store.player_actions("gone") == []
+    # A redelivered (or reordered) signal from before the erasure is dropped, not replayed.
+    replay = call_entity("gone", erased.state, [("events", {"v": 1, "events": events})])
+    assert not json.loads(replay.state).get("buf") and store.player_actions("gone") == []
+    # Events enqueued after the erasure start a new history.
+    fresh = [
+        {"id": "new-1", "type": "session.started", "t": now, "d": {}, "p": "0", "s": 5000, "q": now + 60_000}
+    ]
+    after = call_entity("gone", replay.state, [("events", {"v": 1, "events": fresh})])
+    assert [e[4] for e in json.loads(after.state)["buf"]] == ["new-1"]
 
 
 def test_entity_keeps_unwritten_actions_in_the_outbox(app_env: dict[str, str], monkeypatch) -> None:
@@ -273,4 +288,46 @@ def test_an_erasure_that_cannot_reach_cosmos_keeps_only_a_marker_and_is_retried(
     runtime.reset()
     late = [{"id": "late", "type": "deposit.made", "t": now, "d": {"amount": 5.0}, "p": "0", "s": 99_999}]
     done = call_entity("forget", pending.state, [("events", {"v": 1, "events": late})])
-    assert done.exists is False and store.player_actions("forget") == []
+    tomb = json.loads(done.state)
+    assert (
+        tomb["erased_ms"] > 0 and not tomb.get("erasing") and not tomb.get("buf")
+    )  # the late event was dropped
+    assert store.player_actions("forget") == []
+
+
+def test_a_dead_letter_cosmos_refuses_for_good_does_not_stall_the_partition(
+    app_env: dict[str, str], monkeypatch, caplog
+) -> None:
+    """403/400/413 cannot be cured by retrying: logged and counted, and the batch completes."""
+    from urllib.parse import urlparse
+
+    from shared import runtime
+    from tests.faultproxy import FaultProxy
+
+    upstream = urlparse(app_env["COSMOS_ENDPOINT"]).port
+    with FaultProxy(upstream, status=403, failures=1000) as proxy:
+        monkeypatch.setenv("COSMOS_ENDPOINT", f"http://127.0.0.1:{proxy.port}")
+        runtime.reset()
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        capture = Capture()
+        run_ingest(
+            [eh_event(b"{broken", "2", 1), eh_event(body(cloud_event(at_ms=now - 1000)), "2", 2)], capture
+        )
+    assert len(capture.posts) == 1  # the valid event was signalled
+    assert proxy.faults_served >= 1 and "dead letter refused by Cosmos DB" in caplog.text
+
+
+def test_a_dead_letter_write_that_fails_transiently_fails_the_batch_for_a_retry(
+    app_env: dict[str, str], monkeypatch
+) -> None:
+    from urllib.parse import urlparse
+
+    from shared import runtime
+    from tests.faultproxy import FaultProxy
+
+    upstream = urlparse(app_env["COSMOS_ENDPOINT"]).port
+    with FaultProxy(upstream, status=503, failures=1000, retry_after_ms=1) as proxy:
+        monkeypatch.setenv("COSMOS_ENDPOINT", f"http://127.0.0.1:{proxy.port}")
+        runtime.reset()
+        with pytest.raises(Exception, match="dead-letter write failed: 503"):
+            run_ingest([eh_event(b"{broken", "2", 1)], Capture())

@@ -75,7 +75,7 @@ def test_deadletter_keeps_reason_and_truncated_raw_bytes(store: ActionStore) -> 
     rows = list(store.deadletters.query_items("SELECT * FROM c", enable_cross_partition_query=True))
     assert len(rows) == 1
     row = rows[0]
-    assert row["reason"] == "not_utf8" and row["playerId"] == "unknown"
+    assert row["reason"] == "not_utf8" and row["playerId"].startswith("unknown-")
     assert row["rawBytes"] == 5001 and row["rawPreview"].startswith("\\xff")
     assert len(row["rawPreview"]) <= 2048 + 3
 
@@ -122,3 +122,36 @@ def test_a_failed_write_stops_the_rest(cosmos_settings: CosmosSettings) -> None:
     assert written == set() and set(failed) == {d["id"] for d in docs}
     assert proxy.writes_seen <= 5  # the first document's bounded retries only
     assert 2 <= proxy.faults_served <= 20
+
+
+def test_the_breaker_fails_fast_after_a_failure_then_recovers(
+    cosmos_settings: CosmosSettings, monkeypatch
+) -> None:
+    import shared.store as store_module
+
+    upstream = urlparse(cosmos_settings.endpoint).port
+    assert upstream
+    with FaultProxy(upstream, status=503, failures=4, retry_after_ms=1) as proxy:
+        settings = CosmosSettings(
+            endpoint=f"http://127.0.0.1:{proxy.port}", database=cosmos_settings.database, key=LOCAL_KEY
+        )
+        store = ActionStore(settings)
+        _, failed = store.create_actions([action("p6", "e1")])
+        assert failed and proxy.writes_seen == 4  # tenacity's bounded attempts, then the breaker trips
+        started = time.monotonic()
+        _, failed = store.create_actions([action("p6", "e2")])
+        assert failed and proxy.writes_seen == 4 and time.monotonic() - started < 0.1  # not even tried
+        monkeypatch.setattr(store_module, "BREAKER_SECONDS", 0.0)
+        store._trip()
+        written, failed = store.create_actions([action("p6", "e3")])
+    assert failed == {} and written == {action_id("p6", "e3", "break_suggestion")}
+
+
+def test_unknown_player_dead_letters_spread_over_partitions(store: ActionStore) -> None:
+    keys = {
+        store.write_deadletter(reason="malformed_json", detail="x", raw=b"{", partition="0", sequence=n)[
+            "playerId"
+        ]
+        for n in range(200)
+    }
+    assert len(keys) > 16 and all(k.startswith("unknown-") for k in keys)

@@ -333,3 +333,42 @@ def test_any_reordering_or_replay_of_signals_gives_the_same_history(
     for counter in ("events", "sessions", "deposits", "deposit_failures", "first_ms"):
         assert getattr(mixed.agg, counter) == getattr(in_order.agg, counter), counter
     assert mixed.opted_out == in_order.opted_out
+
+
+def test_a_restarted_sequence_is_recognised_by_its_newer_enqueued_time() -> None:
+    """A new hub or a failover restarts sequence numbers: newer events in old ranges are not replays."""
+    state = st.PlayerState()
+    old = [dict(round_event(f"o{i}", T0_MS + i * 1000, 1, 1, seq=i), q=T0_MS + i * 1000) for i in range(50)]
+    apply_signal(state, {"events": old, "r": [["0", 0, 49]]})
+    new = [
+        dict(round_event(f"n{i}", T0_MS + 90_000 + i, 1, 1, seq=i), q=T0_MS + 90_000 + i) for i in range(10)
+    ]
+    eff = apply_signal(state, {"events": new, "r": [["0", 0, 9]]})
+    assert eff.accepted == 10 and eff.duplicates == 0
+    assert apply_signal(state, {"events": new, "r": [["0", 0, 9]]}).duplicates == 10  # a true redelivery
+    assert apply_signal(state, {"events": old[:5], "r": [["0", 0, 4]]}).accepted == 0
+
+
+def test_without_batch_ranges_a_reordered_signal_is_still_accepted() -> None:
+    state = st.PlayerState()
+    first = [round_event(f"a{i}", T0_MS + i * 1000, 1, 1, seq=10 + i) for i in range(5)]
+    later = [round_event(f"b{i}", T0_MS + 10_000 + i * 1000, 1, 1, seq=40 + i) for i in range(5)]
+    apply_signal(state, {"events": later})
+    eff = apply_signal(state, {"events": first})
+    assert eff.accepted == 5 and state.seen == {"0": [[10, 14], [40, 44]]}
+
+
+def test_ranges_across_many_partitions_stay_bounded() -> None:
+    state = st.PlayerState()
+    for k in range(32 * 10):
+        st.mark_seen(state, str(k % 32), k * 100, k * 100 + 5)
+    assert sum(len(r) for r in state.seen.values()) <= st.SEEN_RANGES_TOTAL
+    assert len(msgspec.json.encode(state)) < 2048
+
+
+def test_opt_out_wins_a_tie() -> None:
+    for order in (["player.optout", "player.optin"], ["player.optin", "player.optout"]):
+        state = st.PlayerState()
+        for n, kind in enumerate(order):
+            run(state, [signal_event(f"x{n}", kind, T0_MS, seq=n)])
+        assert state.opted_out is True, order
