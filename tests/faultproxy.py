@@ -6,9 +6,14 @@ throttling and brief unavailability, honouring the service's retry-after.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlparse
 
 
 class FaultProxy:
@@ -76,3 +81,12 @@ class FaultProxy:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def behind_proxy(settings: Any, **proxy: Any) -> Iterator[tuple[FaultProxy, Any]]:
+    """The same Cosmos settings, reached through a FaultProxy in front of the real server."""
+    upstream = urlparse(settings.endpoint).port
+    assert upstream, settings.endpoint
+    with FaultProxy(upstream, **proxy) as fault:
+        yield fault, dataclasses.replace(settings, endpoint=f"http://127.0.0.1:{fault.port}")

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import time
-from urllib.parse import urlparse
 
 import pytest
 
 from shared.config import CosmosSettings
 from shared.state import action_id
 from shared.store import ActionStore
-from tests.conftest import LOCAL_KEY
-from tests.faultproxy import FaultProxy
+from tests.faultproxy import behind_proxy
 
 pytestmark = pytest.mark.cosmos
 
@@ -82,12 +80,7 @@ def test_deadletter_keeps_reason_and_truncated_raw_bytes(store: ActionStore) -> 
 
 @pytest.mark.parametrize("status", [429, 503])
 def test_sdk_retries_throttling_and_unavailability(cosmos_settings: CosmosSettings, status: int) -> None:
-    upstream = urlparse(cosmos_settings.endpoint).port
-    assert upstream
-    with FaultProxy(upstream, status=status, failures=3, retry_after_ms=100) as proxy:
-        settings = CosmosSettings(
-            endpoint=f"http://127.0.0.1:{proxy.port}", database=cosmos_settings.database, key=LOCAL_KEY
-        )
+    with behind_proxy(cosmos_settings, status=status, failures=3, retry_after_ms=100) as (proxy, settings):
         store = ActionStore(settings)
         started = time.monotonic()
         store.create_action(action("p9", "e9"))
@@ -100,23 +93,13 @@ def test_sdk_retries_throttling_and_unavailability(cosmos_settings: CosmosSettin
 
 
 def test_write_gives_up_after_bounded_retries(cosmos_settings: CosmosSettings) -> None:
-    upstream = urlparse(cosmos_settings.endpoint).port
-    assert upstream
-    with FaultProxy(upstream, status=429, failures=1000, retry_after_ms=10) as proxy:
-        settings = CosmosSettings(
-            endpoint=f"http://127.0.0.1:{proxy.port}", database=cosmos_settings.database, key=LOCAL_KEY
-        )
+    with behind_proxy(cosmos_settings, status=429, failures=1000, retry_after_ms=10) as (proxy, settings):
         written, failed = ActionStore(settings).create_actions([action("p8", "e8")])
     assert written == set() and list(failed) == [action_id("p8", "e8", "break_suggestion")]
 
 
 def test_a_failed_write_stops_the_rest(cosmos_settings: CosmosSettings) -> None:
-    upstream = urlparse(cosmos_settings.endpoint).port
-    assert upstream
-    with FaultProxy(upstream, status=503, failures=1000, retry_after_ms=1) as proxy:
-        settings = CosmosSettings(
-            endpoint=f"http://127.0.0.1:{proxy.port}", database=cosmos_settings.database, key=LOCAL_KEY
-        )
+    with behind_proxy(cosmos_settings, status=503, failures=1000, retry_after_ms=1) as (proxy, settings):
         docs = [action("p7", f"e{i}") for i in range(3)]
         written, failed = ActionStore(settings).create_actions(docs)
     assert written == set() and set(failed) == {d["id"] for d in docs}
@@ -129,12 +112,7 @@ def test_the_breaker_fails_fast_after_a_failure_then_recovers(
 ) -> None:
     import shared.store as store_module
 
-    upstream = urlparse(cosmos_settings.endpoint).port
-    assert upstream
-    with FaultProxy(upstream, status=503, failures=4, retry_after_ms=1) as proxy:
-        settings = CosmosSettings(
-            endpoint=f"http://127.0.0.1:{proxy.port}", database=cosmos_settings.database, key=LOCAL_KEY
-        )
+    with behind_proxy(cosmos_settings, status=503, failures=4, retry_after_ms=1) as (proxy, settings):
         store = ActionStore(settings)
         _, failed = store.create_actions([action("p6", "e1")])
         assert failed and proxy.writes_seen == 4  # tenacity's bounded attempts, then the breaker trips
