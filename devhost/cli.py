@@ -94,6 +94,12 @@ def parser() -> argparse.ArgumentParser:
         help="keep serving the HTTP functions (/api/...) after the run, until Ctrl-C",
     )
     run.add_argument(
+        "--redeliver-share",
+        type=float,
+        default=0.0,
+        help="share of trigger batches redelivered (a tail of them, before the checkpoint): at-least-once",
+    )
+    run.add_argument(
         "--show-trace",
         action="store_true",
         help="record spans in memory and print one event's trace, ingest to Cosmos write",
@@ -121,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         duration_s=args.duration,
         seed=args.seed,
         bad_share=args.bad_share,
+        redeliver_share=args.redeliver_share,
         start_ms=args.start,
         rate=args.rate,
         file=args.file,

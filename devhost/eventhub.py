@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -127,6 +128,7 @@ class PumpStats:
     events: int = 0
     retries: int = 0
     failed_batches: int = 0
+    redelivered: int = 0
 
 
 @dataclass(frozen=True)
@@ -151,8 +153,13 @@ class PartitionPump:
         retry: RetryPolicy | None,
         stats: PumpStats,
         sleep: Sleep = asyncio.sleep,
+        redeliver_share: float = 0.0,
     ) -> None:
         self.log = log_
+        # At-least-once on purpose: re-invoke a tail of some batches before the
+        # checkpoint, cut differently, as a host restarting from a lost checkpoint would.
+        self.redeliver_share = redeliver_share
+        self._rng = random.Random(f"redeliver:{partition}")
         self.partition = partition
         self.invoke = invoke
         self.options = options
@@ -204,6 +211,16 @@ class PartitionPump:
             self.log.db.record_failed_batch(
                 self.partition, batch[0].seq, batch[-1].seq, attempts, error, now_ms()
             )
+        if error is None and self.redeliver_share > 0 and self._rng.random() < self.redeliver_share:
+            tail = batch[self._rng.randrange(len(batch)) :]
+            await invoke_with_retry(
+                self.invoke,
+                trigger_events(tail, self.hub, self.consumer_group),
+                self.retry,
+                self.stats,
+                self.sleep,
+            )
+            self.stats.redelivered += len(tail)
         last = batch[-1]
         self.log.db.checkpoint(self.partition, last.seq, last.offset, now_ms())
         self.checkpoint = last.seq

@@ -56,6 +56,7 @@ class RunConfig:
     duration_s: float = 86_400.0
     seed: int = 7
     bad_share: float = 0.0
+    redeliver_share: float = 0.0
     start_ms: int | None = None
     rate: float = 0.0
     file: Path | None = None
@@ -290,6 +291,7 @@ class Host:
                 consumer_group=group,
                 retry=ingest.retry,
                 stats=stats,
+                redeliver_share=cfg.redeliver_share,
             )
             for p in partition_ids
         ]
@@ -386,6 +388,7 @@ class Host:
                 "batches": stats.batches,
                 "retries": stats.retries,
                 "failed_batches": stats.failed_batches,
+                "redelivered_events": stats.redelivered,
                 "entity_batches": scheduler.stats.batches,
                 "entity_operation_errors": scheduler.stats.operation_errors,
                 "poisoned_operations": scheduler.stats.poisoned,

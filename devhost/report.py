@@ -58,7 +58,11 @@ def table(summary: dict[str, Any]) -> str:
     )
     lines.append(("action write failures", f"{p['write_failures']:,}"))
     lines.append(
-        ("trigger batches", f"{h['batches']:,} ({h['retries']} retries, {h['failed_batches']} failed)")
+        (
+            "trigger batches",
+            f"{h['batches']:,} ({h['retries']} retries, {h['failed_batches']} failed, "
+            f"{h.get('redelivered_events', 0):,} events redelivered)",
+        )
     )
     lines.append(
         (

@@ -137,6 +137,19 @@ def test_actions_in_cosmos_equal_the_pure_logic_applied_to_the_same_events(
     assert result.summary["host"]["queued_operations_left"] == 0
 
 
+def test_redelivered_batches_change_nothing(
+    tmp_path: Path, cosmos_settings: CosmosSettings, app_env: dict[str, str]
+) -> None:
+    """At-least-once on purpose: tails of 40% of the batches are delivered twice, cut differently."""
+    result = run_devhost(tmp_path, cosmos_settings, "again", redeliver_share=0.4)
+    assert result.summary["host"]["redelivered_events"] > 100
+    assert result.summary["pipeline"]["duplicates"] > 0  # the entities saw them and ignored them
+    found = cosmos_actions(cosmos_settings)
+    assert found == oracle(tmp_path / "again") and len({a[0] for a in found}) == len(found)
+    state = buffers(tmp_path / "again")
+    assert all(len({e[4] for e in buf}) == len(buf) for buf in state.values())  # no event twice
+
+
 def test_http_transport_gives_the_same_result_as_in_process(
     tmp_path: Path, cosmos_settings: CosmosSettings, second_db: CosmosSettings
 ) -> None:
