@@ -129,12 +129,18 @@ def context(store: BlobCheckpointStore | None, partition: str) -> PartitionConte
     return PartitionContext(FQNS, HUB, GROUP, partition, store)
 
 
+async def fresh_source(azurite: str) -> EventHubSource:
+    """A source whose checkpoint store is a new, empty container on Azurite."""
+    source = EventHubSource(
+        connection=EMULATOR, eventhub=HUB, checkpoint_conn=azurite, container=container_name()
+    )
+    await source.ensure_container()
+    return source
+
+
 def test_checkpoint_store_round_trip_per_partition(azurite: str) -> None:
     async def scenario() -> None:
-        source = EventHubSource(
-            connection=EMULATOR, eventhub=HUB, checkpoint_conn=azurite, container=container_name()
-        )
-        await source.ensure_container()
+        source = await fresh_source(azurite)
         store = source.checkpoint_store
         try:
             assert await checkpoints(store) == {}
@@ -162,10 +168,7 @@ def test_checkpoint_store_round_trip_per_partition(azurite: str) -> None:
 
 def test_ownership_claims_use_etags(azurite: str) -> None:
     async def scenario() -> None:
-        source = EventHubSource(
-            connection=EMULATOR, eventhub=HUB, checkpoint_conn=azurite, container=container_name()
-        )
-        await source.ensure_container()
+        source = await fresh_source(azurite)
         store = source.checkpoint_store
 
         def claim(owner: str, partition: str, etag: str | None = None) -> dict[str, Any]:
