@@ -56,10 +56,6 @@ CREATE TABLE IF NOT EXISTS failed_batches (
     partition TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
     attempts INTEGER NOT NULL, error TEXT NOT NULL, at_ms INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS poison (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL, key TEXT NOT NULL, op TEXT NOT NULL,
-    input TEXT, error TEXT NOT NULL, at_ms INTEGER NOT NULL
-);
 """
 
 
@@ -226,19 +222,6 @@ class DevDB:
                     (name, key, state, now_ms),
                 )
             self.conn.executemany("DELETE FROM queue WHERE id = ?", [(i,) for i in done_ids])
-
-    def poison_ops(self, name: str, key: str, ops: Sequence[QueuedOp], error: str, now_ms: int) -> None:
-        """Move operations whose batch keeps failing out of the queue, keeping them for inspection."""
-        with self._tx():
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO poison (id, name, key, op, input, error, at_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(o.id, name, key, o.op, o.input, error[:2000], now_ms) for o in ops],
-            )
-            self.conn.executemany("DELETE FROM queue WHERE id = ?", [(o.id,) for o in ops])
-
-    def poison_count(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM poison").fetchone()[0])
 
 
 class _Tx:

@@ -2,12 +2,20 @@
 
 A signal is committed to its entity's queue before it is acknowledged (202).
 A worker takes up to ``maxEntityOperationBatchSize`` queued operations of one
-entity in FIFO order, runs the real entity function through the SDK's JSON
-batch protocol (in a worker thread: the entity does blocking Cosmos I/O), then
-saves the returned state and deletes the processed rows in one transaction.
-One entity is never run by two workers at once. A crash between the entity's
-Cosmos writes and that commit re-runs the batch; the entity dedupes its events
-and re-upserts the same deterministic action ids.
+entity in FIFO order, runs the real entity function through the worker path
+and the SDK's JSON batch protocol (sync entity functions in a thread, as the
+worker runs them: the entity does blocking Cosmos I/O), then saves the
+returned state and deletes the processed rows in one transaction. One entity
+is never run by two workers at once. A crash between the entity's Cosmos
+writes and that commit re-runs the batch; the entity dedupes its events and
+creates the same deterministic action ids once.
+
+A batch that fails as a whole (the function raised past the SDK, the worker
+died) is not committed and is delivered again, with no retry cap, as the
+Durable extension does (``TaskEntityShim``): nothing is parked on the side.
+Each failure is counted (``batch_failures``) and logged, so a batch that keeps
+failing is visible in the progress line and the summary. An operation that
+raises inside the SDK is that operation's error result, not a batch failure.
 """
 
 from __future__ import annotations
@@ -15,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +34,12 @@ from devhost.eventhub import now_ms
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH_ATTEMPTS = 3
+# Back-off between deliveries of a failed batch: doubling from 50 ms, at most 5 s.
+REDELIVERY_BASE_S = 0.05
+REDELIVERY_MAX_S = 5.0
 
-Handler = Callable[[str], str]
+# Runs one batch: the extension's batch JSON in, the entity function's result JSON out.
+EntityRunner = Callable[[str, Executor | None], Awaitable[str]]
 
 
 @dataclass
@@ -36,14 +47,14 @@ class EntityStats:
     batches: int = 0
     operations: int = 0
     operation_errors: int = 0
-    poisoned: int = 0
+    batch_failures: int = 0  # whole-batch failures, each followed by a redelivery
 
 
 class EntityScheduler:
     def __init__(
         self,
         db: DevDB,
-        handlers: dict[str, Handler],
+        handlers: dict[str, EntityRunner],
         *,
         max_batch: int,
         workers: int,
@@ -107,14 +118,13 @@ class EntityScheduler:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _worker(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             name, key = await self._ready.get()
             self._busy += 1
             try:
                 ops = self.db.next_ops(name, key, self.max_batch)
                 if ops:
-                    await self._run_batch(loop, name, key, ops)
+                    await self._run_batch(name, key, ops)
             finally:
                 self._busy -= 1
                 if self.db.has_ops(name, key):
@@ -123,27 +133,29 @@ class EntityScheduler:
                     self._scheduled.discard((name, key))
                 self._update_idle()
 
-    async def _run_batch(
-        self, loop: asyncio.AbstractEventLoop, name: str, key: str, ops: list[QueuedOp]
-    ) -> None:
+    async def _run_batch(self, name: str, key: str, ops: list[QueuedOp]) -> None:
         state = self.db.entity_state(name, key)
         request = protocol.entity_batch_json(name, key, state, [(o.op, o.input) for o in ops])
-        handler = self.handlers[name]
-        error = ""
-        for attempt in range(1, MAX_BATCH_ATTEMPTS + 1):
+        runner = self.handlers[name]
+        failures = 0
+        while True:
             try:
-                raw = await loop.run_in_executor(self._executor, handler, request)
+                raw = await runner(request, self._executor)
                 result = protocol.parse_entity_response(raw)
                 break
-            except Exception as exc:  # the whole batch failed (not one operation): retry, then park it
-                error = repr(exc)
-                log.warning("entity %s/%s batch failed (attempt %d): %s", name, key, attempt, exc)
-                await asyncio.sleep(0.1 * attempt)
-        else:
-            self.db.poison_ops(name, key, ops, error, now_ms())
-            self.pending -= len(ops)
-            self.stats.poisoned += len(ops)
-            return
+            except Exception as exc:  # the whole batch failed: not committed, delivered again
+                failures += 1
+                self.stats.batch_failures += 1
+                delay = min(REDELIVERY_MAX_S, REDELIVERY_BASE_S * 2 ** min(failures - 1, 10))
+                log.warning(
+                    "entity %s/%s batch failed (delivery %d), redelivering in %.2fs: %s",
+                    name,
+                    key,
+                    failures,
+                    delay,
+                    exc,
+                )
+                await asyncio.sleep(delay)
         self.db.finish_entity_batch(name, key, result.state, [o.id for o in ops], now_ms())
         self.pending -= len(ops)
         self.stats.batches += 1

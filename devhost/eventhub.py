@@ -7,33 +7,35 @@ and an enqueued time. Like the Functions host, each partition is read in
 batches of at most ``maxEventBatchSize`` (waiting up to ``maxWaitTime`` for
 ``minEventBatchSize``), the trigger is invoked with ``list[EventHubEvent]``,
 a failed invocation is retried per the function's retry policy, and the
-partition is checkpointed only after the function has returned.
+partition is checkpointed only after the function has returned. The trigger
+input is built as the host builds it (``devhost.bindings``) and decoded by the
+azure.functions converter, as in the worker.
 
-When every retry fails the host moves on (it checkpoints and reads the next
-batch), and so does the devhost; it records the batch in ``failed_batches``
-and counts it in the summary, so the loss is visible, never silent.
+When a bounded retry policy runs out the host moves on (it checkpoints and
+reads the next batch), and so does the devhost; it records the batch in
+``failed_batches`` and counts it in the summary, so the loss is visible, never
+silent. An unlimited policy (-1) is retried for ever, as by the host.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-import azure.functions as func
-
+from devhost.bindings import HubEvent
 from devhost.db import DevDB, LogEvent
 from devhost.indexing import RetryPolicy
+from devhost.worker import RetryContext
 
 log = logging.getLogger(__name__)
 
-Invoke = Callable[[list[func.EventHubEvent]], Awaitable[None]]
+# One invocation of the trigger for a batch, with the host's retry context of that attempt.
+Invoke = Callable[[str, Sequence[HubEvent], RetryContext], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -104,22 +106,9 @@ class EventLog:
         ev.clear()
 
 
-def trigger_events(batch: Sequence[LogEvent], hub: str, consumer_group: str) -> list[func.EventHubEvent]:
-    """What the worker hands a cardinality-many trigger: one EventHubEvent per message."""
-    out = []
-    for e in batch:
-        ctx = {"ConsumerGroup": consumer_group, "EventHubName": hub, "PartitionId": e.partition}
-        out.append(
-            func.EventHubEvent(
-                body=e.body,
-                trigger_metadata={"PartitionContext": func.meta.Datum(json.dumps(ctx), "json")},
-                enqueued_time=datetime.fromtimestamp(e.enqueued_ms / 1000, tz=UTC),
-                partition_key=e.pkey,
-                sequence_number=e.seq,
-                offset=str(e.offset),
-            )
-        )
-    return out
+def hub_events(batch: Sequence[LogEvent]) -> list[HubEvent]:
+    """The log's events as the host's trigger listener receives them."""
+    return [HubEvent(e.body, e.seq, str(e.offset), e.enqueued_ms, e.pkey) for e in batch]
 
 
 @dataclass
@@ -195,7 +184,8 @@ class PartitionPump:
     async def process(self, batch: Sequence[LogEvent]) -> None:
         error, attempts = await invoke_with_retry(
             self.invoke,
-            trigger_events(batch, self.hub, self.consumer_group),
+            self.partition,
+            hub_events(batch),
             self.retry,
             self.stats,
             self.sleep,
@@ -215,7 +205,8 @@ class PartitionPump:
             tail = batch[self._rng.randrange(len(batch)) :]
             await invoke_with_retry(
                 self.invoke,
-                trigger_events(tail, self.hub, self.consumer_group),
+                self.partition,
+                hub_events(tail),
                 self.retry,
                 self.stats,
                 self.sleep,
@@ -230,22 +221,33 @@ class PartitionPump:
 
 async def invoke_with_retry(
     invoke: Invoke,
-    events: list[func.EventHubEvent],
+    partition: str,
+    events: Sequence[HubEvent],
     retry: RetryPolicy | None,
     stats: PumpStats,
     sleep: Sleep = asyncio.sleep,
 ) -> tuple[str | None, int]:
-    """Run the trigger, retrying per policy: (the error when every attempt failed, else None; attempts)."""
-    delays = list(retry.delays()) if retry else []
-    for attempt in range(len(delays) + 1):
+    """Run the trigger, retrying per the function's policy as the host does.
+
+    Each attempt carries the host's retry context (``retry_count`` 0 on the first
+    attempt, ``max_retry_count`` -1 for an unlimited policy). An unlimited policy
+    retries for ever, like the host: it is the function's job to give up (ingest
+    parks the batch). Returns (the last error when a bounded policy ran out, else
+    None; the number of attempts).
+    """
+    delays = retry.delays() if retry else iter(())
+    max_count = retry.max_retry_count if retry else 0
+    attempt = 0
+    while True:
         try:
-            await invoke(events)
+            await invoke(partition, events, RetryContext(attempt, max_count))
             return None, attempt + 1
-        except Exception as exc:  # the host retries any failure of the function
-            if attempt == len(delays):
+        except Exception as exc:  # the host retries any failure of the invocation
+            delay = next(delays, None)
+            if delay is None:
                 stats.failed_batches += 1
                 return repr(exc), attempt + 1
             stats.retries += 1
-            log.warning("invocation failed (attempt %d), retrying: %s", attempt + 1, exc)
-            await sleep(delays[attempt])
-    raise AssertionError("unreachable")
+            log.warning("invocation failed (attempt %d), retrying in %.1fs: %s", attempt + 1, delay, exc)
+            await sleep(delay)
+            attempt += 1

@@ -10,20 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import inspect
 import logging
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devhost import metrics, protocol
+from devhost import bindings, metrics, protocol
+from devhost.bindings import HubEvent
 from devhost.cosmos import CosmosServer
 from devhost.db import DB_FILE, DevDB
-from devhost.entities import EntityScheduler
+from devhost.entities import EntityRunner, EntityScheduler
 from devhost.eventhub import BatchOptions, EventLog, PartitionPump, PumpStats, invoke_with_retry, now_ms
 from devhost.indexing import AppIndex, FunctionSpec, UnsupportedBinding, index_app
 from devhost.settings import (
@@ -39,6 +40,7 @@ from devhost.settings import (
 )
 from devhost.sources import JsonlSource, Source, SourceError, SyntheticConfig, SyntheticSource
 from devhost.transport import INPROC_BASE_URL, InProcTransport, WebhookServer
+from devhost.worker import RetryContext
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,8 @@ class RunConfig:
     max_lag: int = 4096
     progress: bool = True
     serve: bool = False
+    # Scales the host's retry waits (tests: a parked batch in milliseconds instead of minutes).
+    retry_delay_scale: float = 1.0
     host_json: Path = HOST_JSON
 
 
@@ -165,13 +169,6 @@ def _only(index: AppIndex, trigger: str) -> FunctionSpec:
     return specs[0]
 
 
-async def _call(spec: FunctionSpec, kwargs: dict[str, Any]) -> Any:
-    if inspect.iscoroutinefunction(spec.handler):
-        return await spec.handler(**kwargs)
-    out = await asyncio.to_thread(spec.handler, **kwargs)
-    return await out if inspect.isawaitable(out) else out
-
-
 async def _reset_sdk_session() -> None:
     """The Durable SDK keeps one aiohttp session per process, bound to the loop that made it."""
     mod: Any = sys.modules.get("azure.durable_functions.models.utils.http_utils")
@@ -249,7 +246,7 @@ class Host:
         entity = _only(index, "entityTrigger")
         scheduler = EntityScheduler(
             db,
-            {str(entity.trigger.get("entityName", entity.name)): entity.handler},
+            {str(entity.trigger.get("entityName", entity.name)): entity_runner(entity)},
             max_batch=options.max_entity_batch,
             workers=cfg.entity_workers,
         )
@@ -270,12 +267,22 @@ class Host:
                 base_url = url
             log.info("webhooks and HTTP functions on %s", url)
         binding = protocol.client_binding_json(base_url, options.hub_name)
-        trigger_arg = str(ingest.trigger["name"])
+        clients = {arg: binding for arg in ingest.client_args}
 
-        async def invoke(events: list[Any]) -> None:
-            kwargs: dict[str, Any] = {trigger_arg: events}
-            kwargs.update({arg: binding for arg in ingest.client_args})
-            await _call(ingest, kwargs)
+        async def invoke(partition: str, events: Sequence[HubEvent], retry: RetryContext) -> None:
+            inv = bindings.eventhub_invocation(
+                ingest.trigger,
+                events,
+                partition=partition,
+                hub=hub,
+                consumer_group=group,
+                client_args=clients,
+                retry=retry,
+            )
+            await ingest.invoke(inv)
+
+        def retry_sleep(seconds: float) -> Any:
+            return asyncio.sleep(seconds * cfg.retry_delay_scale)
 
         stats = PumpStats()
         batch_opts = BatchOptions(
@@ -291,6 +298,7 @@ class Host:
                 consumer_group=group,
                 retry=ingest.retry,
                 stats=stats,
+                sleep=retry_sleep,
                 redeliver_share=cfg.redeliver_share,
             )
             for p in partition_ids
@@ -309,8 +317,10 @@ class Host:
                 try:
                     async with asyncio.timeout(cfg.duration_s):
                         async for pid, received, commit in hub_source.batches(options.max_event_batch_size):
-                            events = [_hub_event(e, hub, group) for e in received]
-                            error, attempts = await invoke_with_retry(invoke, events, ingest.retry, stats)
+                            events = [_hub_event(e) for e in received]
+                            error, attempts = await invoke_with_retry(
+                                invoke, str(pid), events, ingest.retry, stats, retry_sleep
+                            )
                             if error is not None:
                                 db.record_failed_batch(
                                     pid,
@@ -344,7 +354,14 @@ class Host:
                 ticks += 1
                 if bar is not None:
                     bar.n = checkpointed()
-                    bar.set_postfix(queued=scheduler.pending, ops=scheduler.stats.operations, refresh=False)
+                    extra = (
+                        {"entity_batch_failures": scheduler.stats.batch_failures}
+                        if scheduler.stats.batch_failures
+                        else {}
+                    )
+                    bar.set_postfix(
+                        queued=scheduler.pending, ops=scheduler.stats.operations, refresh=False, **extra
+                    )
                     bar.refresh()
                 if ticks % 4 == 0:
                     samples.append((time.monotonic() - started, meter.snapshot().minus(baseline)))
@@ -391,7 +408,7 @@ class Host:
                 "redelivered_events": stats.redelivered,
                 "entity_batches": scheduler.stats.batches,
                 "entity_operation_errors": scheduler.stats.operation_errors,
-                "poisoned_operations": scheduler.stats.poisoned,
+                "entity_batch_failures": scheduler.stats.batch_failures,
                 "queued_operations_left": scheduler.pending,
                 "max_event_batch_size": options.max_event_batch_size,
                 "max_entity_batch": options.max_entity_batch,
@@ -457,21 +474,21 @@ def hub_source_from_settings(settings: dict[str, str], hub: str, group: str) -> 
     )
 
 
-def _hub_event(e: Any, hub: str, group: str) -> Any:
-    """A received event as the trigger gets it (same metadata as the local log's events)."""
-    import json
+def _hub_event(e: Any) -> HubEvent:
+    """A received azure-eventhub event as the host's listener hands it on."""
+    return HubEvent(e.body, e.sequence_number, str(e.offset), e.enqueued_ms, e.partition_key)
 
-    import azure.functions as func
 
-    ctx = {"ConsumerGroup": group, "EventHubName": hub, "PartitionId": e.partition_id}
-    return func.EventHubEvent(
-        body=e.body,
-        trigger_metadata={"PartitionContext": func.meta.Datum(json.dumps(ctx), "json")},
-        enqueued_time=e.enqueued_time,
-        partition_key=e.partition_key,
-        sequence_number=e.sequence_number,
-        offset=e.offset,
-    )
+def entity_runner(spec: FunctionSpec) -> EntityRunner:
+    """Run one entity batch through the worker path: the batch JSON in, the result JSON out."""
+
+    async def run(batch_json: str, executor: Executor | None) -> str:
+        datum = await spec.invoke(bindings.entity_invocation(spec.trigger, batch_json), executor)
+        if datum is None or not isinstance(datum.value, str):
+            raise RuntimeError(f"entity function {spec.name} returned no batch result")
+        return datum.value
+
+    return run
 
 
 def _progress(enabled: bool, total: int | None, initial: int) -> Any:

@@ -2,8 +2,10 @@
 
 The worker walks ``app.get_functions()``, reads each function's
 ``get_function_json()`` and its settings (``get_settings_dict("retry_policy")``)
-and invokes ``get_user_function()``. The devhost does the same and refuses,
-with a message naming the function, any binding it cannot emulate.
+and loads ``get_user_function()`` through its load-time checks
+(``devhost.worker.load``). The devhost does the same and refuses, with the
+worker's own error, a function the worker would refuse, and with a message
+naming the function, any binding it cannot emulate.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+from devhost import worker
 from devhost.settings import _timespan_seconds, resolve
 
 TRIGGERS = frozenset({"eventHubTrigger", "entityTrigger", "httpTrigger"})
@@ -53,15 +57,27 @@ class RetryPolicy:
             )
         raise UnsupportedBinding(f"unknown retry strategy {strategy!r}")
 
-    def delays(self, bound: int = 10) -> Iterator[float]:
-        """Seconds to wait before each retry; an unlimited count (-1) is bounded by ``bound``."""
-        count = bound if self.max_retry_count < 0 else min(self.max_retry_count, bound)
-        for attempt in range(count):
+    def delays(self) -> Iterator[float]:
+        """Seconds to wait before each retry; endless for an unlimited count (-1), as in the host.
+
+        Exponential back-off as webjobs-sdk ``RandomizedExponentialBackoffStrategy``: the first
+        retry waits the minimum, retry n >= 2 waits ``min + U(0.8, 1.2) * 2**(n-2) * min``, and
+        once that reaches the maximum every later retry waits the maximum.
+        """
+        attempt = 0
+        capped = False
+        while self.max_retry_count < 0 or attempt < self.max_retry_count:
+            attempt += 1
             if self.strategy == "fixed_delay":
                 yield self.delay_s
+            elif attempt == 1:
+                yield min(self.minimum_s, self.maximum_s)
+            elif capped:
+                yield self.maximum_s
             else:
-                base = min(self.maximum_s, self.minimum_s * 2**attempt)
-                yield min(self.maximum_s, base * random.uniform(0.8, 1.2))
+                delay = self.minimum_s + random.uniform(0.8, 1.2) * 2 ** (attempt - 2) * self.minimum_s
+                capped = delay >= self.maximum_s
+                yield min(delay, self.maximum_s)
 
 
 @dataclass
@@ -69,13 +85,17 @@ class FunctionSpec:
     name: str
     trigger: dict[str, Any]
     bindings: list[dict[str, Any]]
-    handler: Any
+    fn: worker.LoadedFunction
     retry: RetryPolicy | None = None
     client_args: list[str] = field(default_factory=list)
 
     @property
     def trigger_type(self) -> str:
         return str(self.trigger["type"])
+
+    async def invoke(self, inv: worker.Invocation, executor: Executor | None = None) -> worker.Datum | None:
+        """Run the function the way the worker does (decode, context, call, encode)."""
+        return await worker.invoke(self.fn, inv, executor)
 
 
 @dataclass
@@ -140,7 +160,8 @@ def index_app(app: Any, settings: Mapping[str, str]) -> AppIndex:
             name=name,
             trigger=trigger,
             bindings=bindings,
-            handler=fn.get_user_function(),
+            # The worker's load-time checks: a function it would refuse is refused here too.
+            fn=worker.load(name, fn.get_user_function(), bindings),
             retry=RetryPolicy.from_settings(fn.get_settings_dict("retry_policy")),
             client_args=[b["name"] for b in bindings if b["type"] == "durableClient"],
         )

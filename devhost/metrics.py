@@ -206,6 +206,7 @@ def counts_table(snap: Snapshot) -> Mapping[str, Any]:
         "actions": snap.by(telemetry.ACTIONS, "type"),
         "rejections": snap.by(telemetry.REJECTIONS, "rule"),
         "write_failures": snap.total(telemetry.ACTION_WRITE_FAILURES),
+        "batches_parked": snap.total(telemetry.BATCHES_PARKED),
         "latency_ms": {
             "count": latency.count if latency else 0,
             "p50": latency.quantile(0.5) if latency else None,

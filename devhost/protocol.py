@@ -66,7 +66,8 @@ def parse_entity_url(url: str) -> EntityRequest | None:
     if idx < 0:
         return None
     rest = path[idx + len(WEBHOOK_PATH + "entities/") :].split("/", 1)
-    if len(rest) != 2 or not rest[0] or not rest[1]:
+    # An empty key is what the extension receives for the key "." (the client normalised it away).
+    if len(rest) != 2 or not rest[0]:
         return None
     op = parse_qs(parts.query).get("op", [None])[0]
     return EntityRequest(unquote(rest[0]), unquote(rest[1]), op)

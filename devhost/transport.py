@@ -11,22 +11,30 @@ Two interchangeable transports, both running the SDK's own URL and payload code:
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
 import socket
 from typing import Any
 
-import azure.functions as func
 from aiohttp import web
+from yarl import URL
 
-from devhost import protocol
+from devhost import bindings, protocol
 from devhost.entities import EntityScheduler
 from devhost.indexing import FunctionSpec
 
 log = logging.getLogger(__name__)
 
 INPROC_BASE_URL = "http://127.0.0.1:7071"  # never contacted: the in-process transport parses its URLs
+
+
+def as_sent(url: str) -> str:
+    """The URL the SDK's aiohttp client would put on the wire.
+
+    aiohttp builds ``yarl.URL(url)``, which removes dot segments (``entities/Player/..``
+    becomes ``entities/``) and percent-encodes what needs it; the in-process transport
+    must see the same URL, or it would hide a key that breaks over HTTP.
+    """
+    return str(URL(url))
 
 
 class InProcTransport:
@@ -36,7 +44,13 @@ class InProcTransport:
         self.scheduler = scheduler
 
     async def post(self, url: str, data: Any = None, *args: Any, **kwargs: Any) -> list[Any]:
-        req = protocol.parse_entity_url(url)
+        sent = as_sent(url)
+        req = protocol.parse_entity_url(sent)
+        if req is None and protocol.WEBHOOK_PATH + "entities/" in sent:
+            return [
+                400,
+                {"error": f"not an entity URL: {sent}"},
+            ]  # "entities/Player/.." arrives as "entities/"
         if req is None or req.op is None:
             return [501, {"error": f"the devhost serves entity signals only, not {url}"}]
         try:
@@ -46,7 +60,7 @@ class InProcTransport:
         return [202, None]
 
     async def get(self, url: str, *args: Any, **kwargs: Any) -> list[Any]:
-        req = protocol.parse_entity_url(url)
+        req = protocol.parse_entity_url(as_sent(url))
         if req is None:
             return [501, {"error": f"the devhost serves entity state only, not {url}"}]
         state = self.scheduler.read_state(req.name, req.key)
@@ -65,13 +79,14 @@ class WebhookServer:
 
     def _app(self) -> web.Application:
         app = web.Application()
-        entity = protocol.WEBHOOK_PATH + "entities/{name}/{key}"
+        entity = protocol.WEBHOOK_PATH + "entities/{name}/{key:.*}"
         app.router.add_post(entity, self._signal)
         app.router.add_get(entity, self._read)
         for spec in self.http_functions:
             route = "/api/" + str(spec.trigger.get("route") or spec.name).lstrip("/")
             for method in spec.trigger.get("methods") or ["GET", "POST"]:
                 app.router.add_route(method.upper(), route, self._http_handler(spec))
+        app.router.add_route("*", protocol.WEBHOOK_PATH + "entities/{tail:.*}", self._bad_entity_url)
         app.router.add_route("*", protocol.WEBHOOK_PATH + "{tail:.*}", self._unsupported)
         return app
 
@@ -107,37 +122,34 @@ class WebhookServer:
             return web.Response(status=404)
         return web.json_response(state)
 
+    async def _bad_entity_url(self, request: web.Request) -> web.Response:
+        return web.json_response({"error": f"not an entity URL: {request.path}"}, status=400)
+
     async def _unsupported(self, request: web.Request) -> web.Response:
         return web.json_response({"error": f"not supported by the devhost: {request.path}"}, status=501)
 
     def _http_handler(self, spec: FunctionSpec) -> Any:
-        trigger_arg = str(spec.trigger["name"])
-
         async def handle(request: web.Request) -> web.StreamResponse:
-            body = await request.read()
-            req = func.HttpRequest(
-                request.method,
-                str(request.url),
+            binding = protocol.client_binding_json(self.base_url, self.hub)
+            inv = bindings.http_invocation(
+                spec.trigger,
+                method=request.method,
+                url=str(request.url),
                 headers=dict(request.headers),
-                params=dict(request.query),
+                query=dict(request.query),
                 route_params=dict(request.match_info),
-                body=body,
+                body=await request.read(),
+                client_args={arg: binding for arg in spec.client_args},
             )
-            kwargs: dict[str, Any] = {trigger_arg: req}
-            for arg in spec.client_args:
-                kwargs[arg] = protocol.client_binding_json(self.base_url, self.hub)
-            handler = spec.handler
-            if inspect.iscoroutinefunction(handler):
-                resp = await handler(**kwargs)
-            else:
-                resp = await asyncio.to_thread(handler, **kwargs)
-                if inspect.isawaitable(resp):
-                    resp = await resp
-            if not isinstance(resp, func.HttpResponse):
-                return web.Response(status=500, text=f"function {spec.name} returned {type(resp).__name__}")
-            headers = {k: v for k, v in resp.headers.items() if k.lower() != "content-type"}
-            return web.Response(
-                status=resp.status_code, body=resp.get_body(), headers=headers, content_type=resp.mimetype
-            )
+            try:
+                reply = bindings.http_reply(await spec.invoke(inv))
+            except Exception as exc:  # the host answers 500 when the invocation fails
+                log.exception("HTTP function %s failed", spec.name)
+                return web.Response(status=500, text=f"function {spec.name} failed: {type(exc).__name__}")
+            headers = {k: v for k, v in reply.headers.items() if k.lower() != "content-type"}
+            content_type = reply.headers.get("content-type", "application/octet-stream")
+            resp = web.Response(status=reply.status, body=reply.body, headers=headers)
+            resp.headers["Content-Type"] = content_type
+            return resp
 
         return handle

@@ -1,16 +1,25 @@
-"""Event Hubs trigger: validate, drop, dead-letter, and signal one entity per player."""
+"""Event Hubs trigger: validate, drop, dead-letter, and signal one entity per player.
+
+Delivery policy (docs/parking.md): bad input never raises (it is dead-lettered
+per event), so a failed invocation means an outage of Cosmos DB or the Durable
+backend. The host retries the batch with exponential backoff; once a batch has
+failed ``INGEST_PARK_AFTER_RETRIES`` retries it is *parked* in Blob Storage and
+the partition moves on. If parking fails too, the invocation fails and the host
+retries again: an outage never turns into loss.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import Any
+from datetime import UTC
+from typing import Any, List  # noqa: UP035 - the worker refuses list[...] on Python 3.11 (docs/platform.md)
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared import runtime, telemetry
+from shared import parking, runtime, telemetry
 from shared.routing import Message, RoutedBatch, route
 from shared.store import PermanentWriteFailure, get_store
 from shared.tracing import IngestSpans
@@ -22,7 +31,7 @@ ENTITY_NAME = "Player"
 SIGNAL_CONCURRENCY = 32
 
 
-def batch_partition(events: list[func.EventHubEvent]) -> str | None:
+def batch_partition(events: List[func.EventHubEvent]) -> str | None:  # noqa: UP006
     """The partition of a trigger batch (one per invocation), read once.
 
     ``EventHubEvent.metadata`` decodes the whole batch's trigger metadata on every
@@ -39,13 +48,23 @@ def batch_partition(events: list[func.EventHubEvent]) -> str | None:
 
 def to_message(event: func.EventHubEvent, partition: str | None) -> Message:
     """Lift the body and the sequence/enqueued-time metadata off a trigger event."""
-    enqueued = event.enqueued_time
     return Message(
         body=event.get_body(),
         partition=partition,
         sequence=event.sequence_number,
-        enqueued_ms=int(enqueued.timestamp() * 1000) if enqueued else None,
+        enqueued_ms=enqueued_ms(event),
     )
+
+
+def enqueued_ms(event: func.EventHubEvent) -> int | None:
+    """The enqueued time in epoch ms. The host sends EnqueuedTimeUtc without a zone, and the
+    library parses it into a naive datetime that means UTC: read it as UTC, never as local time."""
+    enqueued = event.enqueued_time
+    if enqueued is None:
+        return None
+    if enqueued.tzinfo is None:
+        enqueued = enqueued.replace(tzinfo=UTC)
+    return int(enqueued.timestamp() * 1000)
 
 
 async def _signal_all(
@@ -114,26 +133,41 @@ def _record(batch: RoutedBatch, refused: int) -> None:
     m.signals.add(len(batch.signals))
 
 
-@bp.function_name("ingest")
-# Retry a failed batch until it succeeds (-1): bad input never raises (it is
-# dead-lettered), so a failure means Durable or Cosmos is unavailable, and moving
-# on would lose the batch. Replays are harmless: the entities dedupe.
-@bp.retry(
-    strategy="exponential_backoff",
-    max_retry_count="-1",
-    minimum_interval="00:00:01",
-    maximum_interval="00:05:00",
-)
-@bp.event_hub_message_trigger(
-    arg_name="events",
-    event_hub_name="%EVENTHUB_NAME%",
-    connection="EventHubConnection",
-    consumer_group="%EVENTHUB_CONSUMER_GROUP%",
-    cardinality="many",
-)
-@bp.durable_client_input(client_name="client")
-async def ingest(events: list[func.EventHubEvent], client: df.DurableOrchestrationClient) -> None:
-    """One invocation per batch. A failure re-runs the batch (retry policy); entities dedupe."""
+def _parked_batch(
+    events: List[func.EventHubEvent],  # noqa: UP006
+    partition: str | None,
+    error: BaseException,
+    attempts: int,
+) -> parking.ParkedBatch:
+    settings = runtime.settings()
+    seqs = [e.sequence_number for e in events if e.sequence_number is not None]
+    return parking.ParkedBatch(
+        event_hub=settings.eventhub_name,
+        consumer_group=settings.eventhub_consumer_group,
+        partition=partition if partition is not None else "unknown",
+        first_sequence=min(seqs, default=-1),
+        last_sequence=max(seqs, default=-1),
+        attempts=attempts,
+        error=f"{type(error).__name__}: {error}"[:2000],
+        parked_ms=runtime.now_ms(),
+        events=[
+            parking.ParkedEvent(
+                sequence=e.sequence_number if e.sequence_number is not None else -1,
+                offset=None if e.offset is None else str(e.offset),
+                enqueued_ms=enqueued_ms(e),
+                partition_key=e.partition_key,
+                body=e.get_body(),
+            )
+            for e in events
+        ],
+    )
+
+
+async def process(
+    events: List[func.EventHubEvent],  # noqa: UP006
+    client: df.DurableOrchestrationClient,
+) -> None:
+    """Route one batch: signal each player's entity once, dead-letter the bad events, count."""
     settings = runtime.settings()
     started_ns = time.time_ns()
     partition = batch_partition(events)
@@ -161,3 +195,53 @@ async def ingest(events: list[func.EventHubEvent], client: df.DurableOrchestrati
             "dead_lettered": len(batch.dead_letters),
         },
     )
+
+
+@bp.function_name("ingest")
+# The host retries a failed batch for ever (-1) with exponential backoff (2 s doubling to 60 s);
+# the function itself bounds the retries: after INGEST_PARK_AFTER_RETRIES it parks the batch
+# (Blob Storage) and returns, so the partition moves on. A bound in the host's policy instead
+# would make the host move on even when parking failed, and lose the batch (docs/parking.md).
+@bp.retry(
+    strategy="exponential_backoff",
+    max_retry_count="-1",
+    minimum_interval="00:00:02",
+    maximum_interval="00:01:00",
+)
+@bp.event_hub_message_trigger(
+    arg_name="events",
+    event_hub_name="%EVENTHUB_NAME%",
+    connection="EventHubConnection",
+    consumer_group="%EVENTHUB_CONSUMER_GROUP%",
+    cardinality="many",
+    # Bodies byte-exact, nothing parsed by the host: without a dataType the host parses every
+    # body as JSON and fails the whole batch on one that is not; "string" drops empty bodies.
+    data_type=func.DataType.BINARY,
+)
+@bp.durable_client_input(client_name="client")
+async def ingest(
+    events: List[func.EventHubEvent],  # noqa: UP006 - see the import
+    client: df.DurableOrchestrationClient,
+    context: func.Context,
+) -> None:
+    """One invocation per batch; a failure re-runs it (entities dedupe), and a batch that keeps
+    failing is parked instead of stalling its partition."""
+    try:
+        await process(events, client)
+    except Exception as exc:
+        retry = context.retry_context
+        retries = retry.retry_count if retry is not None else 0
+        limit = runtime.settings().park_after_retries
+        if retries < limit:
+            log.warning("batch failed (retry %d of %d before parking): %s", retries, limit, exc)
+            raise
+        batch = _parked_batch(events, batch_partition(events), exc, retries + 1)
+        # Raises when storage refuses: then the host retries the batch again, nothing is lost.
+        name = await asyncio.to_thread(parking.get_parking_lot().park, batch)
+        telemetry.instruments().batches_parked.add(1, {"partition": batch.partition})
+        log.error(
+            "batch parked after %d attempts: %s",
+            retries + 1,
+            exc,
+            extra={"blob": name, "partition": batch.partition, "events": len(events)},
+        )

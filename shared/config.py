@@ -50,6 +50,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"setting {name} must be an integer, got {raw!r}") from exc
 
 
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 0:
+        raise ConfigError(f"setting {name} must be 0 or more, got {value}")
+    return value
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -92,13 +99,16 @@ class CosmosSettings:
 @dataclass(frozen=True)
 class Settings:
     cosmos: CosmosSettings
+    eventhub_name: str = "player-events"
+    eventhub_consumer_group: str = "$Default"
     disabled_action_types: frozenset[str] = field(default_factory=frozenset)
     daily_action_cap: int = 3
     hash_player_ids_in_telemetry: bool = True
     max_event_bytes: int = 16 * 1024
     max_future_skew_seconds: float = 300.0
     stale_after_seconds: float = 900.0
-    extra: Mapping[str, str] = field(default_factory=dict)
+    # Failed attempts of one trigger batch before it is parked (docs/parking.md).
+    park_after_retries: int = 12
 
 
 def is_local_endpoint(endpoint: str) -> bool:
@@ -141,11 +151,13 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         )
     return Settings(
         cosmos=cosmos,
+        eventhub_name=env.get(EVENTHUB_NAME) or "player-events",
+        eventhub_consumer_group=env.get(EVENTHUB_CONSUMER_GROUP) or "$Default",
         disabled_action_types=disabled,
         daily_action_cap=_int(env, "DAILY_ACTION_CAP", 3),
         hash_player_ids_in_telemetry=_bool(env, "TELEMETRY_HASH_PLAYER_ID", True),
         max_event_bytes=_int(env, "MAX_EVENT_BYTES", 16 * 1024),
         max_future_skew_seconds=_float(env, "MAX_FUTURE_SKEW_SECONDS", 300.0),
         stale_after_seconds=_float(env, "STALE_AFTER_SECONDS", 900.0),
-        extra=dict(env),
+        park_after_retries=_positive(env, "INGEST_PARK_AFTER_RETRIES", 12),
     )

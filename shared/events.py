@@ -17,9 +17,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-PLAYER_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+# 1-128 of [A-Za-z0-9_.:-] with at least one letter or digit: the Durable client puts the key in
+# a URL path unescaped and aiohttp normalises the dot segments "." and ".." (docs/events.md).
+PLAYER_ID_PATTERN = r"^(?=[^A-Za-z0-9]*[A-Za-z0-9])[A-Za-z0-9_.:-]{1,128}$"
 _PLAYER_ID_RE = re.compile(PLAYER_ID_PATTERN)
 TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+_TRACEPARENT_RE = re.compile(TRACEPARENT_PATTERN)
+JSON_CONTENT_TYPE_PATTERN = r"^(?i:application/(?:[a-z0-9.+-]+\+)?json)[ \t]*(?:;.*)?$"
 
 PlayerId = Annotated[str, msgspec.Meta(pattern=PLAYER_ID_PATTERN)]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -35,8 +39,10 @@ class Envelope(msgspec.Struct, frozen=True):
     type: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     subject: PlayerId
     time: Annotated[datetime, msgspec.Meta(tz=True)]
-    datacontenttype: Literal["application/json"] | None = None
-    traceparent: Annotated[str, msgspec.Meta(pattern=TRACEPARENT_PATTERN)] | None = None
+    # JSON with media-type parameters (RFC 9110: "application/json; charset=utf-8") and +json types.
+    datacontenttype: Annotated[str, msgspec.Meta(pattern=JSON_CONTENT_TYPE_PATTERN)] | None = None
+    # Checked after decoding: W3C Trace Context says a malformed traceparent is ignored, not fatal.
+    traceparent: str | None = None
     data: msgspec.Raw = msgspec.Raw(b"{}")
 
 
@@ -156,7 +162,36 @@ def parse(
     sequence: int | None = None,
     enqueued_ms: int | None = None,
 ) -> ParseResult:
-    """Parse one Event Hubs message body into a routed event or a verdict."""
+    """Parse one Event Hubs message body into a routed event or a verdict; never raises.
+
+    Any exception while parsing one body (msgspec's RecursionError on deeply nested
+    JSON, an out-of-range timestamp, ...) becomes that body's ``unparseable`` verdict:
+    a failure here must never fail the batch, or the partition would stall on it.
+    """
+    try:
+        return _parse(
+            body,
+            now_ms=now_ms,
+            max_bytes=max_bytes,
+            max_future_skew_ms=max_future_skew_ms,
+            partition=partition,
+            sequence=sequence,
+            enqueued_ms=enqueued_ms,
+        )
+    except Exception as exc:  # noqa: BLE001 - one body's failure is that body's dead letter
+        return Rejected("unparseable", f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
+def _parse(
+    body: bytes,
+    *,
+    now_ms: int,
+    max_bytes: int,
+    max_future_skew_ms: int,
+    partition: str | None,
+    sequence: int | None,
+    enqueued_ms: int | None,
+) -> ParseResult:
     if len(body) > max_bytes:
         return Rejected("oversized", f"{len(body)} bytes > limit {max_bytes}")
     try:
@@ -179,8 +214,10 @@ def parse(
             env.subject,
             env.id,
         )
+    raw_data = bytes(env.data)
     try:
-        data = _DATA[env.type].decode(env.data)
+        # "data": null carries no fields, like an absent data (a null opt-out is still an opt-out).
+        data = _DATA[env.type].decode(b"{}" if raw_data.strip() == b"null" else raw_data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         return Rejected("invalid_data", f"{env.type}: {exc}", env.subject, env.id)
     return PlayerEvent(
@@ -189,7 +226,7 @@ def parse(
         player_id=env.subject,
         time_ms=time_ms,
         data=msgspec.to_builtins(data),
-        traceparent=env.traceparent,
+        traceparent=env.traceparent if env.traceparent and _TRACEPARENT_RE.match(env.traceparent) else None,
         partition=partition,
         sequence=sequence,
         enqueued_ms=enqueued_ms,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from shared import config
 from shared.policy import Rules
@@ -38,5 +40,24 @@ def reset() -> None:
     store.reset_store()
 
 
-def now_ms() -> int:
+def _wall_clock_ms() -> int:
     return int(time.time() * 1000)
+
+
+_clock: Callable[[], int] = _wall_clock_ms
+
+
+def now_ms() -> int:
+    """The handlers' one clock (epoch milliseconds, UTC): the wall clock unless a test injects one."""
+    return _clock()
+
+
+@contextmanager
+def clock(fn: Callable[[], int]) -> Iterator[None]:
+    """Run the handlers on an injected clock (tests: a fixed instant, so no result depends on today)."""
+    global _clock
+    saved, _clock = _clock, fn
+    try:
+        yield
+    finally:
+        _clock = saved

@@ -12,11 +12,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import metrics, trace
+
+from shared.config import ConfigError
 
 METER_NAME = "player_interventions"
 TRACER_NAME = "player_interventions"
@@ -46,6 +49,7 @@ ACTION_WRITE_FAILURES = "pi.actions.write_failures"
 OUTBOX_EXPIRED = "pi.outbox.expired"
 OUTBOX_SIZE = "pi.outbox.size"
 ACTION_LATENCY = "pi.action.latency"
+BATCHES_PARKED = "pi.batches.parked"
 
 METRIC_NAMES: tuple[str, ...] = (
     EVENTS_IN,
@@ -62,6 +66,7 @@ METRIC_NAMES: tuple[str, ...] = (
     OUTBOX_EXPIRED,
     OUTBOX_SIZE,
     ACTION_LATENCY,
+    BATCHES_PARKED,
 )
 
 _configured = False
@@ -101,6 +106,11 @@ class Instruments:
         )
         self.action_latency = meter.create_histogram(
             ACTION_LATENCY, unit="ms", description="Event time of the trigger to the action's write"
+        )
+        self.batches_parked = c(
+            BATCHES_PARKED,
+            unit="{batch}",
+            description="Trigger batches parked after every bounded retry failed",
         )
 
 
@@ -150,12 +160,147 @@ def add_counts(counter: Any, counts: Mapping[str, int], key: str) -> None:
             counter.add(n, {key: value})
 
 
+# --- Azure Monitor distro options -------------------------------------------------------------
+# Verified against azure-monitor-opentelemetry 1.8.11 (requirements.txt); file names below are
+# inside the installed package azure/monitor/opentelemetry/.
+
+# Settings (app settings in Azure, local.settings.json locally).
+SAMPLING_RATIO_SETTING = "TELEMETRY_SAMPLING_RATIO"
+TRACES_PER_SECOND_SETTING = "TELEMETRY_TRACES_PER_SECOND"
+DEFAULT_SAMPLING_RATIO = 1.0
+
+# Every instrumentation the distro turns on by default: _constants.py
+# _FULLY_SUPPORTED_INSTRUMENTED_LIBRARIES (+ the empty opt-in _PREVIEW_INSTRUMENTED_LIBRARIES), each
+# enabled unless instrumentation_options or OTEL_PYTHON_DISABLED_INSTRUMENTATIONS says otherwise
+# (_utils/configurations.py _default_instrumentation_options; the keyword wins over the variable).
+# The app needs none of them: its spans are its own (shared/tracing.py), started only for events
+# that arrive with a traceparent. The Cosmos SDK sends over azure-core's RequestsTransport, so
+# "requests" (and urllib3 under it) would add a span per Cosmos HTTP request, most of them root
+# traces; "azure_sdk" would add azure-core's spans on top (_configure.py _setup_tracing sets
+# azure.core's tracing_implementation only when it is enabled). The HTTP functions are served by
+# the Functions host, so the web-framework ones have nothing to instrument either.
+DISTRO_INSTRUMENTATIONS: tuple[str, ...] = (
+    "azure_sdk",
+    "django",
+    "fastapi",
+    "flask",
+    "httpx",
+    "httpx2",
+    "psycopg2",
+    "requests",
+    "urllib",
+    "urllib3",
+)
+
+# The logger tree the distro exports (see _log_export below).
+APP_LOGGER = "shared"
+
+
+def _distro_instrumentations() -> tuple[str, ...]:
+    """DISTRO_INSTRUMENTATIONS plus any the installed distro adds (a newer version's list)."""
+    try:
+        from azure.monitor.opentelemetry._constants import _ALL_SUPPORTED_INSTRUMENTED_LIBRARIES
+    except ImportError:  # the private list moved: the explicit one above still applies
+        return DISTRO_INSTRUMENTATIONS
+    extra = tuple(n for n in _ALL_SUPPORTED_INSTRUMENTED_LIBRARIES if n not in DISTRO_INSTRUMENTATIONS)
+    return DISTRO_INSTRUMENTATIONS + extra
+
+
+def instrumentation_options() -> dict[str, dict[str, bool]]:
+    """The distro's ``instrumentation_options``: every library instrumentation off."""
+    return {name: {"enabled": False} for name in _distro_instrumentations()}
+
+
+def _number(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"setting {name} must be a number, got {raw!r}") from exc
+    if not math.isfinite(value):
+        raise ConfigError(f"setting {name} must be a finite number, got {raw!r}")
+    return value
+
+
+def sampler_options(env: Mapping[str, str]) -> dict[str, float]:
+    """The distro's sampler keyword, chosen from the app's settings; ConfigError names a bad one.
+
+    How the distro picks its sampler (_utils/configurations.py _default_sampling_ratio and
+    _configure.py _setup_tracing): OTEL_TRACES_SAMPLER/OTEL_TRACES_SAMPLER_ARG, when set, override
+    both keywords; otherwise ``sampling_ratio`` gives ApplicationInsightsSampler (a fixed share,
+    decided on the trace id) and wins over ``traces_per_second`` (RateLimitedSampler), whose default
+    of 5.0 traces/s applies when neither keyword is given. host.json samplingSettings is not read:
+    it samples only the Functions host's own telemetry.
+
+    - TELEMETRY_SAMPLING_RATIO (0..1, default 1.0): keep that share of traces. The default keeps
+      all: only events that arrive with a traceparent are traced, so the producer already bounds
+      the volume. The decision is a hash of the trace id, so every hop of one trace (ingest,
+      entity, Cosmos write; possibly on different instances) makes the same one.
+    - TELEMETRY_TRACES_PER_SECOND (> 0): rate-limited instead, per process. Our spans continue
+      remote parents (the event's traceparent), which the rate limiter does not follow
+      (exporter export/trace/_utils.py parent_context_sampling honours local parents only), so
+      hops whose sampling percentages differ can break a trace apart.
+    """
+    if env.get("OTEL_TRACES_SAMPLER", "").strip():
+        raise ConfigError(
+            f"setting OTEL_TRACES_SAMPLER would override {SAMPLING_RATIO_SETTING} and "
+            f"{TRACES_PER_SECOND_SETTING} inside azure-monitor-opentelemetry; remove it and use those"
+        )
+    ratio = _number(env, SAMPLING_RATIO_SETTING)
+    per_second = _number(env, TRACES_PER_SECOND_SETTING)
+    if ratio is not None and per_second is not None:
+        raise ConfigError(f"set only one of {SAMPLING_RATIO_SETTING} and {TRACES_PER_SECOND_SETTING}")
+    if per_second is not None:
+        if per_second <= 0:
+            raise ConfigError(f"setting {TRACES_PER_SECOND_SETTING} must be above 0, got {per_second}")
+        return {"traces_per_second": per_second}
+    ratio = DEFAULT_SAMPLING_RATIO if ratio is None else ratio
+    if not 0.0 <= ratio <= 1.0:
+        raise ConfigError(f"setting {SAMPLING_RATIO_SETTING} must be between 0 and 1, got {ratio}")
+    return {"sampling_ratio": ratio}
+
+
+def _log_export(configure_distro: Any, kwargs: dict[str, Any]) -> None:
+    """Run the distro's set-up so that each record of the app's loggers reaches Application Insights once.
+
+    Two ways a record can get there:
+    - the distro: _configure.py _setup_logging adds an OpenTelemetry LoggingHandler to
+      ``logging.getLogger(logger_name)`` (logger_name defaults to "", the root logger:
+      _utils/configurations.py _default_logger_name); the record carries the active span's trace
+      and span ids, i.e. it is correlated with the app's own spans (the event's trace);
+    - the Functions host: the Python worker puts a handler on the root logger (at INFO) that
+      forwards every record that propagates to it; the host exports it as its own telemetry,
+      correlated with the host's invocation, not with the event's trace, and subject to the
+      host's adaptive sampling (host.json samplingSettings).
+
+    A record of the ``shared`` tree that propagates takes both ways: two copies. Keeping only
+    the host's way is not possible through the keywords: ``disable_logging`` is ignored (only
+    OTEL_LOGS_EXPORTER=none turns the distro's logs off: _utils/configurations.py
+    _default_disable_logging), and without a ``logger_name`` the distro's handler lands on the root
+    logger and exports everything the worker forwards too. So: the distro exports the ``shared``
+    tree (with the trace correlation, unsampled) and that tree stops propagating to the root
+    logger, once the distro has put its handler on it. If it did not (OTEL_LOGS_EXPORTER=none, or
+    the logging set-up failed), propagation stays on and the host's copy is the one.
+    The ``functions`` package's few trigger-level logs stay with the host (one copy, correlated
+    with the invocation they describe).
+    """
+    app_logger = logging.getLogger(APP_LOGGER)
+    before = list(app_logger.handlers)
+    configure_distro(**kwargs, logger_name=APP_LOGGER)
+    if any(handler not in before for handler in app_logger.handlers):
+        app_logger.propagate = False
+
+
 def configure(env: Mapping[str, str] | None = None) -> str:
     """Quiet the SDK loggers and pick where telemetry goes; returns the choice.
 
     - ``azure-monitor``: APPLICATIONINSIGHTS_CONNECTION_STRING is set. With Entra
-      authentication (APPLICATIONINSIGHTS_AUTHENTICATION_STRING, as the Bicep sets
-      it) the exporter signs in with the app's managed identity.
+      authentication (APPLICATIONINSIGHTS_AUTHENTICATION_STRING, as the Bicep sets it) the
+      exporter signs in with the app's managed identity. Only the app's own spans are exported
+      (every library instrumentation off), sampled as TELEMETRY_SAMPLING_RATIO or
+      TELEMETRY_TRACES_PER_SECOND say, and the ``shared`` loggers' records once.
     - ``console``: TELEMETRY_CONSOLE=true, spans and metrics printed (local debugging).
     - ``none``: the OpenTelemetry API's no-op providers (the devhost and tests
       install their own SDK providers).
@@ -167,21 +312,24 @@ def configure(env: Mapping[str, str] | None = None) -> str:
         logging.getLogger(name).setLevel(logging.WARNING)
     if _configured:
         return "configured"
-    _configured = True
     if env.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
         from azure.monitor.opentelemetry import configure_azure_monitor
 
-        kwargs: dict[str, Any] = {"logger_name": "shared"}
+        # Validate before marking configured, so a bad setting fails every attempt alike.
+        kwargs: dict[str, Any] = {
+            "connection_string": env["APPLICATIONINSIGHTS_CONNECTION_STRING"],
+            "instrumentation_options": instrumentation_options(),
+            **sampler_options(env),
+        }
         if "Authorization=AAD" in env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", ""):
             from azure.identity import ManagedIdentityCredential
 
             kwargs["credential"] = ManagedIdentityCredential(client_id=env.get("AZURE_CLIENT_ID") or None)
-        # The pipeline's own spans cover its Cosmos writes (of traced events only);
-        # the SDK's per-request spans would be a root trace per untraced write.
-        kwargs["instrumentation_options"] = {"azure_sdk": {"enabled": False}}
-        configure_azure_monitor(**kwargs)
+        _configured = True
+        _log_export(configure_azure_monitor, kwargs)
         rebind()
         return "azure-monitor"
+    _configured = True
     if env.get("TELEMETRY_CONSOLE", "").lower() in ("1", "true", "yes"):
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader

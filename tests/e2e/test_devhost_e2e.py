@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from devhost.db import DB_FILE, DevDB
-from devhost.host import Host, RunConfig, RunResult
+from devhost.host import Host, RunConfig, RunResult, entity_runner
 from shared.config import CosmosSettings
 from shared.store import ActionStore, ensure_containers, make_client
 from tests.conftest import LOCAL_KEY, ROOT
@@ -184,7 +184,9 @@ def test_http_functions_read_entity_state_through_the_webhook(
     async def go() -> list[tuple[int, Any]]:
         index = index_app(function_app.app, settings)
         db = DevDB(tmp_path / "api")
-        scheduler = EntityScheduler(db, {"Player": index.entity("Player").handler}, max_batch=50, workers=1)
+        scheduler = EntityScheduler(
+            db, {"Player": entity_runner(index.entity("Player"))}, max_batch=50, workers=1
+        )
         server = WebhookServer(scheduler, index.by_trigger("httpTrigger"), "e2ehub")
         base = await server.start()
         out = []

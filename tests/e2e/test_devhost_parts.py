@@ -12,10 +12,13 @@ import azure.durable_functions as df
 import azure.functions as func
 import pytest
 
+from devhost import bindings
+from devhost.bindings import HubEvent
 from devhost.db import DevDB
 from devhost.eventhub import BatchOptions, EventLog, PartitionPump, PumpStats, partition_for
 from devhost.indexing import RetryPolicy, UnsupportedBinding, index_app
 from devhost.settings import SettingsError, resolve
+from devhost.worker import RetryContext
 from functions.ingest import batch_partition, to_message
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -61,15 +64,23 @@ def test_log_assigns_sequence_numbers_and_offsets_per_partition(tmp_path: Path) 
 
 
 class Recorder:
-    """An invoke() that records batches and what was checkpointed while each one ran."""
+    """An invoke() that records batches (as the library's converter decodes what the host sends),
+    the retry context of each attempt, and what was checkpointed while each one ran."""
 
     def __init__(self, db: DevDB, partition: str, fail_times: int = 0) -> None:
         self.db, self.partition, self.fail_times = db, partition, fail_times
         self.batches: list[list[func.EventHubEvent]] = []
+        self.retry_counts: list[int] = []
         self.checkpoint_during: list[int | None] = []
 
-    async def __call__(self, events: list[func.EventHubEvent]) -> None:
-        self.batches.append(events)
+    async def __call__(self, partition: str, events: list[HubEvent], retry: RetryContext) -> None:
+        data = bindings.eventhub_data(events, "binary")
+        meta = bindings.eventhub_metadata(
+            events, partition=partition, hub="player-events", consumer_group="$Default", namespace="ns"
+        )
+        converter = func.get_binding_registry().get("eventHubTrigger")
+        self.batches.append(converter.decode(data, trigger_metadata=meta))
+        self.retry_counts.append(retry.retry_count)
         self.checkpoint_during.append(self.db.checkpoints().get(self.partition))
         if self.fail_times:
             self.fail_times -= 1
@@ -138,7 +149,7 @@ def test_checkpoint_is_taken_only_after_the_function_returns(tmp_path: Path) -> 
 def test_a_crash_inside_the_function_redelivers_the_batch(tmp_path: Path) -> None:
     """The process dies mid-invocation: no checkpoint, so the next pump gets the same batch."""
 
-    async def crashing(events: list[func.EventHubEvent]) -> None:
+    async def crashing(partition: str, events: list[HubEvent], retry: RetryContext) -> None:
         raise asyncio.CancelledError  # not an Exception: escapes the retry loop like a kill would
 
     async def go() -> list[int]:
@@ -171,12 +182,14 @@ def test_failed_invocations_are_retried_per_policy_then_the_host_moves_on(tmp_pa
 
     rec, sleeps, db = asyncio.run(go(2))
     assert len(rec.batches) == 3 and rec.checkpoint_during == [None, None, None]
-    assert len(sleeps) == 2 and 0.8 <= sleeps[0] <= 1.2 and 1.6 <= sleeps[1] <= 2.4
+    assert rec.retry_counts == [0, 1, 2]  # the host's RetryContext: 0 on the first attempt
+    # webjobs-sdk RandomizedExponentialBackoffStrategy: min, then min + U(0.8, 1.2) * 2**(n-2) * min
+    assert len(sleeps) == 2 and sleeps[0] == 1.0 and 1.8 <= sleeps[1] <= 2.2
     assert db.checkpoints() == {"0": 3} and db.failed_batches() == []
 
     rec, sleeps, db = asyncio.run(go(10))
     assert len(rec.batches) == 4  # the first try + max_retry_count retries
-    assert all(s <= 3.0 * 1.2 for s in sleeps)
+    assert all(s <= 3.0 for s in sleeps) and rec.retry_counts == [0, 1, 2, 3]
     assert db.checkpoints() == {"0": 3}  # moved on, like the host ...
     assert [(p, a, b, n) for p, a, b, n, _ in db.failed_batches()] == [("0", 0, 3, 4)]  # ... but visibly
 

@@ -1,29 +1,27 @@
-"""The real function app: indexed like the worker does, invoked with real SDK objects.
+"""The real function app, hosted as the platform hosts it (tests/apphost.py).
 
 Nothing here is mocked except the Durable extension's HTTP endpoint, which
 cannot run without the Functions host: the real DurableOrchestrationClient is
 built from a binding JSON and its module-level request function is swapped
-for an in-process capture (devhost.protocol.client_transport).
+for an in-process capture (devhost.protocol.client_transport). Every time is
+relative to the injected clock (the ``app_env`` fixture), never today's date.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
-from datetime import UTC, datetime
 from typing import Any
 
-import azure.functions as func
 import pytest
 
 import function_app
 from devhost import protocol
 from shared.store import ActionStore
-from tests.helpers import body, cloud_event
+from tests.apphost import BASE, Capture, call_entity, hub_events, run_ingest
+from tests.helpers import NOW_MS, body, cloud_event
 
 pytestmark = pytest.mark.cosmos
-BASE = "http://127.0.0.1:7071"
 
 
 @functools.cache
@@ -47,8 +45,9 @@ def test_ingest_bindings_use_settings_and_identity_prefix() -> None:
     assert trig["consumerGroup"] == "%EVENTHUB_CONSUMER_GROUP%"
     assert trig["connection"] == "EventHubConnection"  # + __fullyQualifiedNamespace in Azure
     assert any(b["type"] == "durableClient" for b in bindings("ingest"))
+    assert trig["dataType"] == "BINARY"  # bodies byte-exact; the host parses nothing (docs/platform.md)
     retry = functions_by_name()["ingest"].get_settings_dict("retry_policy")
-    # Retried until it succeeds: failures are outages (bad input is dead-lettered), not poison.
+    # The host retries for ever; the function parks the batch after INGEST_PARK_AFTER_RETRIES.
     assert retry["strategy"] == "exponential_backoff" and retry["max_retry_count"] == "-1"
 
 
@@ -66,40 +65,10 @@ def test_entity_and_http_bindings() -> None:
     assert health["authLevel"] == "ANONYMOUS"
 
 
-def eh_event(raw: bytes, partition: str, seq: int) -> func.EventHubEvent:
-    return func.EventHubEvent(
-        body=raw,
-        trigger_metadata={
-            "PartitionContext": func.meta.Datum(json.dumps({"PartitionId": partition}), "json")
-        },
-        enqueued_time=datetime(2026, 11, 21, 10, 0, tzinfo=UTC),
-        partition_key=None,
-        sequence_number=seq,
-        offset=str(seq * 100),
-    )
-
-
-class Capture:
-    """In-process stand-in for the extension's webhook: records signals, answers 202."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[str, Any]] = []
-
-    async def post(self, url: str, data: Any = None, *args: Any, **kwargs: Any) -> list[Any]:
-        self.posts.append((url, data))
-        return [202, ""]
-
-
-def run_ingest(events: list[func.EventHubEvent], capture: Capture) -> None:
-    fn = functions_by_name()["ingest"].get_user_function()
-    with protocol.client_transport(capture.post):
-        asyncio.run(fn(events=events, client=protocol.client_binding_json(BASE, "testhub")))
-
-
 def test_ingest_signals_one_entity_per_player_and_dead_letters_bad_input(
     app_env: dict[str, str], store: ActionStore
 ) -> None:
-    now = int(datetime.now(UTC).timestamp() * 1000)
+    now = NOW_MS
     good = [
         cloud_event(player="alice", event_id="a1", at_ms=now - 3000),
         cloud_event(player="bob", event_id="b1", at_ms=now - 2500),
@@ -117,9 +86,8 @@ def test_ingest_signals_one_entity_per_player_and_dead_letters_bad_input(
         body(good[2]),
         body(future),
     ]
-    events = [eh_event(raw, "7", 100 + i) for i, raw in enumerate(raws)]
     capture = Capture()
-    run_ingest(events, capture)
+    run_ingest(hub_events(raws, seq0=100), capture, partition="7")
 
     urls = sorted(url for url, _ in capture.posts)
     rpc = BASE + protocol.WEBHOOK_PATH
@@ -142,27 +110,16 @@ def test_ingest_signals_one_entity_per_player_and_dead_letters_bad_input(
 
 
 def test_ingest_replay_writes_the_same_dead_letters_once(app_env: dict[str, str], store: ActionStore) -> None:
-    events = [eh_event(b"oops", "1", 5)]
-    run_ingest(events, Capture())
-    run_ingest(events, Capture())
+    events = hub_events([b"oops"], seq0=5)
+    run_ingest(events, Capture(), partition="1")
+    run_ingest(events, Capture(), partition="1")
     rows = list(store.deadletters.query_items("SELECT * FROM c", enable_cross_partition_query=True))
     assert len(rows) == 1
 
 
 def test_ingest_raises_when_the_signal_is_refused_so_the_batch_is_retried(app_env: dict[str, str]) -> None:
-    class Refuse(Capture):
-        async def post(self, url: str, data: Any = None, *args: Any, **kwargs: Any) -> list[Any]:
-            return [500, "down"]
-
     with pytest.raises(Exception, match="unexpected status code 500"):
-        now = int(datetime.now(UTC).timestamp() * 1000)
-        run_ingest([eh_event(body(cloud_event(at_ms=now - 1000)), "0", 1)], Refuse())
-
-
-def call_entity(key: str, state: str | None, ops: list[tuple[str, Any]]) -> protocol.EntityBatchResult:
-    handler = functions_by_name()["player"].get_user_function()
-    raw = protocol.entity_batch_json("Player", key, state, [(op, json.dumps(inp)) for op, inp in ops])
-    return protocol.parse_entity_response(handler(raw))
+        run_ingest(hub_events([body(cloud_event(at_ms=NOW_MS - 1000))], seq0=1), Capture(500), partition="0")
 
 
 def tilting_events(n: int, start_ms: int, seq0: int = 0) -> list[dict[str, Any]]:
@@ -193,7 +150,7 @@ def tilting_events(n: int, start_ms: int, seq0: int = 0) -> list[dict[str, Any]]
 
 
 def test_entity_runs_through_the_sdk_batch_protocol(app_env: dict[str, str], store: ActionStore) -> None:
-    now = int(datetime.now(UTC).timestamp() * 1000)
+    now = NOW_MS
     events = tilting_events(40, now - 3600_000)
     out = call_entity(
         "tilty",
@@ -218,7 +175,7 @@ def test_entity_runs_through_the_sdk_batch_protocol(app_env: dict[str, str], sto
 def test_erasure_deletes_history_and_actions_and_replays_cannot_rebuild_them(
     app_env: dict[str, str], store: ActionStore
 ) -> None:
-    now = int(datetime.now(UTC).timestamp() * 1000)
+    now = NOW_MS
     events = tilting_events(40, now - 3600_000)
     for e in events:
         e["q"] = now - 1000  # enqueued before the erasure
@@ -243,7 +200,7 @@ def test_entity_keeps_unwritten_actions_in_the_outbox(app_env: dict[str, str], m
     """Cosmos unreachable: the action stays in the state's outbox and is written on the next operation."""
     from shared import runtime
 
-    now = int(datetime.now(UTC).timestamp() * 1000)
+    now = NOW_MS
     good_endpoint = app_env["COSMOS_ENDPOINT"]
     monkeypatch.setenv("COSMOS_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     runtime.reset()
@@ -261,9 +218,13 @@ def test_entity_keeps_unwritten_actions_in_the_outbox(app_env: dict[str, str], m
 
 
 def test_an_operation_without_input_is_reported_not_raised(app_env: dict[str, str]) -> None:
-    handler = functions_by_name()["player"].get_user_function()
+    import asyncio
+
+    from devhost.host import entity_runner
+    from tests.apphost import index
+
     raw = protocol.entity_batch_json("Player", "empty", None, [("events", None)])
-    out = protocol.parse_entity_response(handler(raw))
+    out = protocol.parse_entity_response(asyncio.run(entity_runner(index().entity("Player"))(raw, None)))
     assert out.results[0]["isError"] is False
     assert "error" in json.loads(out.results[0]["result"])
 
@@ -273,7 +234,7 @@ def test_an_erasure_that_cannot_reach_cosmos_keeps_only_a_marker_and_is_retried(
 ) -> None:
     from shared import runtime
 
-    now = int(datetime.now(UTC).timestamp() * 1000)
+    now = NOW_MS
     out = call_entity("forget", None, [("events", {"v": 1, "events": tilting_events(40, now - 3600_000)})])
     assert store.player_actions("forget")
     good_endpoint = app_env["COSMOS_ENDPOINT"]
@@ -308,10 +269,10 @@ def test_a_dead_letter_cosmos_refuses_for_good_does_not_stall_the_partition(
     with FaultProxy(upstream, status=403, failures=1000) as proxy:
         monkeypatch.setenv("COSMOS_ENDPOINT", f"http://127.0.0.1:{proxy.port}")
         runtime.reset()
-        now = int(datetime.now(UTC).timestamp() * 1000)
+        now = NOW_MS
         capture = Capture()
         run_ingest(
-            [eh_event(b"{broken", "2", 1), eh_event(body(cloud_event(at_ms=now - 1000)), "2", 2)], capture
+            hub_events([b"{broken", body(cloud_event(at_ms=now - 1000))], seq0=1), capture, partition="2"
         )
     assert len(capture.posts) == 1  # the valid event was signalled
     assert proxy.faults_served >= 1 and "dead letter refused by Cosmos DB" in caplog.text
@@ -330,4 +291,4 @@ def test_a_dead_letter_write_that_fails_transiently_fails_the_batch_for_a_retry(
         monkeypatch.setenv("COSMOS_ENDPOINT", f"http://127.0.0.1:{proxy.port}")
         runtime.reset()
         with pytest.raises(Exception, match="dead-letter write failed: 503"):
-            run_ingest([eh_event(b"{broken", "2", 1)], Capture())
+            run_ingest(hub_events([b"{broken"], seq0=1), Capture(), partition="2")

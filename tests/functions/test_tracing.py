@@ -8,13 +8,12 @@ the SDK's batch protocol). Only the extension's webhook is captured in-process.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import pytest
 
 from shared.store import ActionStore
-from tests.functions.test_app import Capture, call_entity, eh_event, run_ingest
-from tests.helpers import body, cloud_event
+from tests.apphost import Capture, call_entity, hub_events, run_ingest
+from tests.helpers import NOW_MS, body, cloud_event
 
 pytestmark = pytest.mark.cosmos
 PRODUCER_SPAN = "00f067aa0ba902b7"
@@ -41,10 +40,10 @@ def tilting_raws(player: str, start: int) -> list[bytes]:
 
 
 def test_event_to_action_is_one_trace(app_env, store: ActionStore, spans) -> None:
-    now = int(datetime.now(UTC).timestamp() * 1000)
+    now = NOW_MS
     raws = tilting_raws("tracy", now - 3600_000)
     capture = Capture()
-    run_ingest([eh_event(raw, "3", 10 + i) for i, raw in enumerate(raws)], capture)
+    run_ingest(hub_events(raws, seq0=10), capture, partition="3")
     [(_, data)] = capture.posts
     out = call_entity("tracy", None, [("events", json.loads(data))])
     assert not out.results[0]["isError"]
@@ -82,9 +81,11 @@ def test_event_to_action_is_one_trace(app_env, store: ActionStore, spans) -> Non
 
 
 def test_events_without_traceparent_cost_no_span_and_no_extra_bytes(app_env, spans) -> None:
-    now = int(datetime.now(UTC).timestamp() * 1000)
+    now = NOW_MS
     capture = Capture()
-    run_ingest([eh_event(body(cloud_event(player="nobody", at_ms=now - 1000)), "0", 1)], capture)
+    run_ingest(
+        hub_events([body(cloud_event(player="nobody", at_ms=now - 1000))], seq0=1), capture, partition="0"
+    )
     assert spans.get_finished_spans() == ()
     [(_, data)] = capture.posts
     assert "tc" not in json.loads(data)["events"][0]

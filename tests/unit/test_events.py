@@ -103,13 +103,54 @@ def test_small_clock_skew_is_accepted() -> None:
     assert isinstance(parse(body(cloud_event(at_ms=NOW_MS + 60_000)), now_ms=NOW_MS), PlayerEvent)
 
 
-def test_bad_traceparent() -> None:
+def test_a_malformed_traceparent_is_ignored_not_fatal() -> None:
+    """W3C Trace Context: a traceparent that does not parse is ignored; the event starts a new trace."""
     ev = cloud_event()
     ev["traceparent"] = "not-a-traceparent"
+    result = parse(body(ev), now_ms=NOW_MS)
+    assert isinstance(result, PlayerEvent) and result.traceparent is None
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "Application/JSON", "application/cloudevents+json"]
+)
+def test_json_content_types_with_parameters_are_valid(content_type: str) -> None:
+    ev = cloud_event()
+    ev["datacontenttype"] = content_type
+    assert isinstance(parse(body(ev), now_ms=NOW_MS), PlayerEvent)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/jsonx", "application/xml"])
+def test_non_json_content_types_are_rejected(content_type: str) -> None:
+    ev = cloud_event()
+    ev["datacontenttype"] = content_type
     assert _reason(body(ev)) == "invalid_envelope"
 
 
-@given(st.text(alphabet="abcXYZ019_.:-", min_size=1, max_size=128))
+def test_an_optout_with_null_data_is_an_optout() -> None:
+    ev = cloud_event("player.optout", data={})
+    ev["data"] = None
+    result = parse(body(ev), now_ms=NOW_MS)
+    assert isinstance(result, PlayerEvent) and result.type == "player.optout"
+
+
+@pytest.mark.parametrize("player", [".", "..", "...", "_", "-", ":", "._-:"])
+def test_player_ids_without_a_letter_or_digit_are_rejected(player: str) -> None:
+    """The Durable client's HTTP client normalises '.' and '..' out of the entity URL."""
+    assert _reason(body(cloud_event(player=player))) == "invalid_player_id"
+
+
+@pytest.mark.parametrize("depth", [1_000, 5_000, 100_000])
+def test_deeply_nested_json_is_a_dead_letter_not_an_exception(depth: int) -> None:
+    ev = body(cloud_event())
+    nested = ev[:-1] + b', "x": ' + b"[" * depth + b"]" * depth + b"}"
+    result = parse(nested, now_ms=NOW_MS, max_bytes=10 * depth + len(ev) + 100)
+    assert isinstance(result, Rejected) and result.reason in ("unparseable", "malformed_json")
+
+
+@given(
+    st.text(alphabet="abcXYZ019_.:-", min_size=1, max_size=128).filter(lambda p: any(c.isalnum() for c in p))
+)
 def test_any_allowed_player_id_is_accepted(player: str) -> None:
     assert isinstance(parse(body(cloud_event(player=player)), now_ms=NOW_MS), PlayerEvent)
 

@@ -1,0 +1,167 @@
+"""Parked trigger batches: kept in Blob Storage when every bounded retry failed, re-injected later.
+
+Why Blob Storage: a batch is parked because Cosmos DB or the Durable backend
+kept failing, so the parking place must depend on neither. The host's own
+storage account (``AzureWebJobsStorage``) is that place: the Event Hubs
+trigger keeps its checkpoints there, so while it is down the host cannot move
+the partition on anyway, and nothing is lost by waiting for it.
+
+A parked batch is one JSON blob, named by hub, consumer group, partition and
+sequence range, so parking the same batch twice (a redelivery after a crash)
+writes the same blob again. It holds the raw bodies byte for byte (base64),
+each event's sequence number, offset, enqueued time and partition key, the
+error and how many attempts failed. ``python -m scripts.parked`` lists them
+and re-injects them (docs/parking.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Iterator, Mapping
+
+import msgspec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONTAINER = "parked-batches"
+# Azurite's well-known development account (public, documented by Azure; not a secret).
+_DEV_ACCOUNT = "devstoreaccount1"
+_DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+class ParkingError(RuntimeError):
+    """Parking is not configured or the storage account refused; the message says which."""
+
+
+class ParkedEvent(msgspec.Struct, frozen=True):
+    sequence: int
+    offset: str | None
+    enqueued_ms: int | None
+    partition_key: str | None
+    body: bytes  # base64 in JSON
+
+
+class ParkedBatch(msgspec.Struct, frozen=True):
+    event_hub: str
+    consumer_group: str
+    partition: str
+    first_sequence: int
+    last_sequence: int
+    attempts: int
+    error: str
+    parked_ms: int
+    events: list[ParkedEvent]
+    version: int = 1
+
+    @property
+    def blob_name(self) -> str:
+        return blob_name(
+            self.event_hub, self.consumer_group, self.partition, self.first_sequence, self.last_sequence
+        )
+
+
+def blob_name(hub: str, group: str, partition: str, first: int, last: int) -> str:
+    # '$Default' is a valid blob name segment; sequence numbers are zero-padded so names sort in order.
+    return f"{hub}/{group}/{partition}/{first:020d}-{last:020d}.json"
+
+
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(ParkedBatch)
+
+
+def encode(batch: ParkedBatch) -> bytes:
+    return _ENCODER.encode(batch)
+
+
+def decode(raw: bytes) -> ParkedBatch:
+    return _DECODER.decode(raw)
+
+
+class ParkingLot:
+    """The parked-batches container (azure-storage-blob), created on first use."""
+
+    def __init__(self, container_client: object) -> None:
+        self._container = container_client
+        self._ready = False
+
+    def _ensure(self) -> None:
+        if self._ready:
+            return
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            self._container.create_container()  # type: ignore[attr-defined]
+        except ResourceExistsError:
+            pass
+        self._ready = True
+
+    def park(self, batch: ParkedBatch) -> str:
+        """Write (or overwrite) the batch's blob; raises when storage refuses, so the batch is retried."""
+        self._ensure()
+        self._container.upload_blob(batch.blob_name, encode(batch), overwrite=True)  # type: ignore[attr-defined]
+        return batch.blob_name
+
+    def names(self, prefix: str | None = None) -> Iterator[str]:
+        self._ensure()
+        for item in self._container.list_blobs(name_starts_with=prefix):  # type: ignore[attr-defined]
+            yield str(item.name)
+
+    def load(self, name: str) -> ParkedBatch:
+        return decode(self._container.download_blob(name).readall())  # type: ignore[attr-defined]
+
+    def remove(self, name: str) -> None:
+        self._container.delete_blob(name)  # type: ignore[attr-defined]
+
+
+def _dev_connection_string(value: str) -> str:
+    if value.strip().lower().rstrip(";") != "usedevelopmentstorage=true":
+        return value
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={_DEV_ACCOUNT};AccountKey={_DEV_KEY};"
+        f"BlobEndpoint=http://127.0.0.1:10000/{_DEV_ACCOUNT};"
+    )
+
+
+def container_from_settings(env: Mapping[str, str] | None = None) -> object:
+    """A ContainerClient for the parked batches, from the host storage settings the app already has.
+
+    ``AzureWebJobsStorage`` (a connection string: Azurite, or ``UseDevelopmentStorage=true``) or,
+    in Azure, the identity-based ``AzureWebJobsStorage__blobServiceUri`` /
+    ``AzureWebJobsStorage__accountName`` with ``AzureWebJobsStorage__clientId`` for a
+    user-assigned identity. ``PARKING_CONTAINER`` names the container.
+    """
+    from azure.storage.blob import BlobServiceClient
+
+    env = os.environ if env is None else env
+    container = env.get("PARKING_CONTAINER") or DEFAULT_CONTAINER
+    conn = env.get("AzureWebJobsStorage", "")
+    if conn:
+        service = BlobServiceClient.from_connection_string(_dev_connection_string(conn))
+        return service.get_container_client(container)
+    uri = env.get("AzureWebJobsStorage__blobServiceUri", "")
+    account = env.get("AzureWebJobsStorage__accountName", "")
+    if not uri and account:
+        suffix = env.get("STORAGE_ENDPOINT_SUFFIX") or "core.windows.net"
+        uri = f"https://{account}.blob.{suffix}"
+    if not uri:
+        raise ParkingError(
+            "no storage for parked batches: set AzureWebJobsStorage (a connection string, Azurite "
+            "locally) or AzureWebJobsStorage__blobServiceUri / AzureWebJobsStorage__accountName"
+        )
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    client_id = env.get("AzureWebJobsStorage__clientId") or None
+    credential = ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
+    return BlobServiceClient(uri, credential=credential).get_container_client(container)
+
+
+@functools.cache
+def get_parking_lot() -> ParkingLot:
+    """One per process, built on first park (parking is rare; nothing is built at import time)."""
+    return ParkingLot(container_from_settings())
+
+
+def reset() -> None:
+    get_parking_lot.cache_clear()

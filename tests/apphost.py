@@ -1,0 +1,105 @@
+"""Host the real function app for a test the way the devhost (and so the platform) does.
+
+Every call goes through the devhost's hosting path: the app indexed with the
+worker's load-time checks, each trigger's input built as the Functions host
+builds it and decoded by the azure.functions converters, the ``context`` and
+retry context the worker passes, the return value encoded by the converter.
+Only the Durable extension's webhook (it needs the Functions host) is answered
+in-process, through the SDK's own request functions (devhost.protocol).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import function_app
+from devhost import bindings, protocol
+from devhost.bindings import HttpReply, HubEvent
+from devhost.host import entity_runner
+from devhost.indexing import AppIndex, index_app
+from devhost.transport import as_sent
+from devhost.worker import RetryContext
+from tests.helpers import NOW_MS
+
+BASE = "http://127.0.0.1:7071"
+HUB = "player-events"
+
+
+def index() -> AppIndex:
+    """The app as the worker loads it, with the environment's settings."""
+    return index_app(function_app.app, dict(os.environ))
+
+
+class Capture:
+    """In-process stand-in for the extension's webhook: records what the SDK sent, answers 202.
+
+    URLs are recorded as aiohttp would send them (dot segments removed)."""
+
+    def __init__(self, status: int = 202) -> None:
+        self.posts: list[tuple[str, Any]] = []
+        self.status = status
+
+    async def post(self, url: str, data: Any = None, *args: Any, **kwargs: Any) -> list[Any]:
+        self.posts.append((as_sent(url), data))
+        return [self.status, ""]
+
+
+def hub_events(
+    raws: Sequence[bytes], *, seq0: int = 100, enqueued_ms: int = NOW_MS - 1000, key: str | None = None
+) -> list[HubEvent]:
+    return [HubEvent(raw, seq0 + i, str((seq0 + i) * 100), enqueued_ms, key) for i, raw in enumerate(raws)]
+
+
+def run_ingest(
+    events: Sequence[HubEvent],
+    capture: Capture,
+    *,
+    partition: str = "7",
+    retry: RetryContext | None = None,
+    app: AppIndex | None = None,
+) -> None:
+    """One trigger invocation for a batch of one partition; raises what the invocation raised."""
+    spec = (app or index()).functions["ingest"]
+    inv = bindings.eventhub_invocation(
+        spec.trigger,
+        events,
+        partition=partition,
+        hub=HUB,
+        consumer_group="$Default",
+        client_args={arg: protocol.client_binding_json(BASE, "testhub") for arg in spec.client_args},
+        retry=retry or RetryContext(0, -1),
+    )
+    with protocol.client_transport(capture.post):
+        asyncio.run(spec.invoke(inv))
+
+
+def call_entity(key: str, state: str | None, ops: list[tuple[str, Any]]) -> protocol.EntityBatchResult:
+    """One entity batch through the worker path and the SDK's batch protocol."""
+    spec = index().entity("Player")
+    raw = protocol.entity_batch_json("Player", key, state, [(op, json.dumps(inp)) for op, inp in ops])
+    return protocol.parse_entity_response(asyncio.run(entity_runner(spec)(raw, None)))
+
+
+def call_http(
+    name: str, method: str, path: str, route_params: dict[str, str], server: Any | None = None
+) -> HttpReply:
+    """An HTTP function invoked as the host invokes it; ``server`` answers the Durable webhooks."""
+    spec = index().functions[name]
+    inv = bindings.http_invocation(
+        spec.trigger,
+        method=method,
+        url=BASE + path,
+        headers={},
+        query={},
+        route_params=route_params,
+        body=b"",
+        client_args={arg: protocol.client_binding_json(BASE, "testhub") for arg in spec.client_args},
+    )
+    if server is None:
+        return bindings.http_reply(asyncio.run(spec.invoke(inv)))
+    with protocol.client_transport(server.post, server.get):
+        return bindings.http_reply(asyncio.run(spec.invoke(inv)))
