@@ -104,22 +104,57 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="record spans in memory and print one event's trace, ingest to Cosmos write",
     )
+    run.add_argument(
+        "--retry-delay-scale",
+        type=float,
+        default=1.0,
+        help="scale the host's retry waits (e.g. 0.01 to see a batch parked in seconds, not minutes)",
+    )
     run.add_argument("-v", "--verbose", action="store_true")
+    parked = sub.add_parser("parked", help="list or re-inject the trigger batches the app parked")
+    parked.add_argument("action", choices=("list", "reinject"))
+    parked.add_argument("--state-dir", type=Path, default=Path(".devhost"))
     return p
+
+
+def _parked(args: argparse.Namespace) -> int:
+    from devhost import parked
+    from devhost.servers import ServerError
+
+    if not (args.state_dir / "devhost.sqlite").exists():
+        print(f"devhost: {args.state_dir} holds no devhost run", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "list":
+            lines = parked.list_parked(args.state_dir)
+            print("\n".join(lines) if lines else "no parked batches")
+            return 0
+        done = parked.reinject(args.state_dir)
+    except ServerError as exc:
+        print(f"devhost: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"re-injected {done.batches} batch(es), {done.events} event(s); run the same "
+        "`python -m devhost run ...` again (without --fresh) to process them"
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "parked":
+        return _parked(args)
     from devhost import report
-    from devhost.cosmos import CosmosServerError
     from devhost.host import Host, RunConfig, RunError
     from devhost.indexing import UnsupportedBinding
+    from devhost.servers import ServerError
     from devhost.settings import SettingsError
     from devhost.sources import SourceError
+    from devhost.worker import FunctionLoadError
 
     cfg = RunConfig(
         source=args.source,
@@ -142,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_lag=args.max_lag,
         progress=not args.no_progress,
         serve=args.serve,
+        retry_delay_scale=args.retry_delay_scale,
     )
     exporter = None
     if args.show_trace:
@@ -150,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         exporter = traces.install()
     try:
         result = Host(cfg).run()
-    except (RunError, SettingsError, UnsupportedBinding, SourceError, CosmosServerError) as exc:
+    except (RunError, SettingsError, UnsupportedBinding, SourceError, ServerError, FunctionLoadError) as exc:
         print(f"devhost: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

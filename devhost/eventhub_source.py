@@ -45,24 +45,16 @@ from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
+from devhost.servers import AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY, azurite_connection_string
+
+__all__ = ["AZURITE_ACCOUNT_KEY", "azurite_connection_string"]
+
 log = logging.getLogger("devhost.eventhub_source")
 
-# The well-known Azurite development account (public, documented by Microsoft; not a secret).
-AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_ACCOUNT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
 DEFAULT_CONTAINER = "azure-webjobs-eventhub"
 # The Storage REST version BlobCheckpointStore speaks; container creation uses it too, so whatever
 # serves the checkpoints (an older Azurite included) also accepts the create call.
 STORE_API_VERSION = "2019-07-07"
-
-
-def azurite_connection_string(blob_endpoint: str = "http://127.0.0.1:10000/devstoreaccount1") -> str:
-    return (
-        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_ACCOUNT_KEY};"
-        f"BlobEndpoint={blob_endpoint};"
-    )
 
 
 def resolve_storage_connection(conn: str) -> str:

@@ -22,11 +22,11 @@ from typing import Any
 
 from devhost import bindings, metrics, protocol
 from devhost.bindings import HubEvent
-from devhost.cosmos import CosmosServer
 from devhost.db import DB_FILE, DevDB
 from devhost.entities import EntityRunner, EntityScheduler
 from devhost.eventhub import BatchOptions, EventLog, PartitionPump, PumpStats, invoke_with_retry, now_ms
 from devhost.indexing import AppIndex, FunctionSpec, UnsupportedBinding, index_app
+from devhost.servers import AzuriteBlob, CosmosServer
 from devhost.settings import (
     HOST_JSON,
     LOCAL_SETTINGS,
@@ -45,6 +45,11 @@ from devhost.worker import RetryContext
 log = logging.getLogger(__name__)
 
 SAMPLE_SECONDS = 1.0
+STORAGE_SETTINGS = (
+    "AzureWebJobsStorage",
+    "AzureWebJobsStorage__blobServiceUri",
+    "AzureWebJobsStorage__accountName",
+)
 
 
 class RunError(RuntimeError):
@@ -99,6 +104,7 @@ def _run_identity(cfg: RunConfig) -> dict[str, Any]:
 def _open_state(cfg: RunConfig) -> tuple[DevDB, int]:
     """Open (or reset) the state dir; returns the DB and the journey window start."""
     if cfg.fresh:
+        shutil.rmtree(cfg.state_dir / "azurite", ignore_errors=True)  # parked batches of the old run
         for suffix in ("", "-wal", "-shm"):
             (cfg.state_dir / (DB_FILE + suffix)).unlink(missing_ok=True)
     db = DevDB(cfg.state_dir)
@@ -124,8 +130,9 @@ def _open_state(cfg: RunConfig) -> tuple[DevDB, int]:
     return db, int(stored["start_ms"])
 
 
-def _settings(cfg: RunConfig, cosmos: CosmosServer) -> tuple[dict[str, str], bool]:
-    """local.settings.json Values over devhost defaults; start cosmosdb-server unless an endpoint is set."""
+def _settings(cfg: RunConfig, cosmos: CosmosServer, azurite: AzuriteBlob) -> tuple[dict[str, str], bool]:
+    """local.settings.json Values over devhost defaults; start cosmosdb-server unless an endpoint is
+    set, and Azurite (the host storage account, where parked batches go) unless one is set."""
     path = cfg.settings_path or (
         LOCAL_SETTINGS if cfg.use_local_settings and LOCAL_SETTINGS.exists() else None
     )
@@ -141,6 +148,8 @@ def _settings(cfg: RunConfig, cosmos: CosmosServer) -> tuple[dict[str, str], boo
     settings.update(values)
     if started:
         settings["COSMOS_ENDPOINT"], settings["COSMOS_KEY"] = endpoint, key
+    if not any(settings.get(k) for k in STORAGE_SETTINGS):
+        settings["AzureWebJobsStorage"] = azurite.start_connection_string()
     return settings, started
 
 
@@ -199,9 +208,10 @@ class Host:
 
     def run(self) -> RunResult:
         cosmos = CosmosServer()
+        azurite = AzuriteBlob(self.cfg.state_dir / "azurite")
         db, start_ms = _open_state(self.cfg)
         try:
-            settings, started = _settings(self.cfg, cosmos)
+            settings, started = _settings(self.cfg, cosmos, azurite)
             if started and db.get_meta("source_position"):
                 log.warning(
                     "resuming %s with a new in-memory cosmosdb-server: actions written before the restart "
@@ -220,6 +230,7 @@ class Host:
             runtime.reset()  # the cached settings/store point at this run's Cosmos
             db.close()
             cosmos.stop()
+            azurite.stop()
 
     def _source(self, start_ms: int) -> Source:
         cfg = self.cfg

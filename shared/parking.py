@@ -20,15 +20,13 @@ import functools
 import logging
 import os
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import msgspec
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONTAINER = "parked-batches"
-# Azurite's well-known development account (public, documented by Azure; not a secret).
-_DEV_ACCOUNT = "devstoreaccount1"
-_DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 class ParkingError(RuntimeError):
@@ -115,15 +113,6 @@ class ParkingLot:
         self._container.delete_blob(name)  # type: ignore[attr-defined]
 
 
-def _dev_connection_string(value: str) -> str:
-    if value.strip().lower().rstrip(";") != "usedevelopmentstorage=true":
-        return value
-    return (
-        f"DefaultEndpointsProtocol=http;AccountName={_DEV_ACCOUNT};AccountKey={_DEV_KEY};"
-        f"BlobEndpoint=http://127.0.0.1:10000/{_DEV_ACCOUNT};"
-    )
-
-
 def container_from_settings(env: Mapping[str, str] | None = None) -> object:
     """A ContainerClient for the parked batches, from the host storage settings the app already has.
 
@@ -132,13 +121,19 @@ def container_from_settings(env: Mapping[str, str] | None = None) -> object:
     ``AzureWebJobsStorage__accountName`` with ``AzureWebJobsStorage__clientId`` for a
     user-assigned identity. ``PARKING_CONTAINER`` names the container.
     """
-    from azure.storage.blob import BlobServiceClient
+    from azure.storage.blob import BlobServiceClient, LinearRetry
 
+    # A short retry of its own: when storage is down the invocation fails and the host's
+    # retry policy takes over, so there is no point holding the partition here for long.
+    options = {
+        "retry_policy": LinearRetry(backoff=1, random_jitter_range=0, retry_total=2),
+        "connection_timeout": 5,
+    }
     env = os.environ if env is None else env
     container = env.get("PARKING_CONTAINER") or DEFAULT_CONTAINER
     conn = env.get("AzureWebJobsStorage", "")
     if conn:
-        service = BlobServiceClient.from_connection_string(_dev_connection_string(conn))
+        service = BlobServiceClient.from_connection_string(conn, **options)  # UseDevelopmentStorage=true too
         return service.get_container_client(container)
     uri = env.get("AzureWebJobsStorage__blobServiceUri", "")
     account = env.get("AzureWebJobsStorage__accountName", "")
@@ -154,7 +149,7 @@ def container_from_settings(env: Mapping[str, str] | None = None) -> object:
 
     client_id = env.get("AzureWebJobsStorage__clientId") or None
     credential = ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
-    return BlobServiceClient(uri, credential=credential).get_container_client(container)
+    return BlobServiceClient(uri, credential=credential, **options).get_container_client(container)
 
 
 @functools.cache

@@ -35,9 +35,10 @@ def reset() -> None:
     """Forget cached dependencies (tests and the devhost change the environment)."""
     settings.cache_clear()
     rules.cache_clear()
-    from shared import store
+    from shared import parking, store
 
     store.reset_store()
+    parking.reset()
 
 
 def _wall_clock_ms() -> int:

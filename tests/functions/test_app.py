@@ -292,3 +292,27 @@ def test_a_dead_letter_write_that_fails_transiently_fails_the_batch_for_a_retry(
         runtime.reset()
         with pytest.raises(Exception, match="dead-letter write failed: 503"):
             run_ingest(hub_events([b"{broken"], seq0=1), Capture(), partition="2")
+
+
+def test_a_batch_still_failing_after_the_bound_is_parked_or_else_retried(
+    app_env: dict[str, str], monkeypatch
+) -> None:
+    """Below the bound the failure propagates (the host retries); at the bound the batch is parked;
+    when parking fails too, the invocation fails again, so the host retries and nothing is lost."""
+    from devhost.worker import RetryContext
+    from shared import runtime
+
+    monkeypatch.setenv("INGEST_PARK_AFTER_RETRIES", "3")
+    monkeypatch.setenv(
+        "AzureWebJobsStorage",
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        "AccountKey=eA==;BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;",
+    )
+    runtime.reset()
+    events = hub_events([body(cloud_event(at_ms=NOW_MS - 1000))], seq0=1)
+    with pytest.raises(Exception, match="unexpected status code 500"):
+        run_ingest(events, Capture(500), partition="0", retry=RetryContext(2, -1))
+    # At the bound the app tries to park; the storage account is unreachable, so it raises.
+    with pytest.raises(Exception) as failed:
+        run_ingest(events, Capture(500), partition="0", retry=RetryContext(3, -1))
+    assert "unexpected status code 500" not in str(failed.value)
