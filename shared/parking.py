@@ -125,7 +125,7 @@ def container_from_settings(env: Mapping[str, str] | None = None) -> object:
 
     # A short retry of its own: when storage is down the invocation fails and the host's
     # retry policy takes over, so there is no point holding the partition here for long.
-    options = {
+    options: dict[str, Any] = {
         "retry_policy": LinearRetry(backoff=1, random_jitter_range=0, retry_total=2),
         "connection_timeout": 5,
     }
