@@ -8,11 +8,12 @@ PYTEST_ARGS ?=
 
 IAC_VENV := .venv-iac
 
-.PHONY: help setup iac-tools run test lint lint-only train bench clean
+.PHONY: help setup system-packages iac-tools run test test-shifted lint lint-only train bench clean
 
 help:
 	@echo "make run    - set up and run the demo on the embedded default"
-	@echo "make test   - set up, lint (ruff, mypy) and run every test (unit, functions, Cosmos, devhost e2e, IaC)"
+	@echo "make test   - set up, lint (ruff, mypy) and run every test (unit, functions, platform, Cosmos, devhost e2e, IaC),"
+	@echo "              then all of them again with the clock a year ahead and TZ=Asia/Tokyo (libfaketime)"
 	@echo "make lint   - ruff + mypy"
 	@echo "make train  - retrain the ONNX model and rewrite its model card"
 	@echo "make bench  - benchmark the hot paths; writes reports/bench.json"
@@ -42,8 +43,22 @@ iac-tools: $(IAC_VENV)/.installed
 run: setup
 	$(BIN)/python -m devhost run --players 200 --duration 4d --seed 7 --bad-share 0.001 --fresh
 
-test: setup iac-tools lint-only
+# No test may depend on today's date or the machine's time zone: the whole suite runs a
+# second time with the system clock moved 400 days ahead (libfaketime) east of UTC.
+SHIFT ?= +400d
+SHIFT_TZ ?= Asia/Tokyo
+
+test: setup iac-tools system-packages lint-only
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-shifted
+
+test-shifted: setup iac-tools system-packages
+	@echo "== the whole suite again, clock $(SHIFT), TZ=$(SHIFT_TZ)"
+	TZ=$(SHIFT_TZ) faketime -f "$(SHIFT)" $(BIN)/python -c "import datetime; print('shifted clock:', datetime.datetime.now().astimezone().isoformat())"
+	TZ=$(SHIFT_TZ) faketime -f "$(SHIFT)" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+system-packages:
+	@command -v faketime >/dev/null || scripts/install-system-packages.sh
 
 lint: setup lint-only
 

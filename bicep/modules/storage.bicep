@@ -101,6 +101,15 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+// Trigger batches the ingest function parked after its bounded retries (docs/parking.md).
+resource parkedContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = {
+  parent: blobService
+  name: 'parked-batches'
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 @description('Name of the storage account.')
 output name string = storage.name
 
