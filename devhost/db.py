@@ -14,7 +14,7 @@ local transaction:
 A killed devhost therefore resumes with nothing lost (every uncheckpointed
 batch is redelivered, every unprocessed signal is still queued) and nothing
 doubled (redelivered events and re-run entity operations are deduped by the
-entity; actions are upserts of deterministic ids).
+entity; actions are created once under deterministic ids).
 
 Only the event loop thread touches the connection.
 """

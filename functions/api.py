@@ -21,7 +21,9 @@ def _json(body: object, status: int = 200) -> func.HttpResponse:
 
 
 def _bad_player(player_id: str) -> func.HttpResponse:
-    return _json({"error": "playerId must be 1-128 characters of [A-Za-z0-9_.:-]"}, 400)
+    return _json(
+        {"error": "playerId must be 1-128 characters of [A-Za-z0-9_.:-] with a letter or digit"}, 400
+    )
 
 
 @bp.route(route="players/{playerId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

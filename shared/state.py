@@ -171,7 +171,7 @@ def dump_state(state: PlayerState) -> dict[str, Any]:
 
 
 def action_id(player_id: str, trigger_event_id: str, action_type: str) -> str:
-    """Deterministic: a replay of the same trigger upserts the same document."""
+    """Deterministic: a replay of the same trigger creates the same document, once."""
     digest = hashlib.sha256(f"{player_id}\x1f{trigger_event_id}\x1f{action_type}".encode()).hexdigest()
     return f"act-{digest[:32]}"
 

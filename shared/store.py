@@ -5,7 +5,8 @@ authenticates with its managed identity; a key is accepted only for a local
 emulator (enforced in ``shared.config``). Retries are the SDK's own: throttling
 (429) is retried honouring the service's ``x-ms-retry-after-ms``, 503 and
 timeouts by the SDK's service-unavailable and failover policies, and writes may
-be retried because every write here is an upsert of a deterministic id.
+be retried because every write here has a deterministic id (actions are created once,
+dead letters upserted).
 """
 
 from __future__ import annotations
