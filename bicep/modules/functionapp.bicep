@@ -177,6 +177,9 @@ var baseAppSettings = {
   AzureFunctionsJobHost__extensions__durableTask__hubName: durableTaskHubName
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
+  // The worker's sync thread pool runs entity batches: at least every Durable concurrency cap
+  // that can run at once (docs/capacity.md, "Durable concurrency on one instance").
+  PYTHON_THREADPOOL_THREAD_COUNT: '36'
 }
 
 // Durable Task Scheduler: switch the Durable extension's storage provider and
