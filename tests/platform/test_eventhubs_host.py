@@ -63,13 +63,26 @@ def test_the_app_declares_binary_so_bad_bodies_reach_python_and_are_dead_lettere
     app's dead letters; the valid neighbours of the same batch are signalled."""
     assert index().functions["ingest"].trigger["dataType"] == "BINARY"
     good = body(cloud_event(player="alice", event_id="a1", at_ms=NOW_MS - 1000))
+    dots = body(cloud_event(player="..", event_id="d1", at_ms=NOW_MS - 1000))
+    nested = good[:-1] + b', "x": ' + b"[" * 3000 + b"]" * 3000 + b"}"
+    huge = body(
+        cloud_event(
+            player="bob",
+            event_id="h1",
+            at_ms=NOW_MS - 1000,
+            data={"game": "x" * 20_000, "stake": 1, "payout": 0},
+        )
+    )
     capture = Capture()
-    run_ingest(hub_events([b"", good, b"\xff", b"[" * 5000 + b"]" * 5000, b"nope"]), capture)
+    run_ingest(hub_events([b"", good, b"\xff", nested, b"nope", dots, huge]), capture)
     assert [p for p, _ in capture.posts] == [
         "http://127.0.0.1:7071/runtime/webhooks/durabletask/entities/Player/alice?op=events"
     ]
     rows = list(store.deadletters.query_items("SELECT * FROM c", enable_cross_partition_query=True))
-    assert len(rows) == 4
+    reasons = sorted(r["reason"] for r in rows)
+    assert reasons == sorted(
+        ["malformed_json", "not_utf8", "unparseable", "malformed_json", "invalid_player_id", "oversized"]
+    ), reasons
 
 
 @pytest.fixture
