@@ -6,9 +6,11 @@ import argparse
 import logging
 import re
 import sys
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -18,7 +20,31 @@ def duration(raw: str) -> float:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", raw)
     if not m:
         raise argparse.ArgumentTypeError(f"not a duration: {raw!r} (examples: 600, 10m, 12h, 3d)")
-    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"a duration must be above 0: {raw!r}")
+    return seconds
+
+
+def _number(kind: type, low: float | None, high: float | None, what: str) -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind`` within [low, high], with a one-line error."""
+
+    def parse(raw: str) -> float | int:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {raw!r}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {raw}")
+        return value
+
+    return parse
+
+
+positive_int = _number(int, 1, None, "a whole number of 1 or more")
+non_negative = _number(float, 0, None, "a number of 0 or more")
+share = _number(float, 0, 1, "a share between 0 and 1")
+positive = _number(float, 1e-9, None, "a number above 0")
 
 
 def start_time(raw: str) -> int:
@@ -31,14 +57,26 @@ def start_time(raw: str) -> int:
     return int(when.timestamp() * 1000)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line (and exit 2), not the whole usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m devhost", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="python -m devhost", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser(
         "run", help="run the app end to end (source -> Event Hubs stand-in -> entities -> Cosmos)"
     )
-    run.add_argument("--source", choices=("synthetic", "jsonl", "eventhub"), default="synthetic")
-    run.add_argument("--players", type=int, default=200, help="synthetic: number of players")
+    run.add_argument(
+        "--source",
+        choices=("synthetic", "jsonl", "eventhub"),
+        default="synthetic",
+        help="where events come from: seeded synthetic players, a JSONL file, or a real Event Hub",
+    )
+    run.add_argument("--players", type=positive_int, default=200, help="synthetic: number of players")
     run.add_argument(
         "--duration",
         type=duration,
@@ -48,7 +86,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=7, help="synthetic: seed (same seed, same events)")
     run.add_argument(
         "--bad-share",
-        type=float,
+        type=share,
         default=0.0,
         help="synthetic: share of extra, deliberately malformed messages (shows dead-lettering)",
     )
@@ -59,20 +97,29 @@ def parser() -> argparse.ArgumentParser:
         help="synthetic: window start (ISO 8601, e.g. 2026-01-01T00:00:00Z) instead of now - duration",
     )
     run.add_argument(
-        "--rate", type=float, default=0.0, help="events/s the source sends (0: as fast as taken)"
+        "--rate", type=non_negative, default=0.0, help="events/s the source sends (0: as fast as taken)"
     )
-    run.add_argument("--file", type=Path, help="jsonl: one CloudEvent per line")
+    run.add_argument("--file", type=Path, help="jsonl: one CloudEvent per line (examples/events.jsonl)")
     run.add_argument(
         "--transport",
         choices=("inproc", "http"),
         default="inproc",
         help="how Durable client signals reach the entities (default in-process)",
     )
-    run.add_argument("--partitions", type=int, default=32, help="Event Hubs partitions (synthetic, jsonl)")
-    run.add_argument("--state-dir", type=Path, default=Path(".devhost"))
+    run.add_argument(
+        "--partitions", type=positive_int, default=32, help="Event Hubs partitions (synthetic, jsonl)"
+    )
+    run.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".devhost"),
+        help="where the run's log, checkpoints, entity states and parked batches live (resumable)",
+    )
     run.add_argument("--fresh", action="store_true", help="forget the state dir's previous run")
-    run.add_argument("--report-dir", type=Path, default=Path("reports"))
-    run.add_argument("--no-report", action="store_true")
+    run.add_argument(
+        "--report-dir", type=Path, default=Path("reports"), help="where the JSON report and PNG go"
+    )
+    run.add_argument("--no-report", action="store_true", help="write no report files")
     run.add_argument(
         "--settings",
         type=Path,
@@ -80,14 +127,19 @@ def parser() -> argparse.ArgumentParser:
         help="a local.settings.json to use (default: ./local.settings.json when it exists)",
     )
     run.add_argument("--no-local-settings", action="store_true", help="ignore ./local.settings.json")
-    run.add_argument("--entity-workers", type=int, default=4)
+    run.add_argument(
+        "--entity-workers",
+        type=positive_int,
+        default=4,
+        help="entity batches run at once (the Durable extension's concurrency on one instance)",
+    )
     run.add_argument(
         "--max-lag",
-        type=int,
+        type=positive_int,
         default=4096,
         help="backpressure: events the source may run ahead of the checkpoints",
     )
-    run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
         "--serve",
         action="store_true",
@@ -95,7 +147,7 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--redeliver-share",
-        type=float,
+        type=share,
         default=0.0,
         help="share of trigger batches redelivered (a tail of them, before the checkpoint): at-least-once",
     )
@@ -106,14 +158,14 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--retry-delay-scale",
-        type=float,
+        type=positive,
         default=1.0,
         help="scale the host's retry waits (e.g. 0.01 to see a batch parked in seconds, not minutes)",
     )
-    run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     parked = sub.add_parser("parked", help="list or re-inject the trigger batches the app parked")
-    parked.add_argument("action", choices=("list", "reinject"))
-    parked.add_argument("--state-dir", type=Path, default=Path(".devhost"))
+    parked.add_argument("action", choices=("list", "reinject"), help="list them, or put them back in the log")
+    parked.add_argument("--state-dir", type=Path, default=Path(".devhost"), help="the run's state dir")
     return p
 
 

@@ -478,9 +478,13 @@ def generate(
 
 def interleave(journeys: Iterable[Journey]) -> Iterator[dict[str, Any]]:
     """All players' events merged by event time (ties by player, then order), as a stream."""
-    streams = (
-        ((t, p, k, ev) for k, (t, ev) in enumerate(zip(j.times_ms, j.events, strict=True)))
-        for p, j in enumerate(journeys)
-    )
-    for _t, _p, _k, ev in heapq.merge(*streams):
+
+    def stream(player: int, j: Journey) -> Iterator[tuple[int, int, int, dict[str, Any]]]:
+        # A function, not a nested generator expression: each stream must bind its own player
+        # index (a generator expression would read the loop variable late, making every key the
+        # last player's, so ties fell through to comparing the event dicts).
+        for k, (t, ev) in enumerate(zip(j.times_ms, j.events, strict=True)):
+            yield t, player, k, ev
+
+    for _t, _p, _k, ev in heapq.merge(*(stream(p, j) for p, j in enumerate(journeys))):
         yield ev

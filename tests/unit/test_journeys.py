@@ -138,3 +138,22 @@ def test_label_map() -> None:
     assert LABELS[0] == "none" and LABELS[1:] == ACTION_TYPES
     assert set(STATE_TO_LABEL) == set(STATES)
     assert set(STATE_TO_LABEL.values()) == set(LABELS)
+
+
+def test_interleave_breaks_time_ties_by_player_without_comparing_events() -> None:
+    """Regression: the per-player streams bound the player index late, so equal times fell
+    through to comparing the event dicts (TypeError with 1,200+ players, or short windows)."""
+    a = Journey("a", "fine", [{"id": "a1"}, {"id": "a2"}], ["fine", "fine"], [1000, 2000])
+    b = Journey("b", "fine", [{"id": "b1"}, {"id": "b2"}], ["fine", "fine"], [1000, 2000])
+    assert [e["id"] for e in interleave([a, b])] == ["a1", "b1", "a2", "b2"]
+    assert [e["id"] for e in interleave([b, a])] == ["b1", "a1", "b2", "a2"]
+
+
+@pytest.mark.parametrize(("players", "seconds"), [(1200, 86_400), (40, 600), (40, 3600)])
+def test_generated_journeys_interleave_at_any_size(players: int, seconds: int) -> None:
+    js = generate(players, 3, START, timedelta(seconds=seconds))
+    times = [
+        int(datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp() * 1000)
+        for e in interleave(js)
+    ]
+    assert times == sorted(times) and len(times) == sum(len(j.events) for j in js)
