@@ -23,6 +23,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from devhost.eventhub import EventLog
 
 log = logging.getLogger(__name__)
@@ -142,6 +144,23 @@ def with_bad_messages(
     return out
 
 
+_SUBJECT = msgspec.json.Decoder(dict[str, object])
+
+
+def _subject(line: bytes) -> str | None:
+    """The line's partition key (its CloudEvent subject), if the line is a JSON object with one.
+
+    Never raises: a line the app will dead-letter (not JSON, nested 100,000 deep, ...) still
+    goes through, keyless, for the app to judge."""
+    if len(line) > 1024 * 1024:
+        return None
+    try:
+        subject = _SUBJECT.decode(line).get("subject")
+    except Exception:  # noqa: BLE001 - msgspec errors, RecursionError on deep nesting
+        return None
+    return subject if isinstance(subject, str) else None
+
+
 class JsonlSource(ListSource):
     """One CloudEvent per line; lines that are not valid JSON go through as-is (to be dead-lettered)."""
 
@@ -153,13 +172,12 @@ class JsonlSource(ListSource):
         if not self.path.is_file():
             raise SourceError(f"--file {self.path}: no such file")
         items: list[tuple[str | None, bytes]] = []
-        for line in self.path.read_bytes().splitlines():
+        # Lines end at LF only (CRLF is trimmed): a bare CR inside a line is part of it, as
+        # producers that write JSONL mean it (bytes.splitlines would also split at CR, VT, FF...).
+        for raw in self.path.read_bytes().split(b"\n"):
+            line = raw[:-1] if raw.endswith(b"\r") else raw
             if not line.strip():
                 continue
-            try:
-                subject = json.loads(line).get("subject")
-            except (ValueError, AttributeError):
-                subject = None
-            items.append((subject if isinstance(subject, str) else None, line))
+            items.append((_subject(line), line))
         self.items = items
         self.total = len(items)

@@ -259,3 +259,17 @@ def test_jsonl_source_keeps_bad_lines_for_the_dead_letter_path(tmp_path: Path) -
     assert source.total == 3
     assert [k for k, _ in source.items] == ["p-1", None, "p-2"]
     assert source.items[1][1] == b"{not json"
+
+
+def test_jsonl_source_survives_deep_nesting_and_keeps_bare_cr_inside_a_line(tmp_path: Path) -> None:
+    from devhost.sources import JsonlSource
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(deep + b"\n" + b'{"subject": "p-1", "note": "a\rb"}\r\n' + b"\n")
+    source = JsonlSource(path)
+    asyncio.run(source.prepare())
+    assert source.total == 2
+    assert source.items[0] == (None, deep)
+    # One line (one dead letter: a raw CR is not allowed in a JSON string), not two.
+    assert source.items[1] == (None, b'{"subject": "p-1", "note": "a\rb"}')
