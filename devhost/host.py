@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import logging
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -19,6 +20,7 @@ from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from devhost import bindings, metrics, protocol
 from devhost.bindings import HubEvent
@@ -41,6 +43,7 @@ from devhost.settings import (
 from devhost.sources import JsonlSource, Source, SourceError, SyntheticConfig, SyntheticSource
 from devhost.transport import INPROC_BASE_URL, InProcTransport, WebhookServer
 from devhost.worker import RetryContext
+from shared.config import is_local_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -131,26 +134,50 @@ def _open_state(cfg: RunConfig) -> tuple[DevDB, int]:
 
 
 def _settings(cfg: RunConfig, cosmos: CosmosServer, azurite: AzuriteBlob) -> tuple[dict[str, str], bool]:
-    """local.settings.json Values over devhost defaults; start cosmosdb-server unless an endpoint is
-    set, and Azurite (the host storage account, where parked batches go) unless one is set."""
+    """local.settings.json Values over devhost defaults.
+
+    Starts a cosmosdb-server unless COSMOS_ENDPOINT names a server that answers, and Azurite
+    (the host storage account, where parked batches go) unless storage is configured and
+    answers. A local endpoint that nothing listens on (the sample settings' emulators, not
+    started) is replaced by the devhost's own server, with a warning.
+    """
     path = cfg.settings_path or (
         LOCAL_SETTINGS if cfg.use_local_settings and LOCAL_SETTINGS.exists() else None
     )
     values = load_local_settings(path) if path else {}
-    started = False
-    if values.get("COSMOS_ENDPOINT"):
-        endpoint, key = values["COSMOS_ENDPOINT"], values.get("COSMOS_KEY", "")
-    else:
-        endpoint, key = cosmos.start(), emulator_key()
-        started = True
-        values = {k: v for k, v in values.items() if k not in ("COSMOS_ENDPOINT", "COSMOS_KEY")}
-    settings = default_settings(endpoint, key)
-    settings.update(values)
+    endpoint = values.get("COSMOS_ENDPOINT", "")
+    started = not endpoint or (is_local_endpoint(endpoint) and not listening(endpoint))
     if started:
-        settings["COSMOS_ENDPOINT"], settings["COSMOS_KEY"] = endpoint, key
-    if not any(settings.get(k) for k in STORAGE_SETTINGS):
+        if endpoint:
+            log.warning(
+                "nothing listens on COSMOS_ENDPOINT %s: the devhost starts its own Cosmos server", endpoint
+            )
+        values = {k: v for k, v in values.items() if k not in ("COSMOS_ENDPOINT", "COSMOS_KEY")}
+    if started:
+        settings = default_settings(cosmos.start(), emulator_key())
+    else:
+        settings = default_settings(endpoint, values.get("COSMOS_KEY", ""))
+    settings.update(values)  # without COSMOS_* when the devhost started its own server
+    storage = settings.get("AzureWebJobsStorage", "")
+    dev_storage = storage.replace(" ", "").lower().rstrip(";") == "usedevelopmentstorage=true"
+    if dev_storage and not listening("http://127.0.0.1:10000"):
+        log.warning(
+            "AzureWebJobsStorage: UseDevelopmentStorage=true but no Azurite runs; the devhost starts its own"
+        )
+        storage = ""
+    if not storage and not any(settings.get(k) for k in STORAGE_SETTINGS[1:]):
         settings["AzureWebJobsStorage"] = azurite.start_connection_string()
     return settings, started
+
+
+def listening(endpoint: str) -> bool:
+    """Does something accept TCP connections at the endpoint's host and port?"""
+    parts = urlsplit(endpoint)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 443), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _load_app(settings: dict[str, str]) -> AppIndex:

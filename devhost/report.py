@@ -60,10 +60,12 @@ def table(summary: dict[str, Any]) -> str:
     lines.append(
         (
             "trigger batches",
-            f"{h['batches']:,} ({h['retries']} retries, {h['failed_batches']} failed, "
-            f"{h.get('redelivered_events', 0):,} events redelivered)",
+            f"{h['batches']:,} ({h['retries']} retries, {p.get('batches_parked', 0)} parked, "
+            f"{h['failed_batches']} failed, {h.get('redelivered_events', 0):,} events redelivered)",
         )
     )
+    if h.get("entity_batch_failures"):
+        lines.append(("entity batch failures", f"{h['entity_batch_failures']:,} (each delivered again)"))
     lines.append(
         (
             "events/s achieved",

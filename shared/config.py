@@ -127,6 +127,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             "in Azure, the emulator's URL locally)"
         )
     key = env.get("COSMOS_KEY") or None
+    if not key and is_local_endpoint(endpoint):
+        raise ConfigError(
+            f"COSMOS_KEY is required with the local emulator endpoint {endpoint} (identity sign-in needs "
+            "https and a real account; the emulators take their documented key)"
+        )
     if key and not is_local_endpoint(endpoint):
         raise ConfigError(
             "COSMOS_KEY is accepted only for a local emulator endpoint; "

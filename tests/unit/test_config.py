@@ -42,16 +42,22 @@ def test_a_key_is_accepted_for_local_emulators(endpoint: str) -> None:
 )
 def test_malformed_values_are_named(name: str, value: str, match: str) -> None:
     with pytest.raises(config.ConfigError, match=match):
-        config.load({"COSMOS_ENDPOINT": "http://127.0.0.1:1", name: value})
+        config.load({"COSMOS_ENDPOINT": "http://127.0.0.1:1", "COSMOS_KEY": "a2V5", name: value})
 
 
 def test_kill_switches_parse_as_a_set() -> None:
     s = config.load(
-        {"COSMOS_ENDPOINT": "http://127.0.0.1:1", "DISABLED_ACTION_TYPES": " bonus_offer, ,help_offer"}
+        {
+            "COSMOS_ENDPOINT": "http://127.0.0.1:1",
+            "COSMOS_KEY": "a2V5",
+            "DISABLED_ACTION_TYPES": " bonus_offer, ,help_offer",
+        }
     )
     assert s.disabled_action_types == frozenset({"bonus_offer", "help_offer"})
 
 
 def test_an_unknown_kill_switch_is_refused() -> None:
     with pytest.raises(config.ConfigError, match="unknown action types \\['bonus'\\]"):
-        config.load({"COSMOS_ENDPOINT": "http://127.0.0.1:1", "DISABLED_ACTION_TYPES": "bonus"})
+        config.load(
+            {"COSMOS_ENDPOINT": "http://127.0.0.1:1", "COSMOS_KEY": "a2V5", "DISABLED_ACTION_TYPES": "bonus"}
+        )
