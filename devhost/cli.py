@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "parked":
         return _parked(args)
     from devhost import report
-    from devhost.host import Host, RunConfig, RunError
+    from devhost.host import Host, RunConfig, RunError, RunResult
     from devhost.indexing import UnsupportedBinding
     from devhost.servers import ServerError
     from devhost.settings import SettingsError
@@ -236,21 +236,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         from devhost import traces
 
         exporter = traces.install()
+    printed: list[bool] = []
+
+    def show(result: RunResult) -> None:
+        print()
+        print(report.table(result.summary))
+        if exporter is not None:
+            from devhost import traces
+
+            trace = traces.action_trace(exporter.get_finished_spans())
+            if trace:
+                print("\n  one event's trace (span, duration, attributes):")
+                print(traces.render(trace))
+            else:
+                print(
+                    "\n  no trace to show: no action came from an event that carried a traceparent "
+                    "(synthetic events carry one; try more players or a longer --duration)"
+                )
+        if result.report_json:
+            print(f"\n  report: {result.report_json}\n          {result.report_png}")
+        printed.append(True)
+
+    host = Host(cfg)
+    host.on_finished = show
     try:
-        result = Host(cfg).run()
+        result = host.run()
     except (RunError, SettingsError, UnsupportedBinding, SourceError, ServerError, FunctionLoadError) as exc:
         print(f"devhost: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if host.finished is not None:
+            print("devhost: stopped serving", file=sys.stderr)
+            return 0
         print("devhost: interrupted; run again with the same options to resume", file=sys.stderr)
         return 130
-    print()
-    print(report.table(result.summary))
-    if exporter is not None:
-        from devhost import traces
-
-        print("\n  one event's trace (span, duration, attributes):")
-        print(traces.render(traces.action_trace(exporter.get_finished_spans())))
-    if result.report_json:
-        print(f"\n  report: {result.report_json}\n          {result.report_png}")
+    if not printed:
+        show(result)
     return 0

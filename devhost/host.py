@@ -15,7 +15,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -232,6 +232,10 @@ class Host:
         if cfg.source == "jsonl" and cfg.file is None:
             raise RunError("--source jsonl needs --file")
         self.cfg = cfg
+        # Set when the run is complete (with --serve, before serving starts); a Ctrl-C after
+        # that stops the server, it does not interrupt the run.
+        self.finished: RunResult | None = None
+        self.on_finished: Callable[[RunResult], None] | None = None
 
     def run(self) -> RunResult:
         cosmos = CosmosServer()
@@ -404,6 +408,39 @@ class Host:
                 if ticks % 4 == 0:
                     samples.append((time.monotonic() - started, meter.snapshot().minus(baseline)))
 
+        def finish(elapsed: float) -> RunResult:
+            """The summary (from the app's instruments and the host's counters) and the report."""
+            final = meter.snapshot().minus(baseline)
+            samples.append((elapsed, final))
+            summary = {
+                "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+                "window_start_ms": start_ms,
+                "wall_seconds": round(elapsed, 3),
+                "events_processed": checkpointed() - already,
+                "events_per_second": round((checkpointed() - already) / elapsed, 1) if elapsed > 0 else 0.0,
+                "pipeline": dict(metrics.counts_table(final)),
+                "host": {
+                    "partitions": len(partition_ids),
+                    "batches": stats.batches,
+                    "retries": stats.retries,
+                    "failed_batches": stats.failed_batches,
+                    "redelivered_events": stats.redelivered,
+                    "entity_batches": scheduler.stats.batches,
+                    "entity_operation_errors": scheduler.stats.operation_errors,
+                    "entity_batch_failures": scheduler.stats.batch_failures,
+                    "queued_operations_left": scheduler.pending,
+                    "max_event_batch_size": options.max_event_batch_size,
+                    "max_entity_batch": options.max_entity_batch,
+                },
+            }
+            result = RunResult(summary=summary, samples=samples)
+            if cfg.report_dir is not None:
+                from devhost import report
+
+                result.report_json, result.report_png = report.write(cfg.report_dir, summary, samples)
+            return result
+
+        result: RunResult | None = None
         with _transport(cfg.transport, scheduler):
             entity_task = asyncio.create_task(scheduler.run())
             sampler = asyncio.create_task(sample())
@@ -415,11 +452,19 @@ class Host:
                         asyncio.gather(source.run(event_log, gate), *(p.run() for p in pumps)), entity_task
                     )
                 await _unless_failed(scheduler.drained(), entity_task)
+                if bar is not None:
+                    bar.n = checkpointed()
+                    bar.close()
+                    bar = None
+                result = finish(time.monotonic() - started)
                 if cfg.serve and server is not None:
+                    # The run is complete: its summary and report are out before serving starts.
+                    self.finished = result
+                    if self.on_finished is not None:
+                        self.on_finished(result)
                     print(f"serving {server.base_url}/api/ (Ctrl-C to stop)", flush=True)
                     await asyncio.Event().wait()
             finally:
-                elapsed = time.monotonic() - started
                 for t in (sampler, entity_task):
                     t.cancel()
                 await asyncio.gather(sampler, entity_task, return_exceptions=True)
@@ -429,34 +474,7 @@ class Host:
                 if bar is not None:
                     bar.n = checkpointed()
                     bar.close()
-        final = meter.snapshot().minus(baseline)
-        samples.append((elapsed, final))
-        summary = {
-            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-            "window_start_ms": start_ms,
-            "wall_seconds": round(elapsed, 3),
-            "events_processed": checkpointed() - already,
-            "events_per_second": round((checkpointed() - already) / elapsed, 1) if elapsed > 0 else 0.0,
-            "pipeline": dict(metrics.counts_table(final)),
-            "host": {
-                "partitions": len(partition_ids),
-                "batches": stats.batches,
-                "retries": stats.retries,
-                "failed_batches": stats.failed_batches,
-                "redelivered_events": stats.redelivered,
-                "entity_batches": scheduler.stats.batches,
-                "entity_operation_errors": scheduler.stats.operation_errors,
-                "entity_batch_failures": scheduler.stats.batch_failures,
-                "queued_operations_left": scheduler.pending,
-                "max_event_batch_size": options.max_event_batch_size,
-                "max_entity_batch": options.max_entity_batch,
-            },
-        }
-        result = RunResult(summary=summary, samples=samples)
-        if cfg.report_dir is not None:
-            from devhost import report
-
-            result.report_json, result.report_png = report.write(cfg.report_dir, summary, samples)
+        assert result is not None
         return result
 
 
