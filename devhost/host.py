@@ -92,6 +92,9 @@ class RunResult:
     report_json: Path | None = None
     report_png: Path | None = None
     samples: list[tuple[float, metrics.Snapshot]] = field(default_factory=list)
+    # Per sample: events appended but not yet checkpointed, and entity operations queued.
+    backlog: list[tuple[int, int]] = field(default_factory=list)
+    deadletters_file: Path | None = None
 
 
 def _run_identity(cfg: RunConfig) -> dict[str, Any]:
@@ -385,6 +388,7 @@ class Host:
 
         baseline = meter.snapshot()
         samples: list[tuple[float, metrics.Snapshot]] = [(0.0, metrics.Snapshot())]
+        backlog: list[tuple[int, int]] = [(0, 0)]
         already = checkpointed()
         started = time.monotonic()
         bar = _progress(cfg.progress, source.total, already)
@@ -407,11 +411,13 @@ class Host:
                     bar.refresh()
                 if ticks % 4 == 0:
                     samples.append((time.monotonic() - started, meter.snapshot().minus(baseline)))
+                    backlog.append((max(0, event_log.total - checkpointed()), scheduler.pending))
 
         def finish(elapsed: float) -> RunResult:
             """The summary (from the app's instruments and the host's counters) and the report."""
             final = meter.snapshot().minus(baseline)
             samples.append((elapsed, final))
+            backlog.append((max(0, event_log.total - checkpointed()), scheduler.pending))
             summary = {
                 "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
                 "window_start_ms": start_ms,
@@ -433,11 +439,14 @@ class Host:
                     "max_entity_batch": options.max_entity_batch,
                 },
             }
-            result = RunResult(summary=summary, samples=samples)
+            result = RunResult(summary=summary, samples=samples, backlog=backlog)
             if cfg.report_dir is not None:
                 from devhost import report
 
-                result.report_json, result.report_png = report.write(cfg.report_dir, summary, samples)
+                result.report_json, result.report_png, result.deadletters_file = report.write(
+                    cfg.report_dir, summary, samples, backlog, _deadletters()
+                )
+                summary["deadletters_file"] = str(result.deadletters_file)
             return result
 
         result: RunResult | None = None
@@ -476,6 +485,24 @@ class Host:
                     bar.close()
         assert result is not None
         return result
+
+
+def _deadletters() -> list[dict[str, Any]]:
+    """The run's dead letters, read back from Cosmos (the self-started server forgets them)."""
+    from shared import runtime
+    from shared.store import get_store
+
+    query = (
+        "SELECT c.reason, c.detail, c.partition, c.sequenceNumber, c.playerId, c.eventId, "
+        "c.rawBytes, c.rawPreview FROM c"
+    )
+    try:
+        container = get_store(runtime.settings().cosmos).deadletters
+        rows = list(container.query_items(query, enable_cross_partition_query=True))
+    except Exception as exc:  # noqa: BLE001 - the report must not fail the run
+        log.warning("could not read the dead letters back for the report: %s", exc)
+        return []
+    return sorted(rows, key=lambda r: (str(r.get("partition")), r.get("sequenceNumber") or -1))
 
 
 async def _unless_failed(work: Any, guard: asyncio.Task[Any]) -> None:

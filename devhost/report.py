@@ -12,10 +12,14 @@ from devhost.metrics import Snapshot
 from shared import telemetry
 
 
-def timeseries(samples: Sequence[tuple[float, Snapshot]]) -> list[dict[str, Any]]:
-    """Per sampling interval: actions/s by type, events/s, latency p50/p99 of the actions written in it."""
+def timeseries(
+    samples: Sequence[tuple[float, Snapshot]], backlog: Sequence[tuple[int, int]] = ()
+) -> list[dict[str, Any]]:
+    """Per sampling interval: events/s, dead letters/s, actions/s by type, latency p50/p99 of the
+    actions written in it, and the backlog at its end (events not yet checkpointed, entity
+    operations queued)."""
     rows = []
-    for (t0, a), (t1, b) in zip(samples, samples[1:], strict=False):
+    for i, ((t0, a), (t1, b)) in enumerate(zip(samples, samples[1:], strict=False)):
         dt = t1 - t0
         if dt <= 0:
             continue
@@ -25,6 +29,9 @@ def timeseries(samples: Sequence[tuple[float, Snapshot]]) -> list[dict[str, Any]
             {
                 "t": round(t1, 3),
                 "events_per_s": round(d.total(telemetry.EVENTS_IN) / dt, 2),
+                "deadletters_per_s": round(d.total(telemetry.EVENTS_DEADLETTERED) / dt, 2),
+                "backlog_events": backlog[i + 1][0] if i + 1 < len(backlog) else None,
+                "queued_operations": backlog[i + 1][1] if i + 1 < len(backlog) else None,
                 "actions_per_s": {k: round(v / dt, 3) for k, v in d.by(telemetry.ACTIONS, "type").items()},
                 "latency_p50_ms": lat.quantile(0.5) if lat and lat.count else None,
                 "latency_p99_ms": lat.quantile(0.99) if lat and lat.count else None,
@@ -43,6 +50,8 @@ def table(summary: dict[str, Any]) -> str:
     lines = [("events in", f"{p['events_in']:,}")]
     lines.append(("dropped by the funnel", f"{sum(p['dropped'].values()):,}  {_kv(p['dropped'])}"))
     lines.append(("dead-lettered", f"{sum(p['dead_lettered'].values()):,}  {_kv(p['dead_lettered'])}"))
+    if summary.get("deadletters_file"):
+        lines.append(("dead letters listed in", str(summary["deadletters_file"])))
     lines.append(("signals", f"{p['signals']:,}"))
     lines.append(("entity operations", f"{p['entity_operations']:,}  (in {h['entity_batches']:,} batches)"))
     lines.append(("duplicate events", f"{p['duplicates']:,}"))
@@ -82,16 +91,24 @@ def _kv(d: dict[str, int]) -> str:
 
 
 def write(
-    report_dir: Path, summary: dict[str, Any], samples: Sequence[tuple[float, Snapshot]]
-) -> tuple[Path, Path]:
+    report_dir: Path,
+    summary: dict[str, Any],
+    samples: Sequence[tuple[float, Snapshot]],
+    backlog: Sequence[tuple[int, int]] = (),
+    deadletters: Sequence[dict[str, Any]] = (),
+) -> tuple[Path, Path, Path]:
+    """The JSON report, the PNG, and every dead letter (reason, position, preview) as JSONL."""
     report_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    series = timeseries(samples)
+    series = timeseries(samples, backlog)
+    dl_path = report_dir / f"deadletters-{stamp}.jsonl"
+    dl_path.write_text("".join(json.dumps(row) + "\n" for row in deadletters), encoding="utf-8")
     json_path = report_dir / f"devhost-{stamp}.json"
-    json_path.write_text(json.dumps({**summary, "timeseries": series}, indent=2), encoding="utf-8")
+    body = {**summary, "deadletters_file": str(dl_path), "timeseries": series}
+    json_path.write_text(json.dumps(body, indent=2), encoding="utf-8")
     png_path = report_dir / f"devhost-{stamp}.png"
     _plot(series, png_path, summary)
-    return json_path, png_path
+    return json_path, png_path, dl_path
 
 
 def _plot(series: list[dict[str, Any]], path: Path, summary: dict[str, Any]) -> None:
@@ -100,15 +117,30 @@ def _plot(series: list[dict[str, Any]], path: Path, summary: dict[str, Any]) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    fig, (ax0, ax1, ax2) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
     t = [r["t"] for r in series]
+    ax0.plot(t, [r["events_per_s"] for r in series], label="events in / s")
+    ax0.plot(t, [r["deadletters_per_s"] for r in series], label="dead letters / s")
+    ax0.set_ylabel("events / s")
+    ax0.set_title(
+        f"devhost run: {summary['events_processed']:,} events, {summary['events_per_second']:,.0f} events/s"
+    )
+    ax0.legend(loc="upper left")
+    backlog = [
+        (r["t"], r["backlog_events"], r["queued_operations"])
+        for r in series
+        if r["backlog_events"] is not None
+    ]
+    if backlog:
+        ax0b = ax0.twinx()
+        ax0b.plot([b[0] for b in backlog], [b[1] for b in backlog], "k--", label="backlog (events)")
+        ax0b.plot([b[0] for b in backlog], [b[2] for b in backlog], "k:", label="entity queue (operations)")
+        ax0b.set_ylabel("backlog")
+        ax0b.legend(loc="upper right")
     types = sorted({k for r in series for k in r["actions_per_s"]})
     for atype in types:
         ax1.plot(t, [r["actions_per_s"].get(atype, 0.0) for r in series], label=atype)
     ax1.set_ylabel("actions / s")
-    ax1.set_title(
-        f"devhost run: {summary['events_processed']:,} events, {summary['events_per_second']:,.0f} events/s"
-    )
     if types:
         ax1.legend(loc="upper right")
     for key, label in (("latency_p50_ms", "p50"), ("latency_p99_ms", "p99")):
@@ -117,7 +149,8 @@ def _plot(series: list[dict[str, Any]], path: Path, summary: dict[str, Any]) -> 
             ax2.plot([x for x, _ in pts], [y for _, y in pts], marker=".", label=label)
     ax2.set_ylabel("enqueued-to-action latency (ms)")
     ax2.set_xlabel("seconds since start")
-    ax2.legend(loc="upper right")
+    if ax2.get_lines():
+        ax2.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from shared.timeutil import iso
+
 # 1-128 of [A-Za-z0-9_.:-] with at least one letter or digit: the Durable client puts the key in
 # a URL path unescaped and aiohttp normalises the dot segments "." and ".." (docs/events.md).
 PLAYER_ID_PATTERN = r"^(?=[^A-Za-z0-9]*[A-Za-z0-9])[A-Za-z0-9_.:-]{1,128}$"
@@ -260,7 +262,7 @@ def make_event(
         "source": source,
         "type": event_type,
         "subject": player_id,
-        "time": time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "time": iso(time),
         "datacontenttype": "application/json",
         "data": data or {},
     }

@@ -30,13 +30,13 @@ import hashlib
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import msgspec
 
 from shared import features as feat
 from shared.policy import ACTION_TYPES, PolicyContext, Rules, decide
+from shared.timeutil import iso_ms, parse_iso_ms, utc_day
 
 STATE_VERSION = 1
 MAX_BUFFER_EVENTS = 96
@@ -174,18 +174,6 @@ def action_id(player_id: str, trigger_event_id: str, action_type: str) -> str:
     """Deterministic: a replay of the same trigger creates the same document, once."""
     digest = hashlib.sha256(f"{player_id}\x1f{trigger_event_id}\x1f{action_type}".encode()).hexdigest()
     return f"act-{digest[:32]}"
-
-
-def _utc_day(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_iso_ms(value: str) -> int:
-    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def _entry(ev: Mapping[str, Any]) -> list[Any]:
@@ -336,7 +324,7 @@ def _decide(
     vector = feat.compute(state.buf, state.agg, state.last_action_ms, t)
     scores, top_features = scorer(vector)
     effects.scored += 1
-    day = _utc_day(t)
+    day = utc_day(t)
     if day != state.day:
         state.day, state.day_count = day, 0
     ctx = PolicyContext(
@@ -363,8 +351,8 @@ def _decide(
         "score": round(float(scores[atype]), 6),
         "modelVersion": model_version,
         "triggerEventId": str(ev["id"]),
-        "eventTime": _iso(t),
-        "decidedAt": _iso(now_ms),
+        "eventTime": iso_ms(t),
+        "decidedAt": iso_ms(now_ms),
         "reasons": decision.reasons,
         "status": "pending",
     }

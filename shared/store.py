@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import AzureError
@@ -30,7 +29,9 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
+from shared import runtime
 from shared.config import CosmosSettings, is_local_endpoint
+from shared.timeutil import iso_ms
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ def deadletter_doc(
         "sequenceNumber": sequence,
         "rawPreview": raw[:RAW_PREVIEW_BYTES].decode("utf-8", errors="backslashreplace"),
         "rawBytes": len(raw),
-        "receivedAt": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "receivedAt": iso_ms(runtime.now_ms()),
         "ttl": ttl,
     }
 
@@ -343,7 +344,3 @@ def reset_store() -> None:
     global _store
     with _lock:
         _store = None
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
