@@ -9,9 +9,63 @@ targetScope = 'resourceGroup'
 @description('azd environment name; part of the naming hash and the azd-env-name tag.')
 param environmentName string
 
+// Not restricted with @allowed: the Flex Consumption region list keeps growing.
+// List it with `az functionapp list-flexconsumption-locations -o table`.
 @minLength(1)
-@description('Azure region for all resources (must offer Flex Consumption).')
+@description('Azure region for all resources. It must offer Flex Consumption (az functionapp list-flexconsumption-locations); it also decides the host storage replication (see zoneRedundantStorageRegions).')
 param location string = resourceGroup().location
+
+// Regions that offer zone-redundant storage for Standard general-purpose v2
+// accounts (Azure Storage docs, "Azure regions that support zone-redundant
+// storage"). A region missing here only costs zone redundancy (LRS instead of
+// ZRS); a ZRS request in a region without it fails the deployment, e.g. in the
+// Flex regions westus, northcentralus, westcentralus, ukwest, southindia and
+// australiasoutheast.
+@description('Regions (short names) with zone-redundant storage: the host storage account is Standard_ZRS there and Standard_LRS elsewhere, unless hostStorageSkuName is set.')
+param zoneRedundantStorageRegions array = [
+  'australiaeast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'chinanorth3'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'israelcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'mexicocentral'
+  'northeurope'
+  'norwayeast'
+  'polandcentral'
+  'qatarcentral'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'spaincentral'
+  'swedencentral'
+  'switzerlandnorth'
+  'uaenorth'
+  'uksouth'
+  'usgovvirginia'
+  'westeurope'
+  'westus2'
+  'westus3'
+]
+
+@allowed([
+  ''
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+@description('Host storage replication override; empty (default) derives it from location: Standard_ZRS in zoneRedundantStorageRegions, Standard_LRS elsewhere.')
+param hostStorageSkuName string = ''
 
 @allowed([
   'azureStorage'
@@ -61,16 +115,16 @@ param durableAlwaysReadyInstances int = 1
 param eventHubPartitionCount int = 32
 
 @minValue(1)
-@maxValue(40)
-@description('Event Hubs provisioned throughput units.')
+@maxValue(20)
+@description('Event Hubs provisioned throughput units (Standard: 1-20).')
 param eventHubsThroughputUnits int = 4
 
 @description('Enable Event Hubs auto-inflate.')
 param eventHubsAutoInflate bool = true
 
 @minValue(1)
-@maxValue(40)
-@description('Event Hubs auto-inflate ceiling in throughput units.')
+@maxValue(20)
+@description('Event Hubs auto-inflate ceiling in throughput units (Standard: up to 20).')
 param eventHubsMaxThroughputUnits int = 12
 
 @allowed([
@@ -93,7 +147,7 @@ param producerPrincipalId string = ''
   'Group'
   'ServicePrincipal'
 ])
-@description('Principal type of producerPrincipalId.')
+@description('Principal type of producerPrincipalId: User for a person, ServicePrincipal for a CI identity or managed identity, Group for an Entra group (main.bicepparam reads PRODUCER_PRINCIPAL_TYPE).')
 param producerPrincipalType string = 'User'
 
 @description('Extra non-secret app settings for the function app (e.g. DISABLED_ACTION_TYPES, DAILY_ACTION_CAP).')
@@ -105,6 +159,11 @@ var tags = {
   workload: 'player-interventions'
 }
 var useDts = durableBackend == 'durableTaskScheduler'
+
+// Host storage replication: the override, else ZRS where the region has it, else LRS.
+var normalizedLocation = toLower(replace(location, ' ', ''))
+var regionHasZrs = contains(zoneRedundantStorageRegions, normalizedLocation)
+var hostStorageSku = !empty(hostStorageSkuName) ? hostStorageSkuName : (regionHasZrs ? 'Standard_ZRS' : 'Standard_LRS')
 
 var names = {
   identity: 'id-${resourceToken}'
@@ -145,6 +204,7 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: names.deploymentContainer
+    skuName: hostStorageSku
   }
 }
 
@@ -197,7 +257,9 @@ module functionApp 'modules/functionapp.bicep' = {
     serviceName: 'api'
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
-    storageAccountName: storage.outputs.name
+    storageBlobServiceUri: storage.outputs.blobEndpoint
+    storageQueueServiceUri: storage.outputs.queueEndpoint
+    storageTableServiceUri: storage.outputs.tableEndpoint
     deploymentContainerName: storage.outputs.deploymentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     eventHubsFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
@@ -207,7 +269,8 @@ module functionApp 'modules/functionapp.bicep' = {
     cosmosDatabaseName: cosmos.outputs.databaseName
     durableBackend: durableBackend
     durableTaskHubName: durableTaskHubName
-    durableTaskSchedulerEndpoint: useDts ? durableTask.outputs.endpoint : ''
+    // durableTask is conditional: read its outputs with safe access (null when it is off).
+    durableTaskSchedulerEndpoint: durableTask.?outputs.endpoint ?? ''
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     durableAlwaysReadyInstances: durableAlwaysReadyInstances
@@ -228,8 +291,8 @@ module rbac 'modules/rbac.bicep' = {
     durableBackend: durableBackend
     // Valid names even when DTS is off (the assignment is then skipped), so the
     // existing-resource ids in rbac.bicep never contain empty segments.
-    durableTaskSchedulerName: useDts ? durableTask.outputs.name : names.durableTaskScheduler
-    durableTaskHubName: useDts ? durableTask.outputs.taskHubName : durableTaskHubName
+    durableTaskSchedulerName: durableTask.?outputs.name ?? names.durableTaskScheduler
+    durableTaskHubName: durableTask.?outputs.taskHubName ?? durableTaskHubName
     producerPrincipalId: producerPrincipalId
     producerPrincipalType: producerPrincipalType
   }
@@ -281,6 +344,9 @@ output COSMOS_DATABASE string = cosmos.outputs.databaseName
 @description('Host storage account name.')
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 
+@description('Replication SKU of the host storage account (derived from the region unless hostStorageSkuName is set).')
+output AZURE_STORAGE_SKU string = storage.outputs.skuName
+
 @description('Application Insights component name.')
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
 
@@ -288,4 +354,4 @@ output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsN
 output DURABLE_BACKEND string = durableBackend
 
 @description('Durable Task Scheduler endpoint (empty on the azureStorage backend).')
-output DURABLE_TASK_SCHEDULER_ENDPOINT string = useDts ? durableTask.outputs.endpoint : ''
+output DURABLE_TASK_SCHEDULER_ENDPOINT string = durableTask.?outputs.endpoint ?? ''

@@ -5,6 +5,11 @@ using './main.bicep'
 param environmentName = readEnvironmentVariable('AZURE_ENV_NAME', 'interventions-dev')
 param location = readEnvironmentVariable('AZURE_LOCATION', 'swedencentral')
 
+// Host storage replication: empty = Standard_ZRS where the region offers ZRS,
+// Standard_LRS elsewhere (main.bicep zoneRedundantStorageRegions); set
+// HOST_STORAGE_SKU (e.g. Standard_LRS) to override.
+param hostStorageSkuName = readEnvironmentVariable('HOST_STORAGE_SKU', '')
+
 // 'azureStorage' (default) or 'durableTaskScheduler'; override on the command line:
 //   az deployment group create ... -p bicep/main.bicepparam -p durableBackend=durableTaskScheduler
 param durableBackend = 'azureStorage'
@@ -25,8 +30,10 @@ param eventHubsMaxThroughputUnits = 12
 param cosmosCapacityMode = 'autoscale'
 param cosmosAutoscaleMaxThroughput = 1000
 
-// Object id of whoever runs scripts/send_events.py (az ad signed-in-user show --query id -o tsv).
+// Object id of whoever runs scripts/send_events.py (az ad signed-in-user show --query id -o tsv)
+// and its type: User (default), ServicePrincipal (CI, managed identity) or Group.
+// scripts/deploy.sh sets both from the signed-in az account.
 param producerPrincipalId = readEnvironmentVariable('PRODUCER_PRINCIPAL_ID', '')
-param producerPrincipalType = 'User'
+param producerPrincipalType = readEnvironmentVariable('PRODUCER_PRINCIPAL_TYPE', 'User')
 
 param additionalAppSettings = {}

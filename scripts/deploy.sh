@@ -1,69 +1,148 @@
 #!/usr/bin/env bash
 # Provision bicep/main.bicep into a resource group, publish the function app to
-# Flex Consumption and send a few test events. Needs: az (logged in), python3
-# (packaging + scripts/send_events.py), optionally Azure Functions Core Tools.
-# `azd up` does the same provision + deploy in one step (see docs/deploy.md).
+# Flex Consumption and send a few test events. Needs: az >= 2.60.0 (logged in),
+# python3 (packaging); the test events run with the project's .venv (created
+# with `make setup` when missing). `azd up` does the same provision + deploy in
+# one step (see docs/deploy.md).
 #
-# Usage: scripts/deploy.sh            # env vars below choose names/region
-#   AZURE_ENV_NAME        environment name (default: interventions-dev)
-#   AZURE_LOCATION        region with Flex Consumption (default: swedencentral)
-#   AZURE_RESOURCE_GROUP  resource group (default: rg-$AZURE_ENV_NAME)
-#   DURABLE_BACKEND       azureStorage (default) | durableTaskScheduler
-#   PRODUCER_PRINCIPAL_ID object id allowed to send events (default: signed-in user)
+# Usage:
+#   scripts/deploy.sh                 provision, publish, send test events
+#   scripts/deploy.sh wait-for-roles  only wait until the app identity's newest role
+#                                     assignment is ROLE_PROPAGATION_SECONDS old (the
+#                                     azd predeploy hook in azure.yaml runs this)
+# Environment:
+#   AZURE_ENV_NAME          environment name (default: interventions-dev)
+#   AZURE_LOCATION          region with Flex Consumption (default: swedencentral)
+#   AZURE_RESOURCE_GROUP    resource group (default: rg-$AZURE_ENV_NAME)
+#   DURABLE_BACKEND         azureStorage (default) | durableTaskScheduler
+#   HOST_STORAGE_SKU        host storage SKU override (default: ZRS where the region has it, else LRS)
+#   PRODUCER_PRINCIPAL_ID   object id allowed to send events (default: the signed-in az principal)
+#   PRODUCER_PRINCIPAL_TYPE User | ServicePrincipal | Group (default: from the signed-in az account)
+#   PYTHON                  interpreter for the test events (default: .venv/bin/python)
+#   RETRY_ATTEMPTS / RETRY_DELAY / RETRY_MAX_DELAY
+#                           retries of the role-dependent steps (default: 8 attempts, 15 s
+#                           back-off doubling up to 120 s, about 10 minutes in all)
+#   ROLE_PROPAGATION_SECONDS / ROLE_POLL_SECONDS   wait-for-roles (default: 180 / 30)
 #   SKIP_PUBLISH=1 / SKIP_TEST_EVENTS=1 to stop after provisioning / publishing
+#
+# Publishing uses `az functionapp deployment source config-zip`, which for a
+# Flex Consumption app posts the package to the one-deploy endpoint
+# (/api/publish) with an Entra token. Azure Functions Core Tools is not used,
+# even when installed: older releases have been reported to reject an app whose
+# host storage is identity-based (AzureWebJobsStorage__*, no connection string).
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-export AZURE_ENV_NAME="${AZURE_ENV_NAME:-interventions-dev}"
-export AZURE_LOCATION="${AZURE_LOCATION:-swedencentral}"
-AZURE_RESOURCE_GROUP="${AZURE_RESOURCE_GROUP:-rg-${AZURE_ENV_NAME}}"
-DURABLE_BACKEND="${DURABLE_BACKEND:-azureStorage}"
-DEPLOYMENT_NAME="interventions-$(date -u +%Y%m%d%H%M%S)"
+MIN_AZ_VERSION="2.60.0" # Flex Consumption support in the Azure CLI
+RETRY_ATTEMPTS="${RETRY_ATTEMPTS:-8}"
+RETRY_DELAY="${RETRY_DELAY:-15}"
+RETRY_MAX_DELAY="${RETRY_MAX_DELAY:-120}"
+ROLE_PROPAGATION_SECONDS="${ROLE_PROPAGATION_SECONDS:-180}"
+ROLE_POLL_SECONDS="${ROLE_POLL_SECONDS:-30}"
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
-command -v az >/dev/null || { echo "az (Azure CLI) is required" >&2; exit 1; }
-az account show --query '{subscription:name, id:id}' -o tsv >/dev/null \
-  || { echo "run 'az login' first" >&2; exit 1; }
-
-if [[ -z "${PRODUCER_PRINCIPAL_ID:-}" ]]; then
-  # The signed-in user gets Azure Event Hubs Data Sender so the test send works.
-  PRODUCER_PRINCIPAL_ID="$(az ad signed-in-user show --query id -o tsv 2>/dev/null || true)"
-fi
-export PRODUCER_PRINCIPAL_ID
-
-log "resource group ${AZURE_RESOURCE_GROUP} (${AZURE_LOCATION})"
-az group create --name "${AZURE_RESOURCE_GROUP}" --location "${AZURE_LOCATION}" \
-  --tags "azd-env-name=${AZURE_ENV_NAME}" -o none
-
-log "deploying bicep/main.bicep as ${DEPLOYMENT_NAME} (durableBackend=${DURABLE_BACKEND})"
-az deployment group create \
-  --resource-group "${AZURE_RESOURCE_GROUP}" \
-  --name "${DEPLOYMENT_NAME}" \
-  --template-file bicep/main.bicep \
-  --parameters bicep/main.bicepparam \
-  --parameters "durableBackend=${DURABLE_BACKEND}" \
-  -o none
-
-output() {
-  az deployment group show --resource-group "${AZURE_RESOURCE_GROUP}" --name "${DEPLOYMENT_NAME}" \
-    --query "properties.outputs.$1.value" -o tsv
+# retry_roles CMD [ARGS...]: run CMD until it succeeds, at most RETRY_ATTEMPTS
+# times, sleeping RETRY_DELAY, 2x, 4x ... (capped at RETRY_MAX_DELAY) in between.
+# For steps that fail while a new identity's role assignments propagate: the
+# Flex package upload (403 from storage, reported as BlobUploadFailedException),
+# the first sends with the producer's Azure Event Hubs Data Sender role.
+retry_roles() {
+  local attempt=1 delay="${RETRY_DELAY}" status
+  while true; do
+    status=0
+    "$@" || status=$?
+    if ((status == 0)); then
+      return 0
+    fi
+    if ((attempt >= RETRY_ATTEMPTS)); then
+      log "giving up after ${attempt}/${RETRY_ATTEMPTS} attempts (exit ${status}): $*"
+      return "${status}"
+    fi
+    attempt=$((attempt + 1))
+    log "waiting for role assignments to propagate (attempt ${attempt}/${RETRY_ATTEMPTS} in ${delay}s; last exit ${status})"
+    sleep "${delay}"
+    delay=$((delay * 2 > RETRY_MAX_DELAY ? RETRY_MAX_DELAY : delay * 2))
+  done
 }
-FUNCTION_APP="$(output AZURE_FUNCTION_APP_NAME)"
-EVENTHUB_FQDN="$(output EVENTHUB_FULLY_QUALIFIED_NAMESPACE)"
-log "function app ${FUNCTION_APP}; Event Hubs ${EVENTHUB_FQDN}; Cosmos $(output COSMOS_ENDPOINT)"
 
-if [[ "${SKIP_PUBLISH:-0}" != "1" ]]; then
-  if command -v func >/dev/null; then
-    log "publishing with Azure Functions Core Tools (remote build)"
-    func azure functionapp publish "${FUNCTION_APP}" --python
-  else
-    log "packaging (honours .funcignore) and publishing with az (remote build)"
-    mkdir -p .dist
-    python3 - .dist/app.zip <<'PY'
+# version_ge A B: true when version A >= version B.
+version_ge() {
+  [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" == "$2" ]]
+}
+
+require_az() {
+  command -v az >/dev/null || {
+    echo "az (Azure CLI) is required" >&2
+    exit 1
+  }
+  local version
+  version="$(az version --query '"azure-cli"' -o tsv 2>/dev/null || echo 0)"
+  version_ge "${version}" "${MIN_AZ_VERSION}" || {
+    echo "az ${version} is too old: Flex Consumption needs Azure CLI ${MIN_AZ_VERSION} or later (az upgrade)" >&2
+    exit 1
+  }
+  az account show -o none 2>/dev/null || {
+    echo "run 'az login' first" >&2
+    exit 1
+  }
+}
+
+# role_assignment_age PRINCIPAL_ID: seconds since the newest Azure RBAC role
+# assignment of the principal was created; fails when none can be read.
+role_assignment_age() {
+  local created
+  created="$(az role assignment list --all --assignee "$1" --query '[].createdOn' -o tsv 2>/dev/null)" || return 1
+  [[ -n "${created//[[:space:]]/}" ]] || return 1
+  python3 -c '
+import sys
+from datetime import datetime, timezone
+stamps = [datetime.fromisoformat(s.strip().replace("Z", "+00:00")) for s in sys.stdin if s.strip()]
+newest = max(t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in stamps)
+print(max(0, int((datetime.now(timezone.utc) - newest).total_seconds())))
+' <<<"${created}"
+}
+
+# wait_for_role_propagation PRINCIPAL_ID: bounded wait until the principal's newest
+# role assignment is ROLE_PROPAGATION_SECONDS old (returns at once on later runs).
+wait_for_role_propagation() {
+  local principal="$1" age remaining attempts n step
+  if ! age="$(role_assignment_age "${principal}")"; then
+    log "cannot read the role assignments of ${principal}; not waiting (if publishing fails with 403, run it again in a few minutes)"
+    return 0
+  fi
+  remaining=$((ROLE_PROPAGATION_SECONDS - age))
+  ((remaining > 0)) || return 0
+  attempts=$(((remaining + ROLE_POLL_SECONDS - 1) / ROLE_POLL_SECONDS))
+  for ((n = 1; n <= attempts; n++)); do
+    step=$((remaining < ROLE_POLL_SECONDS ? remaining : ROLE_POLL_SECONDS))
+    log "waiting for role assignments to propagate (attempt ${n}/${attempts}: newest is ${age}s old, waiting for ${ROLE_PROPAGATION_SECONDS}s)"
+    sleep "${step}"
+    age=$((age + step))
+    remaining=$((remaining - step))
+  done
+}
+
+# The azd predeploy hook: azd exports the template outputs (AZURE_PRINCIPAL_ID is
+# the app identity) to hooks. Never fails the deployment.
+cmd_wait_for_roles() {
+  local principal="${AZURE_PRINCIPAL_ID:-}"
+  if [[ -z "${principal}" ]]; then
+    log "AZURE_PRINCIPAL_ID is not set (provision first); not waiting for role assignments"
+    return 0
+  fi
+  if ! command -v az >/dev/null || ! az account show -o none 2>/dev/null; then
+    log "az is missing or not logged in: cannot check role assignment age; if the deploy fails with 403, run 'azd deploy' again in a few minutes"
+    return 0
+  fi
+  wait_for_role_propagation "${principal}"
+}
+
+# Zip the repo root for the one-deploy endpoint, honouring .funcignore.
+package_app() {
+  mkdir -p .dist
+  python3 - .dist/app.zip <<'PY'
 import fnmatch, os, sys, zipfile
-ignore = [".git", ".git/*", ".dist", ".dist/*", ".venv*", "*.pyc", "__pycache__"]
+ignore = [".funcignore", ".git", ".git/*", ".dist", ".dist/*", ".azure", ".venv*", "*.pyc", "__pycache__"]
 if os.path.exists(".funcignore"):
     ignore += [l.strip().rstrip("/") for l in open(".funcignore") if l.strip() and not l.startswith("#")]
 def skipped(rel):
@@ -77,15 +156,104 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
             if not skipped(rel):
                 z.write(rel, rel)
 PY
-    az functionapp deployment source config-zip \
-      --resource-group "${AZURE_RESOURCE_GROUP}" --name "${FUNCTION_APP}" \
+}
+
+# The Python that runs scripts/send_events.py: the project's .venv (it has the
+# Azure SDKs; the system python3 does not), created with `make setup` if missing.
+# Prints the interpreter, or fails when no usable one could be made.
+test_events_python() {
+  local python="${PYTHON:-.venv/bin/python}"
+  if [[ ! -x "${python}" ]] && command -v make >/dev/null; then
+    log "no ${python}: creating the project's virtualenv with 'make setup'"
+    make setup >&2 || log "'make setup' failed"
+  fi
+  [[ -x "${python}" ]] && "${python}" -c 'import azure.eventhub, azure.identity, msgspec, tqdm' 2>/dev/null || return 1
+  printf '%s\n' "${python}"
+}
+
+main() {
+  export AZURE_ENV_NAME="${AZURE_ENV_NAME:-interventions-dev}"
+  export AZURE_LOCATION="${AZURE_LOCATION:-swedencentral}"
+  export HOST_STORAGE_SKU="${HOST_STORAGE_SKU:-}"
+  local resource_group="${AZURE_RESOURCE_GROUP:-rg-${AZURE_ENV_NAME}}"
+  local durable_backend="${DURABLE_BACKEND:-azureStorage}"
+  local deployment_name
+  deployment_name="interventions-$(date -u +%Y%m%d%H%M%S)"
+
+  require_az
+
+  if [[ -z "${PRODUCER_PRINCIPAL_ID:-}" ]]; then
+    # The signed-in principal gets Azure Event Hubs Data Sender so the test send works.
+    case "$(az account show --query user.type -o tsv 2>/dev/null || true)" in
+      user)
+        PRODUCER_PRINCIPAL_ID="$(az ad signed-in-user show --query id -o tsv 2>/dev/null || true)"
+        PRODUCER_PRINCIPAL_TYPE="${PRODUCER_PRINCIPAL_TYPE:-User}"
+        ;;
+      servicePrincipal)
+        PRODUCER_PRINCIPAL_ID="$(az ad sp show --id "$(az account show --query user.name -o tsv)" --query id -o tsv 2>/dev/null || true)"
+        PRODUCER_PRINCIPAL_TYPE="${PRODUCER_PRINCIPAL_TYPE:-ServicePrincipal}"
+        ;;
+    esac
+  fi
+  export PRODUCER_PRINCIPAL_ID="${PRODUCER_PRINCIPAL_ID:-}"
+  export PRODUCER_PRINCIPAL_TYPE="${PRODUCER_PRINCIPAL_TYPE:-User}"
+
+  log "resource group ${resource_group} (${AZURE_LOCATION})"
+  az group create --name "${resource_group}" --location "${AZURE_LOCATION}" \
+    --tags "azd-env-name=${AZURE_ENV_NAME}" -o none
+
+  log "deploying bicep/main.bicep as ${deployment_name} (durableBackend=${durable_backend})"
+  az deployment group create \
+    --resource-group "${resource_group}" \
+    --name "${deployment_name}" \
+    --template-file bicep/main.bicep \
+    --parameters bicep/main.bicepparam \
+    --parameters "durableBackend=${durable_backend}" \
+    -o none
+
+  output() {
+    az deployment group show --resource-group "${resource_group}" --name "${deployment_name}" \
+      --query "properties.outputs.$1.value" -o tsv
+  }
+  local function_app eventhub_fqdn
+  function_app="$(output AZURE_FUNCTION_APP_NAME)"
+  eventhub_fqdn="$(output EVENTHUB_FULLY_QUALIFIED_NAMESPACE)"
+  log "function app ${function_app}; Event Hubs ${eventhub_fqdn}; Cosmos $(output COSMOS_ENDPOINT); storage $(output AZURE_STORAGE_SKU)"
+
+  if [[ "${SKIP_PUBLISH:-0}" != "1" ]]; then
+    log "packaging (honours .funcignore) and publishing with az (Flex one-deploy, remote build)"
+    package_app
+    # The app identity uploads the package to its deployment container: on a
+    # first deployment its Storage Blob Data Owner role may not be effective yet.
+    retry_roles az functionapp deployment source config-zip \
+      --resource-group "${resource_group}" --name "${function_app}" \
       --src .dist/app.zip --build-remote true -o none
   fi
-fi
 
-if [[ "${SKIP_TEST_EVENTS:-0}" != "1" ]]; then
-  log "sending test events (role assignments can take a few minutes to apply)"
-  python3 -m scripts.send_events --namespace "${EVENTHUB_FQDN}" --players 3 --duration 5
-fi
+  if [[ "${SKIP_TEST_EVENTS:-0}" != "1" ]]; then
+    local python
+    local -a send_args=(-m scripts.send_events --namespace "${eventhub_fqdn}" --players 3 --duration 5)
+    if python="$(test_events_python)"; then
+      log "sending test events with ${python}"
+      # The producer's Azure Event Hubs Data Sender role may not be effective yet.
+      retry_roles "${python}" "${send_args[@]}"
+    else
+      log "skipping test events: no Python with the Azure SDKs; run: make setup && .venv/bin/python ${send_args[*]}"
+    fi
+  fi
 
-log "done: az functionapp show -g ${AZURE_RESOURCE_GROUP} -n ${FUNCTION_APP}"
+  log "done: az functionapp show -g ${resource_group} -n ${function_app}"
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  cd "$(dirname "${BASH_SOURCE[0]}")/.."
+  case "${1:-deploy}" in
+    deploy) main ;;
+    wait-for-roles) cmd_wait_for_roles ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' ;;
+    *)
+      echo "usage: $0 [deploy|wait-for-roles]" >&2
+      exit 2
+      ;;
+  esac
+fi

@@ -19,7 +19,9 @@ EVENTHUB_CONNECTION = "EventHubConnection"  # prefix; Azure: EventHubConnection_
 
 # Settings every Azure deployment must set (identity-based only, no secrets).
 AZURE_SETTINGS: tuple[str, ...] = (
-    "AzureWebJobsStorage__accountName",
+    "AzureWebJobsStorage__blobServiceUri",
+    "AzureWebJobsStorage__queueServiceUri",
+    "AzureWebJobsStorage__tableServiceUri",
     "AzureWebJobsStorage__credential",
     "AzureWebJobsStorage__clientId",
     "EventHubConnection__fullyQualifiedNamespace",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,8 +18,20 @@ from urllib.parse import urlparse
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int, *, status: int, failures: int, retry_after_ms: int = 50) -> None:
+    def __init__(
+        self,
+        upstream_port: int,
+        *,
+        status: int,
+        failures: int,
+        retry_after_ms: int = 50,
+        write_delay_s: float = 0.0,
+    ) -> None:
         self.upstream_port = upstream_port
+        # Each document write waits this long first (a service's write latency, e.g. ~40 ms in Azure).
+        self.write_delay_s = write_delay_s
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.status = status
         self.failures_left = failures
         self.retry_after_ms = retry_after_ms
@@ -54,6 +67,13 @@ class FaultProxy:
                         self.end_headers()
                         self.wfile.write(body)
                         return
+                if is_doc_write and proxy.write_delay_s:
+                    with proxy._lock:
+                        proxy.in_flight += 1
+                        proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
+                    time.sleep(proxy.write_delay_s)
+                    with proxy._lock:
+                        proxy.in_flight -= 1
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 conn.request(self.command, self.path, body=payload, headers=headers)

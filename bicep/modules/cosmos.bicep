@@ -211,7 +211,7 @@ output accountName string = account.name
 @description('Resource id of the Cosmos DB account.')
 output accountId string = account.id
 
-@description('Document endpoint, e.g. https://<account>.documents.azure.com:443/.')
+@description('Document endpoint of the account (properties.documentEndpoint; cloud-specific host).')
 output endpoint string = account.properties.documentEndpoint
 
 @description('Name of the SQL database.')

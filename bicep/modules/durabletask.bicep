@@ -61,7 +61,7 @@ output name string = scheduler.name
 @description('Resource id of the scheduler.')
 output id string = scheduler.id
 
-@description('Scheduler endpoint (https://<name>.<region>.durabletask.io).')
+@description('Scheduler endpoint as reported by the resource (properties.endpoint).')
 output endpoint string = scheduler.properties.endpoint
 
 @description('Name of the task hub.')

@@ -29,17 +29,19 @@ param partitionCount int = 32
 @description('Message retention in days (Standard tier: 1-7).')
 param messageRetentionInDays int = 1
 
+// Standard tier: sku.capacity and maximumThroughputUnits are documented as 0-20
+// throughput units (Microsoft.EventHub/namespaces API reference).
 @minValue(1)
-@maxValue(40)
-@description('Provisioned throughput units (1 TU = 1 MB/s or 1000 events/s in, 2 MB/s out).')
+@maxValue(20)
+@description('Provisioned throughput units, 1-20 on Standard (1 TU = 1 MB/s or 1000 events/s in, 2 MB/s out).')
 param throughputUnits int = 4
 
 @description('Let Event Hubs raise throughput units automatically up to maximumThroughputUnits.')
 param autoInflateEnabled bool = true
 
 @minValue(1)
-@maxValue(40)
-@description('Upper bound for auto-inflate (ignored when auto-inflate is off).')
+@maxValue(20)
+@description('Upper bound for auto-inflate, 1-20 on Standard (ignored when auto-inflate is off).')
 param maximumThroughputUnits int = 12
 
 resource namespace 'Microsoft.EventHub/namespaces@2026-01-01' = {
@@ -79,8 +81,8 @@ resource consumerGroup 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2
   }
 }
 
-// serviceBusEndpoint is https://<namespace>.servicebus.windows.net:443/ in every
-// cloud; derive the host from it instead of hard-coding the DNS suffix.
+// serviceBusEndpoint is https://<namespace>.<Service Bus DNS suffix of the cloud>:443/;
+// derive the host from it instead of hard-coding the DNS suffix.
 var fullyQualifiedNamespace = split(split(replace(namespace.properties.serviceBusEndpoint, 'https://', ''), ':')[0], '/')[0]
 
 @description('Name of the namespace.')
@@ -89,7 +91,7 @@ output namespaceName string = namespace.name
 @description('Resource id of the namespace.')
 output namespaceId string = namespace.id
 
-@description('Fully qualified namespace host name, e.g. <name>.servicebus.windows.net.')
+@description('Fully qualified namespace host name (<name>.<Service Bus DNS suffix of the cloud>), taken from serviceBusEndpoint.')
 output fullyQualifiedNamespace string = fullyQualifiedNamespace
 
 @description('Name of the event hub.')

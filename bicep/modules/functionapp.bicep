@@ -25,8 +25,14 @@ param identityId string
 @description('Client id of the user-assigned identity.')
 param identityClientId string
 
-@description('Name of the host storage account (AzureWebJobsStorage).')
-param storageAccountName string
+@description('Blob service endpoint of the host storage account (storage.bicep output, from primaryEndpoints; ends with a slash).')
+param storageBlobServiceUri string
+
+@description('Queue service endpoint of the host storage account (storage.bicep output, from primaryEndpoints).')
+param storageQueueServiceUri string
+
+@description('Table service endpoint of the host storage account (storage.bicep output, from primaryEndpoints).')
+param storageTableServiceUri string
 
 @description('Name of the blob container that holds the deployment package.')
 param deploymentContainerName string
@@ -34,7 +40,7 @@ param deploymentContainerName string
 @description('Name of the Application Insights component.')
 param applicationInsightsName string
 
-@description('Fully qualified Event Hubs namespace, e.g. <name>.servicebus.windows.net.')
+@description('Fully qualified Event Hubs namespace host name (eventhubs.bicep output).')
 param eventHubsFullyQualifiedNamespace string
 
 @description('Name of the event hub the trigger reads.')
@@ -84,10 +90,6 @@ param durableAlwaysReadyInstances int = 1
 param additionalAppSettings object = {}
 
 var useDts = durableBackend == 'durableTaskScheduler'
-
-resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' existing = {
-  name: storageAccountName
-}
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
@@ -139,7 +141,7 @@ resource site 'Microsoft.Web/sites@2025-03-01' = {
       deployment: {
         storage: {
           type: 'blobContainer'
-          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          value: '${storageBlobServiceUri}${deploymentContainerName}'
           authentication: {
             type: 'UserAssignedIdentity'
             userAssignedIdentityResourceId: identityId
@@ -161,8 +163,14 @@ resource site 'Microsoft.Web/sites@2025-03-01' = {
 
 // Identity-based connections only. Every name in shared/config.py
 // AZURE_SETTINGS must appear here (tests/iac checks it).
+// Host storage: the service URIs come from the account's primaryEndpoints, so they
+// are right in every cloud. AzureWebJobsStorage__accountName is deliberately not
+// set: the Functions storage client provider prefers accountName over the
+// *ServiceUri settings and builds public-cloud host names from it.
 var baseAppSettings = {
-  AzureWebJobsStorage__accountName: storage.name
+  AzureWebJobsStorage__blobServiceUri: storageBlobServiceUri
+  AzureWebJobsStorage__queueServiceUri: storageQueueServiceUri
+  AzureWebJobsStorage__tableServiceUri: storageTableServiceUri
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
   EventHubConnection__fullyQualifiedNamespace: eventHubsFullyQualifiedNamespace

@@ -23,8 +23,8 @@ param deploymentContainerName string
   'Standard_GRS'
   'Standard_GZRS'
 ])
-@description('Replication of the host storage account. ZRS survives a zone outage; the data is operational state only.')
-param skuName string = 'Standard_ZRS'
+@description('Replication of the host storage account, chosen by main.bicep from the region (zone-redundant where the region offers it, locally redundant elsewhere). The data is operational state only.')
+param skuName string
 
 @minValue(1)
 @maxValue(365)
@@ -116,8 +116,19 @@ output name string = storage.name
 @description('Resource id of the storage account.')
 output id string = storage.id
 
-@description('Primary blob endpoint, e.g. https://<name>.blob.core.windows.net/.')
+// Service endpoints come from the account itself (primaryEndpoints), so they carry
+// the right DNS suffix in every cloud; they end with a slash.
+@description('Primary blob service endpoint of the account (primaryEndpoints.blob).')
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
+
+@description('Primary queue service endpoint of the account (primaryEndpoints.queue).')
+output queueEndpoint string = storage.properties.primaryEndpoints.queue
+
+@description('Primary table service endpoint of the account (primaryEndpoints.table).')
+output tableEndpoint string = storage.properties.primaryEndpoints.table
+
+@description('Replication SKU the account was created with.')
+output skuName string = storage.sku.name
 
 @description('Name of the deployment package container.')
 output deploymentContainerName string = deploymentContainer.name

@@ -316,3 +316,21 @@ def test_a_batch_still_failing_after_the_bound_is_parked_or_else_retried(
     with pytest.raises(Exception) as failed:
         run_ingest(events, Capture(500), partition="0", retry=RetryContext(3, -1))
     assert "unexpected status code 500" not in str(failed.value)
+
+
+def test_a_flood_of_bad_input_is_dead_lettered_concurrently(app_env: dict[str, str], monkeypatch) -> None:
+    """Cosmos writes take ~40 ms in Azure: written one at a time, a batch of bad input held its
+    partition for seconds. A proxy adds write latency and counts writes in flight."""
+    from urllib.parse import urlparse
+
+    from functions.ingest import DEADLETTER_CONCURRENCY
+    from shared import runtime
+    from tests.faultproxy import FaultProxy
+
+    upstream = urlparse(app_env["COSMOS_ENDPOINT"]).port
+    with FaultProxy(upstream, status=503, failures=0, write_delay_s=0.05) as proxy:
+        monkeypatch.setenv("COSMOS_ENDPOINT", f"http://127.0.0.1:{proxy.port}")
+        runtime.reset()
+        run_ingest(hub_events([b"bad %d" % i for i in range(40)], seq0=1), Capture(), partition="5")
+    assert proxy.writes_seen == 40
+    assert proxy.max_in_flight >= min(4, DEADLETTER_CONCURRENCY)

@@ -47,6 +47,17 @@ SECRET_VALUE = re.compile(
 # has local auth disabled (ingestion then needs an Entra token).
 ALLOWED_CONNECTION_STRING_SETTINGS = {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
 ROLE_ASSIGNMENT_TYPE = "Microsoft.Authorization/roleAssignments@"
+# Settings the templates provide in an equivalent form. The host storage is
+# addressed by its service URIs (from the account's primaryEndpoints, right in
+# every cloud) instead of AzureWebJobsStorage__accountName, which the Functions
+# storage client provider prefers over the URIs and expands to public-cloud hosts.
+EQUIVALENT_SETTINGS = {
+    "AzureWebJobsStorage__accountName": (
+        "AzureWebJobsStorage__blobServiceUri",
+        "AzureWebJobsStorage__queueServiceUri",
+        "AzureWebJobsStorage__tableServiceUri",
+    ),
+}
 NAME_PREFIXES = {
     "identity": "id-",
     "logAnalytics": "log-",
@@ -287,6 +298,16 @@ def app_setting_problems(settings: dict[str, str]) -> list[str]:
     return problems
 
 
+def missing_settings(required: tuple[str, ...], settings: dict[str, str]) -> list[str]:
+    """Required setting names neither set nor replaced by their EQUIVALENT_SETTINGS."""
+    return [
+        name
+        for name in required
+        if name not in settings
+        and not (name in EQUIVALENT_SETTINGS and all(e in settings for e in EQUIVALENT_SETTINGS[name]))
+    ]
+
+
 def naming_problems(source: str) -> list[str]:
     """main.bicep: resourceToken from uniqueString(subscription, RG, env, location);
     every generated name = abbreviation prefix + resourceToken."""
@@ -456,7 +477,7 @@ def test_every_azure_setting_is_set_by_the_templates() -> None:
     from shared import config
 
     settings = app_settings(FUNCTION_APP.read_text())
-    missing = [name for name in config.AZURE_SETTINGS if name not in settings]
+    missing = missing_settings(config.AZURE_SETTINGS, settings)
     assert missing == [], f"shared.config.AZURE_SETTINGS not set in {_rel(FUNCTION_APP)}: {missing}"
 
 
@@ -603,7 +624,11 @@ resource cfg 'Microsoft.Web/sites/config@2025-03-01' = {
         assert any(name in p for p in problems), f"{name} not reported: {problems}"
     from shared import config
 
-    assert [n for n in config.AZURE_SETTINGS if n not in settings], "missing-settings check cannot fail"
+    assert missing_settings(config.AZURE_SETTINGS, settings), "missing-settings check cannot fail"
+    partial = {"AzureWebJobsStorage__blobServiceUri": "x", "AzureWebJobsStorage__queueServiceUri": "y"}
+    assert missing_settings(("AzureWebJobsStorage__accountName",), partial) == [
+        "AzureWebJobsStorage__accountName"
+    ]
 
 
 def test_negative_naming_and_bicepparam_are_reported() -> None:
@@ -658,7 +683,7 @@ def test_deploy_script_is_strict_bash_using_az() -> None:
         "--template-file bicep/main.bicep",
         "--parameters bicep/main.bicepparam",
         "az functionapp deployment source config-zip",
-        "python3 -m scripts.send_events --namespace",
+        "-m scripts.send_events --namespace",
     ):
         assert needed in source, f"deploy.sh lacks {needed!r}"
     bash = shutil.which("bash")
