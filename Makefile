@@ -8,12 +8,14 @@ PYTEST_ARGS ?=
 
 IAC_VENV := .venv-iac
 
-.PHONY: help setup system-packages iac-tools run test test-shifted lint lint-only train bench clean
+.PHONY: help setup system-packages iac-tools run test test-shifted unit e2e lint lint-only train bench clean
 
 help:
 	@echo "make run    - set up and run the demo on the embedded default"
 	@echo "make test   - set up, lint (ruff, mypy) and run every test (unit, functions, platform, Cosmos, devhost e2e, IaC),"
 	@echo "              then all of them again with the clock a year ahead and TZ=Asia/Tokyo (libfaketime)"
+	@echo "make unit   - fast loop: unit and platform-conformance tests"
+	@echo "make e2e    - the devhost end-to-end tests (real Cosmos server, Azurite)"
 	@echo "make lint   - ruff + mypy"
 	@echo "make train  - retrain the ONNX model and rewrite its model card"
 	@echo "make bench  - benchmark the hot paths; writes reports/bench.json"
@@ -56,6 +58,12 @@ test-shifted: setup iac-tools system-packages
 	@echo "== the whole suite again, clock $(SHIFT), TZ=$(SHIFT_TZ)"
 	TZ=$(SHIFT_TZ) faketime -f "$(SHIFT)" $(BIN)/python -c "import datetime; print('shifted clock:', datetime.datetime.now().astimezone().isoformat())"
 	TZ=$(SHIFT_TZ) faketime -f "$(SHIFT)" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: setup
+	$(BIN)/python -m pytest tests/unit tests/platform $(PYTEST_ARGS)
+
+e2e: setup
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 system-packages:
 	@command -v faketime >/dev/null || scripts/install-system-packages.sh

@@ -85,13 +85,6 @@ class EventLog:
         for e in batch:
             self._wake[e.partition].set()
 
-    def append_mirrored(self, events: Sequence[LogEvent], meta: dict[str, object] | None = None) -> None:
-        """Append events that already carry their hub's partition, sequence, offset and time."""
-        self.db.append_events(events, meta)
-        for e in events:
-            self.tails[e.partition] = (e.seq + 1, e.offset + len(e.body))
-            self._wake[e.partition].set()
-
     def close(self) -> None:
         self.closed.set()
         for ev in self._wake.values():

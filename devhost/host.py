@@ -582,8 +582,4 @@ def _progress(enabled: bool, total: int | None, initial: int) -> Any:
     return tqdm(total=total, initial=initial, unit="ev", desc="events", dynamic_ncols=True, mininterval=0.25)
 
 
-def remove_state(state_dir: Path) -> None:
-    shutil.rmtree(state_dir, ignore_errors=True)
-
-
-__all__ = ["Host", "RunConfig", "RunError", "RunResult", "SettingsError", "remove_state"]
+__all__ = ["Host", "RunConfig", "RunError", "RunResult", "SettingsError"]

@@ -61,7 +61,6 @@ TYPE_CODES: dict[str, int] = {
     "player.optout": 9,
     "player.optin": 10,
 }
-CODE_TYPES = {v: k for k, v in TYPE_CODES.items()}
 ALWAYS_TRIGGER = frozenset(
     {TYPE_CODES[t] for t in ("session.ended", "deposit.made", "deposit.failed", "withdrawal.reversed")}
 )
@@ -481,10 +480,6 @@ def apply(
     if op == "flush":
         return Effects(result={"outbox": len(state.outbox)})
     return Effects(rejections={"unknown_operation": 1}, result={"error": f"unknown operation {op!r}"})
-
-
-def pending_outbox(state: PlayerState) -> list[dict[str, Any]]:
-    return [item.doc for item in state.outbox]
 
 
 def latency_start_ms(item: OutboxItem) -> int:

@@ -14,7 +14,7 @@ span, no context injection and no extra bytes in the signal. Metrics count all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -175,6 +175,3 @@ def write_span(traceparent: str | None, action_id: str, player_ref: str) -> Iter
         attributes={ACTION_ID: action_id, PLAYER: player_ref, "db.system": "cosmosdb"},
     ) as span:
         yield span
-
-
-WriteFn = Callable[[dict[str, Any]], None]

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,48 +10,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NODE_BIN = ROOT / "node_modules" / ".bin"
 # Any base64 string: cosmosdb-server does not check signatures.
 LOCAL_KEY = "bG9jYWwtZW11bGF0b3Ita2V5"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server did not listen on {port} within {timeout}s")
-
-
 @pytest.fixture(scope="session")
 def cosmos_endpoint() -> Iterator[str]:
-    """A real @vercel/cosmosdb-server on a free loopback port (from package.json)."""
-    exe = NODE_BIN / "cosmosdb-server"
-    if not exe.exists():
-        pytest.fail("node_modules/.bin/cosmosdb-server missing: run `make setup` (npm ci)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(exe), "--port", str(port), "--host", "127.0.0.1", "--no-ssl"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """A real @vercel/cosmosdb-server on a free loopback port, started as the devhost starts it."""
+    from devhost.servers import CosmosServer, ServerError
+
+    server = CosmosServer()
     try:
-        wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}"
+        yield server.start()
+    except ServerError as exc:
+        pytest.fail(str(exc))
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
 
 
 @pytest.fixture

@@ -17,11 +17,9 @@ writes) is the production code against real storage.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,10 +32,9 @@ from devhost.eventhub_source import (
     DEFAULT_CONTAINER,
     EventHubSource,
     ReceivedEvent,
-    azurite_connection_string,
     resolve_storage_connection,
 )
-from tests.conftest import NODE_BIN, free_port, wait_for_port
+from devhost.servers import AzuriteBlob
 
 pytestmark = pytest.mark.azurite
 
@@ -50,33 +47,12 @@ T0_MS = int(datetime(2026, 11, 21, 10, tzinfo=UTC).timestamp() * 1000)
 
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Azurite's blob service on a free loopback port; yields its connection string."""
-    exe = NODE_BIN / "azurite-blob"
-    if not exe.exists():
-        pytest.fail("node_modules/.bin/azurite-blob missing: run `make setup` (npm ci)")
-    port = free_port()
-    workdir: Path = tmp_path_factory.mktemp("azurite")
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "--silent",
-            "--inMemoryPersistence",
-            "--disableTelemetry",
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=workdir,  # in-memory persistence rejects --location; keep any stray files out of the repo
-    )
+    """Azurite's blob service on a free loopback port, as the devhost starts it: its connection string."""
+    server = AzuriteBlob(tmp_path_factory.mktemp("azurite"))
     try:
-        wait_for_port(port, proc)
-        yield azurite_connection_string(f"http://127.0.0.1:{port}/devstoreaccount1")
+        yield server.start_connection_string()
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
 
 
 def container_name() -> str:
