@@ -203,9 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from devhost import report
     from devhost.host import Host, RunConfig, RunError, RunResult
     from devhost.indexing import UnsupportedBinding
+    from devhost.producers import SourceError
     from devhost.servers import ServerError
     from devhost.settings import SettingsError
-    from devhost.sources import SourceError
     from devhost.worker import FunctionLoadError
 
     cfg = RunConfig(

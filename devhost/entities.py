@@ -30,7 +30,7 @@ from typing import Any
 
 from devhost import protocol
 from devhost.db import DevDB, QueuedOp
-from devhost.eventhub import now_ms
+from devhost.local_hub import now_ms
 
 log = logging.getLogger(__name__)
 

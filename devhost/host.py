@@ -26,8 +26,9 @@ from devhost import bindings, metrics, protocol
 from devhost.bindings import HubEvent
 from devhost.db import DB_FILE, DevDB
 from devhost.entities import EntityRunner, EntityScheduler
-from devhost.eventhub import BatchOptions, EventLog, PartitionPump, PumpStats, invoke_with_retry, now_ms
 from devhost.indexing import AppIndex, FunctionSpec, UnsupportedBinding, index_app
+from devhost.local_hub import BatchOptions, EventLog, PartitionPump, PumpStats, invoke_with_retry, now_ms
+from devhost.producers import JsonlSource, Source, SourceError, SyntheticConfig, SyntheticSource
 from devhost.servers import AzuriteBlob, CosmosServer
 from devhost.settings import (
     HOST_JSON,
@@ -40,7 +41,6 @@ from devhost.settings import (
     load_host_options,
     load_local_settings,
 )
-from devhost.sources import JsonlSource, Source, SourceError, SyntheticConfig, SyntheticSource
 from devhost.transport import INPROC_BASE_URL, InProcTransport, WebhookServer
 from devhost.worker import RetryContext
 from shared.config import is_local_endpoint
@@ -285,204 +285,246 @@ class Host:
         meter: metrics.Metrics,
     ) -> RunResult:
         cfg = self.cfg
-        ingest = _only(index, "eventHubTrigger")
-        hub = str(ingest.trigger.get("eventHubName", ""))
-        group = str(ingest.trigger.get("consumerGroup") or "$Default")
+        hub_source = None
+        if cfg.source == "eventhub":
+            ingest = _only(index, "eventHubTrigger")
+            hub_source = hub_source_from_settings(
+                settings,
+                str(ingest.trigger.get("eventHubName", "")),
+                str(ingest.trigger.get("consumerGroup") or "$Default"),
+            )
+        source = self._source(start_ms) if hub_source is None else Source()
+        await source.prepare()
+        pipeline = Pipeline(cfg, db, index, options, meter, source, hub_source, start_ms)
+        return await pipeline.execute(self)
+
+
+class Pipeline:
+    """One run's wired parts: the partition log and its pumps (or a live hub), the entity
+    scheduler, the webhook server, the sampler; and the run from start to summary."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        db: DevDB,
+        index: AppIndex,
+        options: HostOptions,
+        meter: metrics.Metrics,
+        source: Source,
+        hub_source: Any,
+        start_ms: int,
+    ) -> None:
+        self.cfg, self.db, self.index, self.options, self.meter = cfg, db, index, options, meter
+        self.source, self.hub_source, self.start_ms = source, hub_source, start_ms
+        self.ingest = _only(index, "eventHubTrigger")
+        self.hub = str(self.ingest.trigger.get("eventHubName", ""))
+        self.group = str(self.ingest.trigger.get("consumerGroup") or "$Default")
         entity = _only(index, "entityTrigger")
-        scheduler = EntityScheduler(
+        self.scheduler = EntityScheduler(
             db,
             {str(entity.trigger.get("entityName", entity.name)): entity_runner(entity)},
             max_batch=options.max_entity_batch,
             workers=cfg.entity_workers,
         )
-        hub_source = hub_source_from_settings(settings, hub, group) if cfg.source == "eventhub" else None
-        source = self._source(start_ms) if hub_source is None else Source()
-        await source.prepare()
-        partition_ids = [str(p) for p in range(cfg.partitions)] if hub_source is None else []
+        self.partition_ids = [str(p) for p in range(cfg.partitions)] if hub_source is None else []
         if source.total is not None:
             db.set_meta("source_total", source.total)
-        event_log = EventLog(db, partition_ids)
-
-        server: WebhookServer | None = None
-        base_url = INPROC_BASE_URL
-        if cfg.transport == "http" or cfg.serve:
-            server = WebhookServer(scheduler, index.by_trigger("httpTrigger"), options.hub_name)
-            url = await server.start()
-            if cfg.transport == "http":
-                base_url = url
-            log.info("webhooks and HTTP functions on %s", url)
-        binding = protocol.client_binding_json(base_url, options.hub_name)
-        clients = {arg: binding for arg in ingest.client_args}
-
-        async def invoke(partition: str, events: Sequence[HubEvent], retry: RetryContext) -> None:
-            inv = bindings.eventhub_invocation(
-                ingest.trigger,
-                events,
-                partition=partition,
-                hub=hub,
-                consumer_group=group,
-                client_args=clients,
-                retry=retry,
-            )
-            await ingest.invoke(inv)
-
-        def retry_sleep(seconds: float) -> Any:
-            return asyncio.sleep(seconds * cfg.retry_delay_scale)
-
-        stats = PumpStats()
+        self.event_log = EventLog(db, self.partition_ids)
+        self.stats = PumpStats()
+        self.hub_events = 0  # events taken from a live hub
+        self.server: WebhookServer | None = None
+        self.clients: dict[str, str] = {}
         batch_opts = BatchOptions(
             options.max_event_batch_size, options.min_event_batch_size, options.max_wait_seconds
         )
-        pumps = [
+        self.pumps = [
             PartitionPump(
-                event_log,
+                self.event_log,
                 p,
-                invoke,
+                self.invoke,
                 batch_opts,
-                hub=hub,
-                consumer_group=group,
-                retry=ingest.retry,
-                stats=stats,
-                sleep=retry_sleep,
+                hub=self.hub,
+                consumer_group=self.group,
+                retry=self.ingest.retry,
+                stats=self.stats,
+                sleep=self.retry_sleep,
                 redeliver_share=cfg.redeliver_share,
             )
-            for p in partition_ids
+            for p in self.partition_ids
         ]
+        self.baseline = meter.snapshot()
+        self.samples: list[tuple[float, metrics.Snapshot]] = [(0.0, metrics.Snapshot())]
+        self.backlog: list[tuple[int, int]] = [(0, 0)]
+        self.already = self.checkpointed()
+        self.started = time.monotonic()
+        self.bar = _progress(cfg.progress, source.total, self.already)
 
-        hub_events = 0
+    # -- what the host does per batch ----------------------------------------------------------
+    async def invoke(self, partition: str, events: Sequence[HubEvent], retry: RetryContext) -> None:
+        inv = bindings.eventhub_invocation(
+            self.ingest.trigger,
+            events,
+            partition=partition,
+            hub=self.hub,
+            consumer_group=self.group,
+            client_args=self.clients,
+            retry=retry,
+        )
+        await self.ingest.invoke(inv)
 
-        def checkpointed() -> int:
-            return sum(p.checkpoint + 1 for p in pumps) + hub_events
+    def retry_sleep(self, seconds: float) -> Any:
+        return asyncio.sleep(seconds * self.cfg.retry_delay_scale)
 
-        async def consume_hub() -> None:
-            """A real Event Hub: blob checkpoints, each taken after the function returned."""
-            nonlocal hub_events
-            assert hub_source is not None
-            async with hub_source:
-                try:
-                    async with asyncio.timeout(cfg.duration_s):
-                        async for pid, received, commit in hub_source.batches(options.max_event_batch_size):
-                            events = [_hub_event(e) for e in received]
-                            error, attempts = await invoke_with_retry(
-                                invoke, str(pid), events, ingest.retry, stats, retry_sleep
+    def checkpointed(self) -> int:
+        return sum(p.checkpoint + 1 for p in self.pumps) + self.hub_events
+
+    def backlog_now(self) -> tuple[int, int]:
+        """Events appended but not checkpointed, and entity operations queued."""
+        return max(0, self.event_log.total - self.checkpointed()), self.scheduler.pending
+
+    async def gate(self) -> None:
+        """Backpressure: a producer never runs more than max_lag events ahead of the checkpoints."""
+        while (
+            self.event_log.total - self.checkpointed() > self.cfg.max_lag
+            or self.scheduler.pending > self.cfg.max_lag
+        ):
+            await asyncio.sleep(0.02)
+
+    async def consume_hub(self) -> None:
+        """A real Event Hub: blob checkpoints, each taken after the function returned."""
+        hub_source = self.hub_source
+        assert hub_source is not None
+        async with hub_source:
+            try:
+                async with asyncio.timeout(self.cfg.duration_s):
+                    async for pid, received, commit in hub_source.batches(self.options.max_event_batch_size):
+                        events = [_hub_event(e) for e in received]
+                        error, attempts = await invoke_with_retry(
+                            self.invoke, str(pid), events, self.ingest.retry, self.stats, self.retry_sleep
+                        )
+                        if error is not None:
+                            self.db.record_failed_batch(
+                                pid,
+                                received[0].sequence_number,
+                                received[-1].sequence_number,
+                                attempts,
+                                error,
+                                now_ms(),
                             )
-                            if error is not None:
-                                db.record_failed_batch(
-                                    pid,
-                                    received[0].sequence_number,
-                                    received[-1].sequence_number,
-                                    attempts,
-                                    error,
-                                    now_ms(),
-                                )
-                            await commit()
-                            stats.batches += 1
-                            hub_events += len(received)
-                except TimeoutError:
-                    pass
+                        await commit()
+                        self.stats.batches += 1
+                        self.hub_events += len(received)
+            except TimeoutError:
+                pass
 
-        async def gate() -> None:
-            """Backpressure: a producer never runs more than max_lag events ahead of the checkpoints."""
-            while event_log.total - checkpointed() > cfg.max_lag or scheduler.pending > cfg.max_lag:
-                await asyncio.sleep(0.02)
-
-        baseline = meter.snapshot()
-        samples: list[tuple[float, metrics.Snapshot]] = [(0.0, metrics.Snapshot())]
-        backlog: list[tuple[int, int]] = [(0, 0)]
-        already = checkpointed()
-        started = time.monotonic()
-        bar = _progress(cfg.progress, source.total, already)
-
-        async def sample() -> None:
-            ticks = 0
-            while True:
-                await asyncio.sleep(SAMPLE_SECONDS / 4)
-                ticks += 1
-                if bar is not None:
-                    bar.n = checkpointed()
-                    extra = (
-                        {"entity_batch_failures": scheduler.stats.batch_failures}
-                        if scheduler.stats.batch_failures
-                        else {}
-                    )
-                    bar.set_postfix(
-                        queued=scheduler.pending, ops=scheduler.stats.operations, refresh=False, **extra
-                    )
-                    bar.refresh()
-                if ticks % 4 == 0:
-                    samples.append((time.monotonic() - started, meter.snapshot().minus(baseline)))
-                    backlog.append((max(0, event_log.total - checkpointed()), scheduler.pending))
-
-        def finish(elapsed: float) -> RunResult:
-            """The summary (from the app's instruments and the host's counters) and the report."""
-            final = meter.snapshot().minus(baseline)
-            samples.append((elapsed, final))
-            backlog.append((max(0, event_log.total - checkpointed()), scheduler.pending))
-            summary = {
-                "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-                "window_start_ms": start_ms,
-                "wall_seconds": round(elapsed, 3),
-                "events_processed": checkpointed() - already,
-                "events_per_second": round((checkpointed() - already) / elapsed, 1) if elapsed > 0 else 0.0,
-                "pipeline": dict(metrics.counts_table(final)),
-                "host": {
-                    "partitions": len(partition_ids),
-                    "batches": stats.batches,
-                    "retries": stats.retries,
-                    "failed_batches": stats.failed_batches,
-                    "redelivered_events": stats.redelivered,
-                    "entity_batches": scheduler.stats.batches,
-                    "entity_operation_errors": scheduler.stats.operation_errors,
-                    "entity_batch_failures": scheduler.stats.batch_failures,
-                    "queued_operations_left": scheduler.pending,
-                    "max_event_batch_size": options.max_event_batch_size,
-                    "max_entity_batch": options.max_entity_batch,
-                },
-            }
-            result = RunResult(summary=summary, samples=samples, backlog=backlog)
-            if cfg.report_dir is not None:
-                from devhost import report
-
-                result.report_json, result.report_png, result.deadletters_file = report.write(
-                    cfg.report_dir, summary, samples, backlog, _deadletters()
+    # -- figures --------------------------------------------------------------------------------
+    async def sample(self) -> None:
+        ticks = 0
+        while True:
+            await asyncio.sleep(SAMPLE_SECONDS / 4)
+            ticks += 1
+            if self.bar is not None:
+                self.bar.n = self.checkpointed()
+                failures = self.scheduler.stats.batch_failures
+                extra = {"entity_batch_failures": failures} if failures else {}
+                self.bar.set_postfix(
+                    queued=self.scheduler.pending, ops=self.scheduler.stats.operations, refresh=False, **extra
                 )
-                summary["deadletters_file"] = str(result.deadletters_file)
-            return result
+                self.bar.refresh()
+            if ticks % 4 == 0:
+                self.samples.append(
+                    (time.monotonic() - self.started, self.meter.snapshot().minus(self.baseline))
+                )
+                self.backlog.append(self.backlog_now())
 
+    def finish(self, elapsed: float) -> RunResult:
+        """The summary (from the app's instruments and the host's counters) and the report."""
+        cfg, stats, scheduler = self.cfg, self.stats, self.scheduler
+        final = self.meter.snapshot().minus(self.baseline)
+        self.samples.append((elapsed, final))
+        self.backlog.append(self.backlog_now())
+        processed = self.checkpointed() - self.already
+        summary = {
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+            "window_start_ms": self.start_ms,
+            "wall_seconds": round(elapsed, 3),
+            "events_processed": processed,
+            "events_per_second": round(processed / elapsed, 1) if elapsed > 0 else 0.0,
+            "pipeline": dict(metrics.counts_table(final)),
+            "host": {
+                "partitions": len(self.partition_ids),
+                "batches": stats.batches,
+                "retries": stats.retries,
+                "failed_batches": stats.failed_batches,
+                "redelivered_events": stats.redelivered,
+                "entity_batches": scheduler.stats.batches,
+                "entity_operation_errors": scheduler.stats.operation_errors,
+                "entity_batch_failures": scheduler.stats.batch_failures,
+                "queued_operations_left": scheduler.pending,
+                "max_event_batch_size": self.options.max_event_batch_size,
+                "max_entity_batch": self.options.max_entity_batch,
+            },
+        }
+        result = RunResult(summary=summary, samples=self.samples, backlog=self.backlog)
+        if cfg.report_dir is not None:
+            from devhost import report
+
+            result.report_json, result.report_png, result.deadletters_file = report.write(
+                cfg.report_dir, summary, self.samples, self.backlog, _deadletters()
+            )
+            summary["deadletters_file"] = str(result.deadletters_file)
+        return result
+
+    def _close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.n = self.checkpointed()
+            self.bar.close()
+            self.bar = None
+
+    # -- the run ----------------------------------------------------------------------------------
+    async def execute(self, host: Host) -> RunResult:
+        cfg, scheduler = self.cfg, self.scheduler
+        base_url = INPROC_BASE_URL
+        if cfg.transport == "http" or cfg.serve:
+            self.server = WebhookServer(
+                scheduler, self.index.by_trigger("httpTrigger"), self.options.hub_name
+            )
+            url = await self.server.start()
+            if cfg.transport == "http":
+                base_url = url
+            log.info("webhooks and HTTP functions on %s", url)
+        binding = protocol.client_binding_json(base_url, self.options.hub_name)
+        self.clients = {arg: binding for arg in self.ingest.client_args}
         result: RunResult | None = None
         with _transport(cfg.transport, scheduler):
             entity_task = asyncio.create_task(scheduler.run())
-            sampler = asyncio.create_task(sample())
+            sampler = asyncio.create_task(self.sample())
             try:
-                if hub_source is not None:
-                    await _unless_failed(consume_hub(), entity_task)
+                if self.hub_source is not None:
+                    await _unless_failed(self.consume_hub(), entity_task)
                 else:
-                    await _unless_failed(
-                        asyncio.gather(source.run(event_log, gate), *(p.run() for p in pumps)), entity_task
+                    work = asyncio.gather(
+                        self.source.run(self.event_log, self.gate), *(p.run() for p in self.pumps)
                     )
+                    await _unless_failed(work, entity_task)
                 await _unless_failed(scheduler.drained(), entity_task)
-                if bar is not None:
-                    bar.n = checkpointed()
-                    bar.close()
-                    bar = None
-                result = finish(time.monotonic() - started)
-                if cfg.serve and server is not None:
+                self._close_bar()
+                result = self.finish(time.monotonic() - self.started)
+                if cfg.serve and self.server is not None:
                     # The run is complete: its summary and report are out before serving starts.
-                    self.finished = result
-                    if self.on_finished is not None:
-                        self.on_finished(result)
-                    print(f"serving {server.base_url}/api/ (Ctrl-C to stop)", flush=True)
+                    host.finished = result
+                    if host.on_finished is not None:
+                        host.on_finished(result)
+                    print(f"serving {self.server.base_url}/api/ (Ctrl-C to stop)", flush=True)
                     await asyncio.Event().wait()
             finally:
                 for t in (sampler, entity_task):
                     t.cancel()
                 await asyncio.gather(sampler, entity_task, return_exceptions=True)
-                if server is not None:
-                    await server.stop()
+                if self.server is not None:
+                    await self.server.stop()
                 await _reset_sdk_session()
-                if bar is not None:
-                    bar.n = checkpointed()
-                    bar.close()
+                self._close_bar()
         assert result is not None
         return result
 
@@ -528,7 +570,7 @@ async def _unless_failed(work: Any, guard: asyncio.Task[Any]) -> None:
 
 def hub_source_from_settings(settings: dict[str, str], hub: str, group: str) -> Any:
     """The real-hub source, configured from the same settings ``func start`` reads."""
-    from devhost.eventhub_source import EventHubSource
+    from devhost.live_hub import EventHubSource
 
     conn = settings.get("EventHubConnection", "")
     namespace = settings.get("EventHubConnection__fullyQualifiedNamespace", "")

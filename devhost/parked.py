@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devhost.db import DevDB
-from devhost.eventhub import EventLog
+from devhost.local_hub import EventLog
 from devhost.servers import AzuriteBlob
 from shared.parking import ParkingLot, container_from_settings
 

@@ -49,7 +49,7 @@ from devhost.servers import AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY, azurite_connec
 
 __all__ = ["AZURITE_ACCOUNT_KEY", "azurite_connection_string"]
 
-log = logging.getLogger("devhost.eventhub_source")
+log = logging.getLogger("devhost.live_hub")
 
 DEFAULT_CONTAINER = "azure-webjobs-eventhub"
 # The Storage REST version BlobCheckpointStore speaks; container creation uses it too, so whatever

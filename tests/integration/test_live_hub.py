@@ -27,7 +27,7 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import PartitionContext
 from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
-from devhost.eventhub_source import (
+from devhost.live_hub import (
     AZURITE_ACCOUNT_KEY,
     DEFAULT_CONTAINER,
     EventHubSource,
