@@ -241,3 +241,19 @@ def test_packager_honours_funcignore(tmp_path: Path) -> None:
         "requirements.txt",
         "shared/models/model.onnx",
     ]
+
+
+def test_the_app_never_imports_what_the_package_leaves_out() -> None:
+    """shared/journeys.py (the simulator) is left out of the package: loading the app and running
+    its imports must not need it, or the deployed app would fail to start."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, function_app, functions.ingest, functions.player_entity, functions.api;"
+        "import shared.model, shared.store, shared.parking;"
+        "print('shared.journeys' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert "shared/journeys.py" in FUNCIGNORE.read_text().splitlines()
