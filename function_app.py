@@ -2,7 +2,7 @@
 
 import azure.durable_functions as df
 
-from functions import api, ingest, player_entity
+from functions import api, ingest, player_entity, reminders
 from shared import telemetry
 
 telemetry.configure()
@@ -11,3 +11,4 @@ app = df.DFApp()
 app.register_functions(ingest.bp)
 app.register_functions(player_entity.bp)
 app.register_functions(api.bp)
+app.register_functions(reminders.bp)

@@ -191,3 +191,48 @@ def http_reply(datum: Datum | None) -> HttpReply:
         body = body.encode()
     headers = {k: str(v.value) for k, v in value.get("headers", {}).items()}
     return HttpReply(int(value["status_code"].value), headers, body)
+
+
+def _dotnet_offset_iso(dt: datetime | None) -> str | None:
+    """A DateTimeOffset as Json.NET writes it (ISO 8601 with its +00:00 offset)."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def queue_invocation(
+    trigger: Mapping[str, Any],
+    body: bytes,
+    *,
+    message_id: str,
+    dequeue_count: int,
+    insertion_time: datetime | None,
+    expiration_time: datetime | None,
+    next_visible_time: datetime | None,
+    pop_receipt: str,
+    client_args: Mapping[str, str],
+) -> Invocation:
+    """A Storage queue message as the host sends it: the decoded body as a string (binary data as
+    bytes), and its metadata (Id, DequeueCount, the times, PopReceipt, QueueTrigger)."""
+    try:
+        data = Datum(body.decode("utf-8"), "string")
+    except UnicodeDecodeError:
+        data = Datum(body, "bytes")
+    metadata: dict[str, Datum] = {
+        "Id": Datum(message_id, "string"),
+        "DequeueCount": Datum(dequeue_count, "int"),
+        "PopReceipt": Datum(pop_receipt, "string"),
+    }
+    for key, when in (
+        ("InsertionTime", insertion_time),
+        ("ExpirationTime", expiration_time),
+        ("NextVisibleTime", next_visible_time),
+    ):
+        text = _dotnet_offset_iso(when)
+        if text is not None:
+            metadata[key] = Datum(json.dumps(text), "json")
+    if data.type == "string":
+        metadata["QueueTrigger"] = Datum(data.value, "string")
+    inputs = {str(trigger["name"]): data}
+    inputs.update({arg: client_datum(binding) for arg, binding in client_args.items()})
+    return Invocation(inputs=inputs, trigger_metadata=metadata)

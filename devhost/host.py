@@ -29,7 +29,8 @@ from devhost.entities import EntityRunner, EntityScheduler
 from devhost.indexing import AppIndex, FunctionSpec, UnsupportedBinding, index_app
 from devhost.local_hub import BatchOptions, EventLog, PartitionPump, PumpStats, invoke_with_retry, now_ms
 from devhost.producers import JsonlSource, Source, SourceError, SyntheticConfig, SyntheticSource
-from devhost.servers import AzuriteBlob, CosmosServer
+from devhost.queues import QueueListener, QueueStats
+from devhost.servers import Azurite, CosmosServer
 from devhost.settings import (
     HOST_JSON,
     LOCAL_SETTINGS,
@@ -83,6 +84,8 @@ class RunConfig:
     serve: bool = False
     # Scales the host's retry waits (tests: a parked batch in milliseconds instead of minutes).
     retry_delay_scale: float = 1.0
+    # After the events are processed, wait up to this long for queued outbox reminders (0: don't).
+    drain_reminders_s: float = 0.0
     host_json: Path = HOST_JSON
 
 
@@ -136,7 +139,7 @@ def _open_state(cfg: RunConfig) -> tuple[DevDB, int]:
     return db, int(stored["start_ms"])
 
 
-def _settings(cfg: RunConfig, cosmos: CosmosServer, azurite: AzuriteBlob) -> tuple[dict[str, str], bool]:
+def _settings(cfg: RunConfig, cosmos: CosmosServer, azurite: Azurite) -> tuple[dict[str, str], bool]:
     """local.settings.json Values over devhost defaults.
 
     Starts a cosmosdb-server unless COSMOS_ENDPOINT names a server that answers, and Azurite
@@ -242,7 +245,7 @@ class Host:
 
     def run(self) -> RunResult:
         cosmos = CosmosServer()
-        azurite = AzuriteBlob(self.cfg.state_dir / "azurite")
+        azurite = Azurite(self.cfg.state_dir / "azurite")
         db, start_ms = _open_state(self.cfg)
         try:
             settings, started = _settings(self.cfg, cosmos, azurite)
@@ -295,7 +298,7 @@ class Host:
             )
         source = self._source(start_ms) if hub_source is None else Source()
         await source.prepare()
-        pipeline = Pipeline(cfg, db, index, options, meter, source, hub_source, start_ms)
+        pipeline = Pipeline(cfg, db, index, options, meter, source, hub_source, start_ms, settings)
         return await pipeline.execute(self)
 
 
@@ -313,8 +316,12 @@ class Pipeline:
         source: Source,
         hub_source: Any,
         start_ms: int,
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.cfg, self.db, self.index, self.options, self.meter = cfg, db, index, options, meter
+        self.settings = settings or {}
+        self.queue_stats = QueueStats()
+        self.listeners: list[QueueListener] = []
         self.source, self.hub_source, self.start_ms = source, hub_source, start_ms
         self.ingest = _only(index, "eventHubTrigger")
         self.hub = str(self.ingest.trigger.get("eventHubName", ""))
@@ -461,6 +468,9 @@ class Pipeline:
                 "entity_operation_errors": scheduler.stats.operation_errors,
                 "entity_batch_failures": scheduler.stats.batch_failures,
                 "queued_operations_left": scheduler.pending,
+                "queue_invocations": self.queue_stats.invocations,
+                "queue_failures": self.queue_stats.failures,
+                "queue_poisoned": self.queue_stats.poisoned,
                 "max_event_batch_size": self.options.max_event_batch_size,
                 "max_entity_batch": self.options.max_entity_batch,
             },
@@ -474,6 +484,30 @@ class Pipeline:
             )
             summary["deadletters_file"] = str(result.deadletters_file)
         return result
+
+    def _queue_listeners(self, binding: str) -> list[QueueListener]:
+        conn = self.settings.get("AzureWebJobsStorage", "")
+        specs = self.index.by_trigger("queueTrigger")
+        if specs and not conn:
+            log.warning("queue triggers need AzureWebJobsStorage as a connection string here; not run")
+            return []
+        return [
+            QueueListener(
+                spec, conn, self.options.queues, {a: binding for a in spec.client_args}, self.queue_stats
+            )
+            for spec in specs
+        ]
+
+    async def _drain_queues(self, timeout_s: float, entity_task: asyncio.Task[Any]) -> None:
+        """Wait until every queue-triggered message (outbox reminders) is handled and the entities
+        are idle again, or ``timeout_s`` passed (a reminder that keeps failing re-queues itself)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            pending = sum([await asyncio.to_thread(q.pending) for q in self.listeners])
+            if pending == 0 and self.scheduler.pending == 0:
+                break
+            await asyncio.sleep(0.25)
+        await _unless_failed(self.scheduler.drained(), entity_task)
 
     def _close_bar(self) -> None:
         if self.bar is not None:
@@ -495,10 +529,12 @@ class Pipeline:
             log.info("webhooks and HTTP functions on %s", url)
         binding = protocol.client_binding_json(base_url, self.options.hub_name)
         self.clients = {arg: binding for arg in self.ingest.client_args}
+        self.listeners = self._queue_listeners(binding)
         result: RunResult | None = None
         with _transport(cfg.transport, scheduler):
             entity_task = asyncio.create_task(scheduler.run())
             sampler = asyncio.create_task(self.sample())
+            background = [asyncio.create_task(q.run()) for q in self.listeners]
             try:
                 if self.hub_source is not None:
                     await _unless_failed(self.consume_hub(), entity_task)
@@ -508,6 +544,8 @@ class Pipeline:
                     )
                     await _unless_failed(work, entity_task)
                 await _unless_failed(scheduler.drained(), entity_task)
+                if cfg.drain_reminders_s > 0:
+                    await self._drain_queues(cfg.drain_reminders_s, entity_task)
                 self._close_bar()
                 result = self.finish(time.monotonic() - self.started)
                 if cfg.serve and self.server is not None:
@@ -518,9 +556,9 @@ class Pipeline:
                     print(f"serving {self.server.base_url}/api/ (Ctrl-C to stop)", flush=True)
                     await asyncio.Event().wait()
             finally:
-                for t in (sampler, entity_task):
+                for t in (sampler, entity_task, *background):
                     t.cancel()
-                await asyncio.gather(sampler, entity_task, return_exceptions=True)
+                await asyncio.gather(sampler, entity_task, *background, return_exceptions=True)
                 if self.server is not None:
                     await self.server.stop()
                 await _reset_sdk_session()

@@ -20,7 +20,7 @@ from typing import Any
 from devhost import worker
 from devhost.settings import _timespan_seconds, resolve
 
-TRIGGERS = frozenset({"eventHubTrigger", "entityTrigger", "httpTrigger"})
+TRIGGERS = frozenset({"eventHubTrigger", "entityTrigger", "httpTrigger", "queueTrigger"})
 SUPPORTED = TRIGGERS | {"durableClient", "http"}
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from devhost.db import DevDB
 from devhost.local_hub import EventLog
-from devhost.servers import AzuriteBlob
+from devhost.servers import Azurite
 from shared.parking import ParkingLot, container_from_settings
 
 
@@ -25,14 +25,14 @@ class Reinjected:
     events: int
 
 
-def _lot(state_dir: Path, azurite: AzuriteBlob) -> ParkingLot:
+def _lot(state_dir: Path, azurite: Azurite) -> ParkingLot:
     conn = azurite.start_connection_string()
     return ParkingLot(container_from_settings({"AzureWebJobsStorage": conn}))
 
 
 def list_parked(state_dir: Path) -> list[str]:
     """One line per parked batch: blob name, events, attempts, error."""
-    azurite = AzuriteBlob(state_dir / "azurite")
+    azurite = Azurite(state_dir / "azurite")
     try:
         lot = _lot(state_dir, azurite)
         lines = []
@@ -50,7 +50,7 @@ def reinject(state_dir: Path) -> Reinjected:
     db = DevDB(state_dir)
     run = db.get_meta("run") or {}
     partitions = int(run.get("partitions", 32))
-    azurite = AzuriteBlob(state_dir / "azurite")
+    azurite = Azurite(state_dir / "azurite")
     batches = events = 0
     try:
         lot = _lot(state_dir, azurite)

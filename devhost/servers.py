@@ -114,17 +114,21 @@ AZURITE_ACCOUNT_KEY = (
 )
 
 
-class AzuriteBlob(NodeServer):
-    """Azurite's blob service, persisting under ``location``."""
+class Azurite(NodeServer):
+    """Azurite's blob and queue services (and table, which it always starts), persisting under
+    ``location``: the host storage account (parked batches, outbox reminders)."""
 
-    name = "azurite-blob"
+    name = "azurite"
 
     def __init__(self, location: Path, exe: Path | None = None) -> None:
-        super().__init__(exe or NODE_BIN / "azurite-blob")
+        super().__init__(exe or NODE_BIN / "azurite")
         self.location = location
+        self.queue_port = 0
+        self.table_port = 0
 
     def command(self, port: int) -> list[str]:
         self.location.mkdir(parents=True, exist_ok=True)
+        self.queue_port, self.table_port = free_port(), free_port()
         return [
             str(self.exe),
             "--silent",
@@ -136,15 +140,41 @@ class AzuriteBlob(NodeServer):
             "127.0.0.1",
             "--blobPort",
             str(port),
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            str(self.queue_port),
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            str(self.table_port),
         ]
 
     def start_connection_string(self, timeout: float = 30.0) -> str:
         port = self.start(timeout)
-        return azurite_connection_string(f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")
+        _wait_for(self.queue_port, timeout)
+        return azurite_connection_string(
+            f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}",
+            f"http://127.0.0.1:{self.queue_port}/{AZURITE_ACCOUNT}",
+        )
 
 
-def azurite_connection_string(blob_endpoint: str = "http://127.0.0.1:10000/devstoreaccount1") -> str:
-    return (
+def _wait_for(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise ServerError(f"azurite did not listen on port {port} within {timeout}s")
+
+
+def azurite_connection_string(
+    blob_endpoint: str = "http://127.0.0.1:10000/devstoreaccount1", queue_endpoint: str | None = None
+) -> str:
+    conn = (
         f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_ACCOUNT_KEY};"
         f"BlobEndpoint={blob_endpoint};"
     )
+    return conn + (f"QueueEndpoint={queue_endpoint};" if queue_endpoint else "")

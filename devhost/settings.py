@@ -14,7 +14,7 @@ import re
 import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ def default_settings(cosmos_endpoint: str, cosmos_key: str) -> dict[str, str]:
         "COSMOS_ENDPOINT": cosmos_endpoint,
         "COSMOS_KEY": cosmos_key,
         "COSMOS_DATABASE": "interventions",
+        "OUTBOX_REMINDER_QUEUE": "outbox-reminders",
     }
 
 
@@ -108,6 +109,18 @@ class HostOptions:
     max_wait_seconds: float = 60.0
     max_entity_batch: int = 50
     hub_name: str = "devhost"
+    queues: QueueOptions = field(default_factory=lambda: QueueOptions())
+
+
+@dataclass(frozen=True)
+class QueueOptions:
+    """host.json ``extensions.queues``, with the Storage Queues extension's documented defaults."""
+
+    batch_size: int = 16
+    max_polling_interval_s: float = 60.0
+    visibility_timeout_s: float = 0.0
+    max_dequeue_count: int = 5
+    message_encoding: str = "base64"
 
 
 def load_host_options(path: Path, settings: Mapping[str, str]) -> HostOptions:
@@ -124,7 +137,21 @@ def load_host_options(path: Path, settings: Mapping[str, str]) -> HostOptions:
     if not 1 <= min_batch <= max_batch:
         raise SettingsError(f"{path}: need 1 <= minEventBatchSize <= maxEventBatchSize")
     wait = eh.get("maxWaitTime")
+    q = ext.get("queues", {})
+    qd = QueueOptions()
+    queues = QueueOptions(
+        batch_size=int(q.get("batchSize", qd.batch_size)),
+        max_polling_interval_s=_timespan_seconds(q["maxPollingInterval"])
+        if "maxPollingInterval" in q
+        else qd.max_polling_interval_s,
+        visibility_timeout_s=_timespan_seconds(q["visibilityTimeout"])
+        if "visibilityTimeout" in q
+        else qd.visibility_timeout_s,
+        max_dequeue_count=int(q.get("maxDequeueCount", qd.max_dequeue_count)),
+        message_encoding=str(q.get("messageEncoding", qd.message_encoding)).lower(),
+    )
     return HostOptions(
+        queues=queues,
         max_event_batch_size=max_batch,
         min_event_batch_size=min_batch,
         max_wait_seconds=_timespan_seconds(wait) if wait else defaults.max_wait_seconds,

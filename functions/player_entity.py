@@ -7,6 +7,7 @@ import azure.durable_functions as df
 from shared import runtime
 from shared.model import get_model
 from shared.player import run_operation
+from shared.reminders import get_reminders
 from shared.store import get_store
 
 bp = df.Blueprint()
@@ -34,6 +35,8 @@ def player(context: df.DurableEntityContext) -> None:
         model_version=model.version,
         rules=runtime.rules(),
         store=get_store(runtime.settings().cosmos),
+        reminders=get_reminders(),
+        reminder_first_s=runtime.settings().outbox_reminder_seconds,
         hash_player_ids=runtime.settings().hash_player_ids_in_telemetry,
     )
     context.set_result(outcome.result)  # before destruct: set_result marks the entity as existing

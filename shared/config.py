@@ -112,6 +112,8 @@ class Settings:
     stale_after_seconds: float = 900.0
     # Failed attempts of one trigger batch before it is parked (docs/parking.md).
     park_after_retries: int = 12
+    # First delay of an outbox reminder (then doubling to 5 min): see shared/player.py.
+    outbox_reminder_seconds: int = 10
 
 
 def is_local_endpoint(endpoint: str) -> bool:
@@ -168,4 +170,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_future_skew_seconds=_float(env, "MAX_FUTURE_SKEW_SECONDS", 300.0),
         stale_after_seconds=_float(env, "STALE_AFTER_SECONDS", 900.0),
         park_after_retries=_positive(env, "INGEST_PARK_AFTER_RETRIES", 12),
+        outbox_reminder_seconds=max(1, _positive(env, "OUTBOX_REMINDER_SECONDS", 10)),
     )

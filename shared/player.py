@@ -1,13 +1,20 @@
 """Run one entity operation: pure logic, then its effects, then one new state.
 
-This is the only place where the entity's side effects happen, in the order
-DESIGN.md requires: decide (pure) -> write actions (outbox, bounded retries in
-the SDK) -> acknowledge -> return the state to set once. A failed write leaves
-the action in the outbox, retried on the next operation until it expires.
+This is the only place where the entity's side effects happen, in this order:
+decide (pure) -> write actions (outbox, bounded retries) -> acknowledge -> ask
+for a reminder if anything is still unwritten -> return the state to set once.
+
+A failed write leaves the action in the outbox. The entity then asks for an
+outbox reminder (a queue message with a visibility delay, shared.reminders)
+that signals its ``flush`` operation, so the write is retried soon after Cosmos
+recovers whether or not the player sends another event; every later operation
+retries it too, until it expires (``OUTBOX_TTL_MS``). An action Cosmos refuses
+for good (400, 413) leaves the outbox and is kept, bounded, in ``refused``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,14 +25,30 @@ from opentelemetry.trace import Status, StatusCode
 from shared import state as st
 from shared import telemetry, tracing
 from shared.policy import Rules
+from shared.reminders import Reminders
+from shared.store import WriteReport
 
 log = logging.getLogger(__name__)
 
 
 class Store(Protocol):
-    def create_actions(self, docs: Any) -> tuple[set[str], dict[str, str]]: ...
+    def create_actions(self, docs: Any) -> WriteReport: ...
 
     def delete_player_data(self, player_id: str) -> int: ...
+
+
+# The first reminder comes after REMINDER_FIRST_S, later ones back off to REMINDER_MAX_S: after
+# Cosmos recovers, an unwritten action is written within REMINDER_MAX_S (plus queue polling).
+REMINDER_FIRST_S = 10
+REMINDER_MAX_S = 300
+
+
+def reminder_delay_s(player_id: str, attempts: int, first_s: int = REMINDER_FIRST_S) -> int:
+    """Back off with the write attempts so far, with a stable per-player jitter of up to 20%,
+    so that the players an outage left with an outbox do not all wake at the same instant."""
+    base = min(REMINDER_MAX_S, first_s * 2 ** max(0, attempts - 1))
+    jitter = int(hashlib.blake2b(player_id.encode(), digest_size=2).hexdigest(), 16) / 0xFFFF
+    return max(1, int(base * (1 + 0.2 * jitter)))
 
 
 @dataclass
@@ -48,6 +71,8 @@ def run_operation(
     model_version: str,
     rules: Rules,
     store: Store,
+    reminders: Reminders | None = None,
+    reminder_first_s: int = REMINDER_FIRST_S,
     hash_player_ids: bool = True,
 ) -> Outcome:
     ref = telemetry.player_ref(player_id, hash_player_ids)
@@ -66,6 +91,7 @@ def run_operation(
         tracing.trigger_hook(ref, model_version),
     )
     written: set[str] = set()
+    refused: dict[str, int] = {}
     failures = 0
     if state.outbox:
         items = list(state.outbox)
@@ -73,20 +99,56 @@ def run_operation(
         for item in items:
             tried.add(item.doc["id"])
             with tracing.write_span(item.trace, item.doc["id"], ref) as span:
-                ok, failed = store.create_actions([item.doc])
-                if failed:
-                    span.set_status(Status(StatusCode.ERROR, "write failed; kept in outbox"))
-            written |= ok
-            if failed:  # Cosmos is failing: the rest wait in the outbox for the next operation
+                report = store.create_actions([item.doc])
+                if report.failed or report.refused:
+                    span.set_status(Status(StatusCode.ERROR, "write failed or refused"))
+            written |= report.written
+            refused.update(report.refused)
+            if report.failed:  # Cosmos is failing: the rest wait in the outbox (and for a reminder)
                 failures += 1
                 break
+        st.record_refused(state, items, refused, now_ms)
         effects.outbox_expired = st.acknowledge(state, written, now_ms, tried)
         if effects.outbox_expired:
             log.error("outbox actions expired unwritten", extra={"expired": effects.outbox_expired})
         _record(op, effects, state, [i for i in items if i.doc["id"] in written], failures, now_ms)
     else:
         _record(op, effects, state, [], 0, now_ms)
+    if refused:
+        telemetry.add_counts(
+            telemetry.instruments().actions_refused, _count(str(s) for s in refused.values()), "status"
+        )
+    _ask_for_reminder(state, player_id, reminders, now_ms, reminder_first_s)
     return Outcome(st.dump_state(state), effects.result, effects, len(written), failures)
+
+
+def _count(values: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
+
+
+def _ask_for_reminder(
+    state: st.PlayerState, player_id: str, reminders: Reminders | None, now_ms: int, first_s: int
+) -> None:
+    """Keep one reminder pending while the outbox holds anything; none when it is empty."""
+    if not state.outbox:
+        state.remind_ms = 0
+        return
+    if reminders is None or (state.remind_ms and now_ms < state.remind_ms):
+        return  # one is pending (this operation was not it)
+    delay = reminder_delay_s(player_id, max(i.attempts for i in state.outbox), first_s)
+    m = telemetry.instruments()
+    try:
+        reminders.remind(player_id, delay)
+    except Exception as exc:  # noqa: BLE001 - the next operation asks again; the outbox keeps the action
+        log.warning("outbox reminder could not be scheduled: %s", type(exc).__name__)
+        m.reminders.add(1, {"outcome": "failed"})
+        state.remind_ms = 0
+        return
+    m.reminders.add(1, {"outcome": "scheduled"})
+    state.remind_ms = now_ms + delay * 1000
 
 
 def _tombstone(state: st.PlayerState, **fields: Any) -> st.PlayerState:

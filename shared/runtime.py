@@ -35,10 +35,11 @@ def reset() -> None:
     """Forget cached dependencies (tests and the devhost change the environment)."""
     settings.cache_clear()
     rules.cache_clear()
-    from shared import parking, store
+    from shared import parking, reminders, store
 
     store.reset_store()
     parking.reset()
+    reminders.reset()
 
 
 def _wall_clock_ms() -> int:

@@ -99,6 +99,18 @@ class OutboxItem(msgspec.Struct, omit_defaults=True):
     trace: str | None = None
 
 
+class RefusedAction(msgspec.Struct, omit_defaults=True):
+    """An action Cosmos DB refused for good (400, 413): kept, bounded, with the reason."""
+
+    id: str
+    type: str
+    status: int
+    at_ms: int
+
+
+MAX_REFUSED = 20
+
+
 class PlayerState(msgspec.Struct, omit_defaults=True):
     v: int = STATE_VERSION
     buf: list[list[Any]] = msgspec.field(default_factory=list)
@@ -117,6 +129,9 @@ class PlayerState(msgspec.Struct, omit_defaults=True):
     day: str = ""
     day_count: int = 0
     outbox: list[OutboxItem] = msgspec.field(default_factory=list)
+    # When the outbox reminder the entity asked for is due (wall clock ms); 0: none pending.
+    remind_ms: int = 0
+    refused: list[RefusedAction] = msgspec.field(default_factory=list)
     # An erasure whose Cosmos deletes have not succeeded yet: only dedupe marks are kept.
     erasing: bool = False
     # When the player was erased (wall clock): events enqueued before it are
@@ -452,6 +467,20 @@ def acknowledge(
         kept.append(item)
     state.outbox = kept
     return expired
+
+
+def record_refused(
+    state: PlayerState, items: list[OutboxItem], statuses: Mapping[str, int], now_ms: int
+) -> None:
+    """Move actions refused for good out of the outbox into the bounded ``refused`` record."""
+    gone = set(statuses)
+    state.outbox = [i for i in state.outbox if i.doc["id"] not in gone]
+    for item in items:
+        if item.doc["id"] in gone:
+            state.refused.append(
+                RefusedAction(item.doc["id"], item.doc["type"], statuses[item.doc["id"]], now_ms)
+            )
+    del state.refused[:-MAX_REFUSED]
 
 
 def apply(

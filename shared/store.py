@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
 from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey, exceptions
 from tenacity import (
     RetryCallState,
@@ -30,6 +30,7 @@ from tenacity import (
 from tenacity.wait import wait_base
 
 from shared import runtime
+from shared.breaker import Breaker, CircuitOpen
 from shared.config import CosmosSettings, is_local_endpoint
 from shared.timeutil import iso_ms
 
@@ -45,19 +46,33 @@ RETRY_KWARGS: dict[str, Any] = {
     "read_timeout": 5,
     "timeout": 15,
 }
-# After a failed request, fail fast for this long instead of making every entity
-# operation wait out the timeouts again while Cosmos is down.
-BREAKER_SECONDS = 30.0
 # Dead letters without a (valid) player id spread over this many logical partitions.
 UNKNOWN_PLAYER_BUCKETS = 32
 # The SDK fails over on 503 only between regions; a single-region account needs a
 # retry of its own. Bounded: the outbox retries later what still fails.
 TRANSIENT_STATUS = frozenset({408, 449, 503})
 TRANSIENT_ATTEMPTS = 4
+# Refusals of one request that no retry can cure: a malformed or oversized document. (403 is
+# not among them: a missing role assignment or firewall rule is fixed by an operator, and the
+# write must then succeed, so it is retried like an outage.)
+PERMANENT_STATUS = frozenset({400, 413})
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, exceptions.CosmosHttpResponseError) and exc.status_code in TRANSIENT_STATUS
+    """Worth retrying at once: a transient status, or a connection that failed or dropped.
+
+    Retrying a create is safe: every document id is deterministic, so a create whose first
+    attempt did reach the service ends in 409, which counts as written."""
+    if isinstance(exc, exceptions.CosmosHttpResponseError):
+        return exc.status_code in TRANSIENT_STATUS
+    return isinstance(exc, (ServiceRequestError, ServiceResponseError, ConnectionError, TimeoutError))
+
+
+def failure_kind(exc: BaseException) -> str:
+    """The breaker's kind for a failure that says the service is not serving."""
+    if isinstance(exc, exceptions.CosmosHttpResponseError):
+        return "throttled" if exc.status_code == 429 else "unavailable"
+    return "unreachable"
 
 
 class _WaitRetryAfter(wait_base):
@@ -91,15 +106,21 @@ class WriteFailed(RuntimeError):
     """A write did not succeed after the SDK's retries."""
 
 
-class CircuitOpen(WriteFailed):
-    """Cosmos failed moments ago: not tried again yet."""
-
-
 class PermanentWriteFailure(WriteFailed):
-    """The service refused the write for good (400, 403, 413): retrying cannot help."""
+    """The service refused this document for good (400, 413): retrying cannot help."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-PERMANENT_STATUS = frozenset({400, 403, 413})
+@dataclass
+class WriteReport:
+    """What a run of action creates did: written (or already there), refused for good, failed."""
+
+    written: set[str] = field(default_factory=set)
+    refused: dict[str, int] = field(default_factory=dict)  # id -> HTTP status
+    failed: dict[str, str] = field(default_factory=dict)  # id -> error
 
 
 class ActionStore:
@@ -110,14 +131,35 @@ class ActionStore:
         self._client = client
         self._containers: tuple[ContainerProxy, ContainerProxy] | None = None
         self._lock = threading.Lock()
-        self._open_until = 0.0
+        self.breaker = Breaker()
 
-    def _guard(self) -> None:
-        if time.monotonic() < self._open_until:
-            raise CircuitOpen("Cosmos DB failed moments ago; not retried before the breaker closes")
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One request through the breaker and the transient retry; errors come out classified.
 
-    def _trip(self) -> None:
-        self._open_until = time.monotonic() + BREAKER_SECONDS
+        Raises CircuitOpen (not tried), PermanentWriteFailure (this document is refused for good),
+        WriteFailed (the service failed: the breaker opens for that kind of failure); a 409 (the
+        document exists) and a 404 on delete pass through as the SDK's exceptions.
+        """
+        self.breaker.before()
+        try:
+            result = transient_retry(fn)(*args, **kwargs)
+        except (exceptions.CosmosResourceExistsError, exceptions.CosmosResourceNotFoundError):
+            self.breaker.success()
+            raise
+        except exceptions.CosmosHttpResponseError as exc:
+            if exc.status_code in PERMANENT_STATUS:
+                self.breaker.release()
+                raise PermanentWriteFailure(f"{what} refused: {exc.status_code}", exc.status_code) from exc
+            self.breaker.failure(failure_kind(exc))
+            raise WriteFailed(f"{what} failed: {exc.status_code}") from exc
+        except (AzureError, OSError) as exc:
+            self.breaker.failure(failure_kind(exc))
+            raise WriteFailed(f"{what} failed: {type(exc).__name__}") from exc
+        except BaseException:
+            self.breaker.release()
+            raise
+        self.breaker.success()
+        return result
 
     def _connect(self) -> tuple[ContainerProxy, ContainerProxy]:
         """Connect on first use: the client reads the account when built, which may fail."""
@@ -148,40 +190,36 @@ class ActionStore:
         A create, not an upsert: a replayed decision must not put an action the
         delivery service already handled back to ``pending``.
         """
-        self._guard()
         body = dict(doc)
         body.setdefault("ttl", self.settings.action_ttl_seconds)
         try:
-            transient_retry(self.actions.create_item)(body)
+            self._call(f"write of action {doc.get('id')}", self.actions.create_item, body)
         except exceptions.CosmosResourceExistsError:
             return False
-        except exceptions.CosmosHttpResponseError as exc:
-            self._trip()
-            raise WriteFailed(f"write of action {doc.get('id')} failed: {exc.status_code}") from exc
-        except (AzureError, OSError):
-            self._trip()
-            raise
         return True
 
-    def create_actions(self, docs: Iterable[dict[str, Any]]) -> tuple[set[str], dict[str, str]]:
-        """Write each doc (existing ones count as written); return written ids and errors by id.
+    def create_actions(self, docs: Iterable[dict[str, Any]]) -> WriteReport:
+        """Write each doc (existing ones count as written). Never raises.
 
-        Never raises, and stops at the first failure: when Cosmos is down, one
-        timeout is enough to know, and the rest stay in the outbox.
+        A document the service refuses for good is reported as refused, and the next one is
+        tried; any other failure stops the run: when Cosmos is down, one failure is enough to
+        know, and the rest stay in the outbox.
         """
-        written: set[str] = set()
-        failed: dict[str, str] = {}
+        report = WriteReport()
         pending = list(docs)
         for i, doc in enumerate(pending):
             try:
                 self.create_action(doc)
-                written.add(doc["id"])
-            except (WriteFailed, AzureError, OSError) as exc:
+                report.written.add(doc["id"])
+            except PermanentWriteFailure as exc:
+                log.error("action refused by Cosmos DB for good", extra={"action_id": doc.get("id")})
+                report.refused[doc["id"]] = exc.status
+            except (WriteFailed, CircuitOpen, AzureError, OSError) as exc:
                 log.warning("action write failed; kept in outbox", extra={"action_id": doc.get("id")})
                 for rest in pending[i:]:
-                    failed[rest["id"]] = str(exc)
+                    report.failed[rest["id"]] = str(exc)
                 break
-        return written, failed
+        return report
 
     def player_actions(self, player_id: str) -> list[dict[str, Any]]:
         return list(
@@ -194,30 +232,23 @@ class ActionStore:
 
     def delete_player_data(self, player_id: str) -> int:
         """Erase one player's actions and dead letters (both partitioned by /playerId)."""
-        self._guard()
-        try:
-            return sum(self._delete_partition(c, player_id) for c in (self.actions, self.deadletters))
-        except (AzureError, OSError):
-            self._trip()
-            raise
+        return sum(self._delete_partition(c, player_id) for c in (self.actions, self.deadletters))
 
-    @staticmethod
-    def _delete_partition(container: ContainerProxy, player_id: str) -> int:
+    def _delete_partition(self, container: ContainerProxy, player_id: str) -> int:
         """Single-partition query + deletes (the local emulator has no delete-by-partition)."""
-        ids = [
-            row["id"]
-            for row in container.query_items(
-                "SELECT c.id FROM c WHERE c.playerId = @p",
-                parameters=[{"name": "@p", "value": player_id}],
-                partition_key=player_id,
-            )
-        ]
-        for item_id in ids:
+
+        def ids() -> list[str]:
+            query = "SELECT c.id FROM c WHERE c.playerId = @p"
+            params: list[dict[str, object]] = [{"name": "@p", "value": player_id}]
+            return [r["id"] for r in container.query_items(query, parameters=params, partition_key=player_id)]
+
+        found = self._call(f"query of {player_id}'s documents", ids)
+        for item_id in found:
             try:
-                transient_retry(container.delete_item)(item_id, partition_key=player_id)
+                self._call("delete", container.delete_item, item_id, partition_key=player_id)
             except exceptions.CosmosResourceNotFoundError:
                 pass
-        return len(ids)
+        return len(found)
 
     # -- dead letters ----------------------------------------------------------
     def write_deadletter(
@@ -241,17 +272,7 @@ class ActionStore:
             event_id=event_id,
             ttl=self.settings.deadletter_ttl_seconds,
         )
-        self._guard()
-        try:
-            transient_retry(self.deadletters.upsert_item)(doc)
-        except exceptions.CosmosHttpResponseError as exc:
-            if exc.status_code in PERMANENT_STATUS:
-                raise PermanentWriteFailure(f"dead-letter write refused: {exc.status_code}") from exc
-            self._trip()
-            raise WriteFailed(f"dead-letter write failed: {exc.status_code}") from exc
-        except (AzureError, OSError):
-            self._trip()
-            raise
+        self._call("dead-letter write", self.deadletters.upsert_item, doc)
         return doc
 
 

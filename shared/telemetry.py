@@ -50,6 +50,8 @@ OUTBOX_EXPIRED = "pi.outbox.expired"
 OUTBOX_SIZE = "pi.outbox.size"
 ACTION_LATENCY = "pi.action.latency"
 BATCHES_PARKED = "pi.batches.parked"
+ACTIONS_REFUSED = "pi.actions.refused"
+REMINDERS = "pi.outbox.reminders"
 
 METRIC_NAMES: tuple[str, ...] = (
     EVENTS_IN,
@@ -67,6 +69,8 @@ METRIC_NAMES: tuple[str, ...] = (
     OUTBOX_SIZE,
     ACTION_LATENCY,
     BATCHES_PARKED,
+    ACTIONS_REFUSED,
+    REMINDERS,
 )
 
 _configured = False
@@ -107,6 +111,10 @@ class Instruments:
         self.action_latency = meter.create_histogram(
             ACTION_LATENCY, unit="ms", description="Event time of the trigger to the action's write"
         )
+        self.actions_refused = c(
+            ACTIONS_REFUSED, unit="{action}", description="Actions Cosmos DB refused for good, by status"
+        )
+        self.reminders = c(REMINDERS, unit="{reminder}", description="Outbox reminders asked for, by outcome")
         self.batches_parked = c(
             BATCHES_PARKED,
             unit="{batch}",

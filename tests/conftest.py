@@ -64,6 +64,7 @@ def app_env(cosmos_settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
         "EVENTHUB_NAME": "player-events",
         "EVENTHUB_CONSUMER_GROUP": "$Default",
         "DURABLE_TASK_HUB": "testhub",
+        "OUTBOX_REMINDER_QUEUE": "outbox-reminders",
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)

@@ -57,6 +57,10 @@ class FaultProxy:
                         if fail:
                             proxy.failures_left -= 1
                             proxy.faults_served += 1
+                    if fail and proxy.status == 0:  # a dropped connection: no response at all
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                        return
                     if fail:
                         body = b'{"code":"TooManyRequests","message":"injected"}'
                         self.send_response(proxy.status)

@@ -35,7 +35,14 @@ def bindings(name: str) -> list[dict[str, Any]]:
 
 
 def test_app_indexes_the_expected_functions() -> None:
-    assert set(functions_by_name()) == {"ingest", "player", "get_player", "erase_player", "health"}
+    assert set(functions_by_name()) == {
+        "ingest",
+        "player",
+        "get_player",
+        "erase_player",
+        "health",
+        "outbox_reminder",
+    }
 
 
 def test_ingest_bindings_use_settings_and_identity_prefix() -> None:
@@ -259,14 +266,16 @@ def test_an_erasure_that_cannot_reach_cosmos_keeps_only_a_marker_and_is_retried(
 def test_a_dead_letter_cosmos_refuses_for_good_does_not_stall_the_partition(
     app_env: dict[str, str], monkeypatch, caplog
 ) -> None:
-    """403/400/413 cannot be cured by retrying: logged and counted, and the batch completes."""
+    """400/413 (this document) cannot be cured by retrying: logged and counted, the batch completes.
+    (A 403 is an account-wide refusal an operator fixes: it fails the batch, which is retried and
+    eventually parked, so nothing is dropped.)"""
     from urllib.parse import urlparse
 
     from shared import runtime
     from tests.faultproxy import FaultProxy
 
     upstream = urlparse(app_env["COSMOS_ENDPOINT"]).port
-    with FaultProxy(upstream, status=403, failures=1000) as proxy:
+    with FaultProxy(upstream, status=413, failures=1000) as proxy:
         monkeypatch.setenv("COSMOS_ENDPOINT", f"http://127.0.0.1:{proxy.port}")
         runtime.reset()
         now = NOW_MS

@@ -34,7 +34,7 @@ from devhost.live_hub import (
     ReceivedEvent,
     resolve_storage_connection,
 )
-from devhost.servers import AzuriteBlob
+from devhost.servers import Azurite
 
 pytestmark = pytest.mark.azurite
 
@@ -48,7 +48,7 @@ T0_MS = int(datetime(2026, 11, 21, 10, tzinfo=UTC).timestamp() * 1000)
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Azurite's blob service on a free loopback port, as the devhost starts it: its connection string."""
-    server = AzuriteBlob(tmp_path_factory.mktemp("azurite"))
+    server = Azurite(tmp_path_factory.mktemp("azurite"))
     try:
         yield server.start_connection_string()
     finally:

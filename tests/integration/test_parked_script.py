@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devhost.servers import AzuriteBlob
+from devhost.servers import Azurite
 from scripts import parked as script
 from shared.parking import ParkedBatch, ParkedEvent, ParkingLot, container_from_settings
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.azurite
 
 @pytest.fixture
 def storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    server = AzuriteBlob(tmp_path / "azurite")
+    server = Azurite(tmp_path / "azurite")
     conn = server.start_connection_string()
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", conn)
     try:

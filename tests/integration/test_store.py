@@ -37,8 +37,8 @@ def test_an_action_is_written_once_and_a_replay_never_resets_it(store: ActionSto
     store.actions.replace_item(delivered["id"], delivered)
     # ...then a replayed decision (new decidedAt) arrives: the action stays as delivered.
     assert store.create_action(dict(doc, decidedAt="2026-11-21T11:00:00.000Z")) is False
-    written, failed = store.create_actions([dict(doc, decidedAt="2026-11-21T12:00:00.000Z")])
-    assert written == {doc["id"]} and failed == {}
+    report = store.create_actions([dict(doc, decidedAt="2026-11-21T12:00:00.000Z")])
+    assert report.written == {doc["id"]} and report.failed == {} and report.refused == {}
     rows = store.player_actions("p1")
     assert len(rows) == 1 and rows[0]["status"] == "delivered"
     assert rows[0]["decidedAt"] == doc["decidedAt"] and rows[0]["ttl"] == store.settings.action_ttl_seconds
@@ -46,9 +46,9 @@ def test_an_action_is_written_once_and_a_replay_never_resets_it(store: ActionSto
 
 def test_create_actions_reports_written_ids(store: ActionStore) -> None:
     docs = [action("p1", f"e{i}") for i in range(5)]
-    written, failed = store.create_actions(docs)
-    assert written == {d["id"] for d in docs} and failed == {}
-    assert {r["id"] for r in store.player_actions("p1")} == written
+    report = store.create_actions(docs)
+    assert report.written == {d["id"] for d in docs} and report.failed == {}
+    assert {r["id"] for r in store.player_actions("p1")} == report.written
 
 
 def test_erase_deletes_only_that_players_actions_and_dead_letters(store: ActionStore) -> None:
@@ -94,35 +94,56 @@ def test_sdk_retries_throttling_and_unavailability(cosmos_settings: CosmosSettin
 
 def test_write_gives_up_after_bounded_retries(cosmos_settings: CosmosSettings) -> None:
     with behind_proxy(cosmos_settings, status=429, failures=1000, retry_after_ms=10) as (proxy, settings):
-        written, failed = ActionStore(settings).create_actions([action("p8", "e8")])
-    assert written == set() and list(failed) == [action_id("p8", "e8", "break_suggestion")]
+        report = ActionStore(settings).create_actions([action("p8", "e8")])
+    assert report.written == set() and list(report.failed) == [action_id("p8", "e8", "break_suggestion")]
 
 
 def test_a_failed_write_stops_the_rest(cosmos_settings: CosmosSettings) -> None:
     with behind_proxy(cosmos_settings, status=503, failures=1000, retry_after_ms=1) as (proxy, settings):
         docs = [action("p7", f"e{i}") for i in range(3)]
-        written, failed = ActionStore(settings).create_actions(docs)
-    assert written == set() and set(failed) == {d["id"] for d in docs}
+        report = ActionStore(settings).create_actions(docs)
+    assert report.written == set() and set(report.failed) == {d["id"] for d in docs}
     assert proxy.writes_seen <= 5  # the first document's bounded retries only
     assert 2 <= proxy.faults_served <= 20
 
 
-def test_the_breaker_fails_fast_after_a_failure_then_recovers(
-    cosmos_settings: CosmosSettings, monkeypatch
-) -> None:
-    import shared.store as store_module
-
+def test_the_breaker_fails_fast_then_lets_one_probe_through(cosmos_settings: CosmosSettings) -> None:
+    """Half-open: after a failure, calls fail fast only until a short wait has passed; then one
+    probe goes through, and its success closes the breaker (no 30 s of refusals after one error)."""
     with behind_proxy(cosmos_settings, status=503, failures=4, retry_after_ms=1) as (proxy, settings):
         store = ActionStore(settings)
-        _, failed = store.create_actions([action("p6", "e1")])
-        assert failed and proxy.writes_seen == 4  # tenacity's bounded attempts, then the breaker trips
+        report = store.create_actions([action("p6", "e1")])
+        assert report.failed and proxy.writes_seen == 4  # tenacity's bounded attempts, then the breaker opens
         started = time.monotonic()
-        _, failed = store.create_actions([action("p6", "e2")])
-        assert failed and proxy.writes_seen == 4 and time.monotonic() - started < 0.1  # not even tried
-        monkeypatch.setattr(store_module, "BREAKER_SECONDS", 0.0)
-        store._trip()
-        written, failed = store.create_actions([action("p6", "e3")])
-    assert failed == {} and written == {action_id("p6", "e3", "break_suggestion")}
+        report = store.create_actions([action("p6", "e2")])
+        assert report.failed and proxy.writes_seen == 4 and time.monotonic() - started < 0.1  # not even tried
+        assert store.breaker.open_kinds == ["unavailable"]
+        time.sleep(1.1)  # the first wait of the "unavailable" kind
+        report = store.create_actions([action("p6", "e3")])
+    assert report.failed == {} and report.written == {action_id("p6", "e3", "break_suggestion")}
+    assert store.breaker.open_kinds == []
+
+
+def test_a_dropped_connection_on_a_create_is_retried_and_counts_once(cosmos_settings: CosmosSettings) -> None:
+    """With endpoint discovery off the SDK does not retry writes on connection errors; the store does
+    (the id is deterministic: a create that had reached the service ends in 409, read as written)."""
+    with behind_proxy(cosmos_settings, status=0, failures=2, retry_after_ms=1) as (proxy, settings):
+        store = ActionStore(settings)
+        report = store.create_actions([action("p5", "e1")])
+    assert proxy.faults_served == 2 and report.written == {action_id("p5", "e1", "break_suggestion")}
+    assert len(ActionStore(cosmos_settings).player_actions("p5")) == 1
+
+
+@pytest.mark.parametrize("status", [400, 413])
+def test_a_document_refused_for_good_is_reported_and_the_next_one_is_written(
+    cosmos_settings: CosmosSettings, status: int
+) -> None:
+    with behind_proxy(cosmos_settings, status=status, failures=1, retry_after_ms=1) as (proxy, settings):
+        store = ActionStore(settings)
+        report = store.create_actions([action("p4", "bad"), action("p4", "good")])
+    assert report.refused == {action_id("p4", "bad", "break_suggestion"): status}
+    assert report.written == {action_id("p4", "good", "break_suggestion")} and report.failed == {}
+    assert store.breaker.open_kinds == []  # one bad document says nothing about the service
 
 
 def test_unknown_player_dead_letters_spread_over_partitions(store: ActionStore) -> None:

@@ -20,7 +20,12 @@ import function_app
 from devhost import worker
 from devhost.indexing import _get_functions, index_app
 
-SETTINGS = {"EVENTHUB_NAME": "player-events", "EVENTHUB_CONSUMER_GROUP": "$Default", "DURABLE_TASK_HUB": "h"}
+SETTINGS = {
+    "EVENTHUB_NAME": "player-events",
+    "EVENTHUB_CONSUMER_GROUP": "$Default",
+    "DURABLE_TASK_HUB": "h",
+    "OUTBOX_REMINDER_QUEUE": "outbox-reminders",
+}
 
 
 def _load_all(app: Any) -> dict[str, worker.LoadedFunction]:
@@ -48,7 +53,7 @@ def _one_trigger_app(annotation: Any) -> Any:
 def test_the_real_app_loads_every_function() -> None:
     """functions.py Registry.add_function: what the worker runs when the host asks it to load."""
     loaded = _load_all(function_app.app)
-    assert set(loaded) == {"ingest", "player", "get_player", "erase_player", "health"}
+    assert set(loaded) == {"ingest", "player", "get_player", "erase_player", "health", "outbox_reminder"}
     assert loaded["ingest"].requires_context and loaded["ingest"].is_async
 
 

@@ -1,0 +1,108 @@
+"""The entity's outbox: reminders while anything is unwritten, refusals kept apart, nothing raised.
+
+The store and the reminder queue are in-process fakes of their adapters (shared.store, shared.reminders),
+which are tested against the real Cosmos DB server and Azurite elsewhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared import state as st
+from shared.player import REMINDER_MAX_S, reminder_delay_s, run_operation
+from shared.policy import Rules
+from shared.store import WriteReport
+from tests.helpers import NOW_MS
+
+
+class FakeStore:
+    def __init__(self, mode: str = "ok") -> None:
+        self.mode = mode  # ok | fail | refuse
+        self.calls = 0
+
+    def create_actions(self, docs: Any) -> WriteReport:
+        self.calls += 1
+        ids = [d["id"] for d in docs]
+        if self.mode == "fail":
+            return WriteReport(failed={i: "503" for i in ids})
+        if self.mode == "refuse":
+            return WriteReport(refused={i: 413 for i in ids})
+        return WriteReport(written=set(ids))
+
+    def delete_player_data(self, player_id: str) -> int:
+        return 0
+
+
+class FakeReminders:
+    def __init__(self, broken: bool = False) -> None:
+        self.asked: list[tuple[str, int]] = []
+        self.broken = broken
+
+    def remind(self, player_id: str, delay_s: int) -> None:
+        if self.broken:
+            raise ConnectionError("queue service down")
+        self.asked.append((player_id, delay_s))
+
+
+def with_outbox(n: int = 1, attempts: int = 0) -> dict[str, Any]:
+    state = st.PlayerState()
+    for i in range(n):
+        doc = {"id": f"act-{i}", "type": "break_suggestion", "eventTime": "2026-11-21T10:00:00.000Z"}
+        state.outbox.append(st.OutboxItem(doc=doc, since_ms=NOW_MS - 60_000, attempts=attempts))
+    return st.dump_state(state)
+
+
+def flush(raw: dict[str, Any], store: FakeStore, reminders: FakeReminders | None, now: int = NOW_MS) -> Any:
+    return run_operation(
+        "p-1",
+        "flush",
+        raw,
+        {"reason": "reminder"},
+        now_ms=now,
+        scorer=lambda f: ({}, []),
+        model_version="m",
+        rules=Rules(),
+        store=store,
+        reminders=reminders,
+        reminder_first_s=10,
+    )
+
+
+def test_a_failed_write_asks_for_one_reminder_and_the_next_backs_off() -> None:
+    reminders = FakeReminders()
+    out = flush(with_outbox(), FakeStore("fail"), reminders)
+    [(player, first)] = reminders.asked
+    assert player == "p-1" and 10 <= first <= 12 and out.state["remind_ms"] == NOW_MS + first * 1000
+    # Another operation before the reminder is due: still one reminder pending, none added.
+    again = flush(out.state, FakeStore("fail"), reminders, now=NOW_MS + 1000)
+    assert len(reminders.asked) == 1 and again.state["remind_ms"] == out.state["remind_ms"]
+    # The reminder's own flush (due now) fails again: the next one waits longer.
+    flush(again.state, FakeStore("fail"), reminders, now=out.state["remind_ms"])
+    assert len(reminders.asked) == 2 and reminders.asked[1][1] > first
+
+
+def test_a_successful_flush_empties_the_outbox_and_asks_for_nothing() -> None:
+    reminders = FakeReminders()
+    out = flush(with_outbox(3), FakeStore("ok"), reminders)
+    assert out.written == 3 and not out.state.get("outbox") and not out.state.get("remind_ms")
+    assert reminders.asked == []
+
+
+def test_an_action_refused_for_good_leaves_the_outbox_and_is_kept_with_its_status() -> None:
+    reminders = FakeReminders()
+    out = flush(with_outbox(2), FakeStore("refuse"), reminders)
+    assert not out.state.get("outbox") and reminders.asked == []
+    assert [(r["id"], r["status"]) for r in out.state["refused"]] == [("act-0", 413), ("act-1", 413)]
+
+
+def test_a_reminder_that_cannot_be_scheduled_is_asked_for_again_later() -> None:
+    out = flush(with_outbox(), FakeStore("fail"), FakeReminders(broken=True))
+    assert out.state["outbox"] and not out.state.get("remind_ms")  # the action is kept, nothing raised
+    reminders = FakeReminders()
+    flush(out.state, FakeStore("fail"), reminders, now=NOW_MS + 1000)
+    assert len(reminders.asked) == 1
+
+
+def test_reminder_delays_are_bounded_and_spread_between_players() -> None:
+    delays = {reminder_delay_s(f"p{i}", 1) for i in range(200)}
+    assert min(delays) >= 10 and max(delays) <= 12 and len(delays) > 1
+    assert reminder_delay_s("p", 30) <= REMINDER_MAX_S * 1.2
