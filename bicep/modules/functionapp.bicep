@@ -188,6 +188,7 @@ var baseAppSettings = {
   // The worker's sync thread pool runs entity batches: at least every Durable concurrency cap
   // that can run at once (docs/capacity.md, "Durable concurrency on one instance").
   PYTHON_THREADPOOL_THREAD_COUNT: '36'
+  OUTBOX_REMINDER_QUEUE: 'outbox-reminders'
 }
 
 // Durable Task Scheduler: switch the Durable extension's storage provider and

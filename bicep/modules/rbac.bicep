@@ -130,14 +130,15 @@ resource appBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
-resource appQueueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!useDts) {
+// Queues on either backend: the outbox-reminders queue (and, on Azure Storage, the task hub's).
+resource appQueueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, appPrincipalId, roleIds.storageQueueDataContributor)
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataContributor)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
-    description: 'Durable Functions control and work-item queues (Azure Storage backend).'
+    description: 'Outbox reminders queue; Durable Functions control and work-item queues (Azure Storage backend).'
   }
 }
 

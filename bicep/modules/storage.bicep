@@ -110,6 +110,17 @@ resource parkedContainer 'Microsoft.Storage/storageAccounts/blobServices/contain
   }
 }
 
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2025-06-01' = {
+  parent: storage
+  name: 'default'
+}
+
+// Outbox reminders: the Player entity asks for a flush of its outbox later (shared/reminders.py).
+resource outboxReminderQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2025-06-01' = {
+  parent: queueService
+  name: 'outbox-reminders'
+}
+
 @description('Name of the storage account.')
 output name string = storage.name
 
