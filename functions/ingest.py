@@ -89,12 +89,18 @@ async def _signal_all(
 
 
 def _write_dead_letter(store: ActionStore, dl: DeadLetter) -> bool:
-    """Write one dead letter; True when Cosmos refused it for good.
+    """Write one dead letter (unless it concerns an erased player); True when Cosmos refused it.
+
+    An erased player's dead letter is never written again by a replay: its id, or an id-like
+    token in its raw bytes, is checked against the erasure records (shared.erasure).
 
     A transient failure raises, so the batch is retried; a permanent refusal
     (400/403/413) cannot be cured by retrying and must not stall the partition:
     it is logged (position and reason, not the payload) and counted instead.
     """
+    if store.erased.concerns_erased(dl.rejected.player_id, dl.message.body):
+        telemetry.instruments().deadletters_erased.add(1, {"reason": dl.rejected.reason})
+        return False
     try:
         store.write_deadletter(
             reason=dl.rejected.reason,

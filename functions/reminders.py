@@ -1,4 +1,5 @@
-"""Queue trigger: an outbox reminder came due; signal the player's entity to flush its outbox."""
+"""Queue trigger: a reminder came due; signal the player's entity (flush its outbox, or retry or
+sweep an erasure)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from shared.events import is_valid_player_id
+from shared.reminders import OPERATIONS
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
@@ -22,11 +24,13 @@ async def outbox_reminder(msg: func.QueueMessage, client: df.DurableOrchestratio
     so the host makes the message visible again and retries it (then the poison queue)."""
     try:
         body = json.loads(msg.get_body())
-        player_id = body["playerId"]
+        player_id, op = body["playerId"], body.get("op", "flush")
+        if op not in OPERATIONS:
+            raise ValueError(op)
     except (ValueError, KeyError, TypeError):
         log.error("outbox reminder dropped: not a reminder message", extra={"message_id": msg.id})
         return
     if not is_valid_player_id(player_id):
         log.error("outbox reminder dropped: invalid player id", extra={"message_id": msg.id})
         return
-    await client.signal_entity(df.EntityId("Player", player_id), "flush", {"reason": "reminder"})
+    await client.signal_entity(df.EntityId("Player", player_id), op, {"reason": "reminder"})

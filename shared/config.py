@@ -93,6 +93,7 @@ class CosmosSettings:
     actions_container: str = "actions"
     deadletters_container: str = "deadletters"
     summaries_container: str = "summaries"
+    erasures_container: str = "erasures"
     # Accepted only for local emulators (cosmosdb-server, the official emulator).
     key: str | None = None
     managed_identity_client_id: str | None = None
@@ -148,6 +149,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         actions_container=env.get("COSMOS_ACTIONS_CONTAINER") or "actions",
         deadletters_container=env.get("COSMOS_DEADLETTERS_CONTAINER") or "deadletters",
         summaries_container=env.get("COSMOS_SUMMARIES_CONTAINER") or "summaries",
+        erasures_container=env.get("COSMOS_ERASURES_CONTAINER") or "erasures",
         key=key,
         managed_identity_client_id=env.get("AZURE_CLIENT_ID") or None,
         action_ttl_seconds=_int(env, "ACTION_TTL_SECONDS", 7 * 24 * 3600),

@@ -22,8 +22,8 @@ from typing import Any, Protocol
 from azure.core.exceptions import AzureError
 from opentelemetry.trace import Status, StatusCode
 
+from shared import erasure, telemetry, tracing
 from shared import state as st
-from shared import telemetry, tracing
 from shared.policy import Rules
 from shared.reminders import Reminders
 from shared.store import WriteReport
@@ -35,6 +35,10 @@ class Store(Protocol):
     def create_actions(self, docs: Any) -> WriteReport: ...
 
     def delete_player_data(self, player_id: str) -> int: ...
+
+    def record_erasure(self, player_id: str, erased_ms: int) -> None: ...
+
+    def delete_player_deadletters(self, player_id: str) -> int: ...
 
 
 # The first reminder comes after REMINDER_FIRST_S, later ones back off to REMINDER_MAX_S: after
@@ -78,7 +82,9 @@ def run_operation(
     ref = telemetry.player_ref(player_id, hash_player_ids)
     state = st.load_state(raw_state)
     if op == "erase" or state.erasing:
-        return _erase(player_id, op, state, store, now_ms)
+        return _erase(player_id, op, state, store, reminders, now_ms)
+    if op == "sweep":
+        return _sweep(player_id, op, state, store, now_ms)
     effects = st.apply(
         state,
         player_id,
@@ -139,16 +145,8 @@ def _ask_for_reminder(
     if reminders is None or (state.remind_ms and now_ms < state.remind_ms):
         return  # one is pending (this operation was not it)
     delay = reminder_delay_s(player_id, max(i.attempts for i in state.outbox), first_s)
-    m = telemetry.instruments()
-    try:
-        reminders.remind(player_id, delay)
-    except Exception as exc:  # noqa: BLE001 - the next operation asks again; the outbox keeps the action
-        log.warning("outbox reminder could not be scheduled: %s", type(exc).__name__)
-        m.reminders.add(1, {"outcome": "failed"})
-        state.remind_ms = 0
-        return
-    m.reminders.add(1, {"outcome": "scheduled"})
-    state.remind_ms = now_ms + delay * 1000
+    state.remind_ms = 0
+    _remind(state, player_id, reminders, now_ms, delay, "flush")
 
 
 def _tombstone(state: st.PlayerState, **fields: Any) -> st.PlayerState:
@@ -156,32 +154,70 @@ def _tombstone(state: st.PlayerState, **fields: Any) -> st.PlayerState:
     return st.PlayerState(seen=state.seen, floor=state.floor, qhi=state.qhi, **fields)
 
 
-def _erase(player_id: str, op: str, state: st.PlayerState, store: Store, now_ms: int) -> Outcome:
+def _erase(
+    player_id: str, op: str, state: st.PlayerState, store: Store, reminders: Reminders | None, now_ms: int
+) -> Outcome:
     """Erase the player's actions and dead letters, and its history in the entity.
 
     The history goes at once. The entity keeps a tombstone (the dedupe marks
     and the erasure time, no events) so that a redelivered or reordered signal
-    from before the erasure cannot rebuild what was erased. If Cosmos cannot be
-    reached, the tombstone says ``erasing`` and every later operation (a
-    repeated DELETE, or the player's next events, which are discarded) retries
-    the deletes until they succeed.
+    from before the erasure cannot rebuild what was erased. The erasure record
+    goes first (shared.erasure): from then on ingest writes no dead letter of
+    this player. If Cosmos cannot be reached, the tombstone says ``erasing`` and
+    the erasure is retried by a reminder and by every later operation (whose
+    events are discarded) until it succeeds; once it has, a sweep a few minutes
+    later deletes any dead letter another instance wrote before it learned of
+    the erasure.
     """
     effects = st.Effects(erase=True)
     try:
+        store.record_erasure(player_id, now_ms)
         deleted = store.delete_player_data(player_id)
     except (AzureError, OSError, RuntimeError) as exc:
-        log.warning("erasure incomplete; retried on the next operation: %s", type(exc).__name__)
+        log.warning("erasure incomplete; retried: %s", type(exc).__name__)
         effects.rejections["erasing"] = 1
         _record(op, effects, st.PlayerState(), [], 0, now_ms)
-        return Outcome(
-            st.dump_state(_tombstone(state, erasing=True)), {"erased": False, "retrying": True}, effects
-        )
+        tomb = _tombstone(state, erasing=True)
+        _remind(tomb, player_id, reminders, now_ms, REMINDER_FIRST_S, "erase")
+        return Outcome(st.dump_state(tomb), {"erased": False, "retrying": True}, effects)
     _record(op, effects, st.PlayerState(), [], 0, now_ms)
-    return Outcome(
-        st.dump_state(_tombstone(state, erased_ms=now_ms)),
-        {"erased": player_id, "documentsDeleted": deleted},
-        effects,
-    )
+    tomb = _tombstone(state, erased_ms=now_ms)
+    _remind(tomb, player_id, reminders, now_ms, erasure.SWEEP_DELAY_S, "sweep")
+    return Outcome(st.dump_state(tomb), {"erased": player_id, "documentsDeleted": deleted}, effects)
+
+
+def _sweep(player_id: str, op: str, state: st.PlayerState, store: Store, now_ms: int) -> Outcome:
+    """After an erasure: delete the dead letters of the player that were written meanwhile.
+
+    Only dead letters: actions decided after the erasure (from events enqueued after it) are new."""
+    effects = st.Effects()
+    state.remind_ms = 0
+    if not state.erased_ms:
+        return Outcome(st.dump_state(state), {"swept": 0}, effects)
+    try:
+        swept = store.delete_player_deadletters(player_id)
+    except (AzureError, OSError, RuntimeError) as exc:
+        log.warning(
+            "erasure sweep failed; the record still keeps new dead letters out: %s", type(exc).__name__
+        )
+        swept = 0
+    _record(op, effects, state, [], 0, now_ms)
+    return Outcome(st.dump_state(state), {"swept": swept}, effects)
+
+
+def _remind(
+    state: st.PlayerState, player_id: str, reminders: Reminders | None, now_ms: int, delay_s: int, op: str
+) -> None:
+    if reminders is None:
+        return
+    try:
+        reminders.remind(player_id, delay_s, op)
+    except Exception as exc:  # noqa: BLE001 - best effort: the next operation asks again
+        log.warning("%s reminder could not be scheduled: %s", op, type(exc).__name__)
+        telemetry.instruments().reminders.add(1, {"outcome": "failed"})
+        return
+    telemetry.instruments().reminders.add(1, {"outcome": "scheduled"})
+    state.remind_ms = now_ms + delay_s * 1000
 
 
 def _record(

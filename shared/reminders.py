@@ -28,13 +28,19 @@ log = logging.getLogger(__name__)
 DEFAULT_QUEUE = "outbox-reminders"
 
 
+# The entity operations a reminder may signal.
+OPERATIONS = frozenset({"flush", "erase", "sweep"})
+
+
 class Reminders(Protocol):
-    def remind(self, player_id: str, delay_s: int) -> None:
-        """Ask for a ``flush`` of the player's entity in ``delay_s`` seconds; raises if it cannot."""
+    def remind(self, player_id: str, delay_s: int, op: str = "flush") -> None:
+        """Ask for operation ``op`` on the player's entity in ``delay_s`` seconds; raises if it cannot."""
 
 
-def message(player_id: str) -> str:
-    return json.dumps({"playerId": player_id, "op": "flush"}, separators=(",", ":"))
+def message(player_id: str, op: str = "flush") -> str:
+    if op not in OPERATIONS:
+        raise ValueError(f"not a reminder operation: {op!r}")
+    return json.dumps({"playerId": player_id, "op": op}, separators=(",", ":"))
 
 
 class QueueReminders:
@@ -46,7 +52,7 @@ class QueueReminders:
         self._factory = factory or queue_from_settings
         self._ready = False
 
-    def remind(self, player_id: str, delay_s: int) -> None:
+    def remind(self, player_id: str, delay_s: int, op: str = "flush") -> None:
         if not self._ready:
             from azure.core.exceptions import ResourceExistsError
 
@@ -58,7 +64,7 @@ class QueueReminders:
                 pass
             self._ready = True
         # The queue service caps the visibility delay at 7 days; reminders are minutes.
-        self._queue.send_message(message(player_id), visibility_timeout=max(0, min(delay_s, 3600)))
+        self._queue.send_message(message(player_id, op), visibility_timeout=max(0, min(delay_s, 3600)))
 
 
 def queue_from_settings(env: Mapping[str, str] | None = None) -> Any:

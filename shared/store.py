@@ -29,9 +29,10 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
-from shared import runtime
+from shared import erasure, runtime
 from shared.breaker import Breaker, CircuitOpen
 from shared.config import CosmosSettings, is_local_endpoint
+from shared.erasure import ErasureIndex
 from shared.timeutil import iso_ms
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ RETRY_KWARGS: dict[str, Any] = {
 }
 # Dead letters without a (valid) player id spread over this many logical partitions.
 UNKNOWN_PLAYER_BUCKETS = 32
+MENTIONS_QUERY = "SELECT c.id, c.rawPreview FROM c WHERE c.playerId = @b AND CONTAINS(c.rawPreview, @p)"
 # The SDK fails over on 503 only between regions; a single-region account needs a
 # retry of its own. Bounded: the outbox retries later what still fails.
 TRANSIENT_STATUS = frozenset({408, 449, 503})
@@ -129,7 +131,8 @@ class ActionStore:
     def __init__(self, settings: CosmosSettings, client: CosmosClient | None = None) -> None:
         self.settings = settings
         self._client = client
-        self._containers: tuple[ContainerProxy, ContainerProxy] | None = None
+        self._containers: tuple[ContainerProxy, ContainerProxy, ContainerProxy] | None = None
+        self.erased = ErasureIndex(self._erased_keys)
         self._lock = threading.Lock()
         self.breaker = Breaker()
 
@@ -161,7 +164,7 @@ class ActionStore:
         self.breaker.success()
         return result
 
-    def _connect(self) -> tuple[ContainerProxy, ContainerProxy]:
+    def _connect(self) -> tuple[ContainerProxy, ContainerProxy, ContainerProxy]:
         """Connect on first use: the client reads the account when built, which may fail."""
         if self._containers is None:
             with self._lock:
@@ -171,6 +174,7 @@ class ActionStore:
                     self._containers = (
                         db.get_container_client(self.settings.actions_container),
                         db.get_container_client(self.settings.deadletters_container),
+                        db.get_container_client(self.settings.erasures_container),
                     )
                     self._client = client
         return self._containers
@@ -182,6 +186,60 @@ class ActionStore:
     @property
     def deadletters(self) -> ContainerProxy:
         return self._connect()[1]
+
+    @property
+    def erasures(self) -> ContainerProxy:
+        return self._connect()[2]
+
+    # -- erasure ---------------------------------------------------------------
+    def record_erasure(self, player_id: str, erased_ms: int) -> None:
+        """The erasure record (a hash of the id) that keeps the player's dead letters from coming back."""
+        key = erasure.erased_key(player_id)
+        doc = {"id": key, "playerKey": key, "erasedAt": iso_ms(erased_ms), "ttl": erasure.RECORD_TTL_S}
+        self._call("erasure record", self.erasures.upsert_item, doc)
+        self.erased.add(player_id)
+
+    def _erased_keys(self) -> list[str]:
+        query = "SELECT VALUE c.id FROM c"
+        return list(
+            self._call(
+                "erasure records",
+                lambda: list(self.erasures.query_items(query, enable_cross_partition_query=True)),
+            )
+        )
+
+    def delete_player_deadletters(self, player_id: str) -> int:
+        """The player's dead letters only (its partition and the unknown buckets that mention it)."""
+        return self._delete_partition(self.deadletters, player_id) + self.delete_deadletters_mentioning(
+            player_id
+        )
+
+    def delete_deadletters_mentioning(self, player_id: str) -> int:
+        """Dead letters without a player (``unknown-NN``) whose raw bytes carry the player id."""
+        deleted = 0
+        params: list[dict[str, object]] = [{"name": "@p", "value": player_id}]
+        for n in range(UNKNOWN_PLAYER_BUCKETS):
+            bucket = f"unknown-{n:02d}"
+
+            def rows(bucket: str = bucket) -> list[dict[str, Any]]:
+                return list(
+                    self.deadletters.query_items(
+                        MENTIONS_QUERY,
+                        parameters=[*params, {"name": "@b", "value": bucket}],
+                        partition_key=bucket,
+                        enable_scan_in_query=True,  # rawPreview is not indexed: a scan of one partition
+                    )
+                )
+
+            for row in self._call("dead-letter scan", rows):
+                if not erasure.mentions(str(row.get("rawPreview", "")).encode(), player_id):
+                    continue
+                try:
+                    self._call("delete", self.deadletters.delete_item, row["id"], partition_key=bucket)
+                    deleted += 1
+                except exceptions.CosmosResourceNotFoundError:
+                    pass
+        return deleted
 
     # -- actions -------------------------------------------------------------
     def create_action(self, doc: dict[str, Any]) -> bool:
@@ -231,8 +289,10 @@ class ActionStore:
         )
 
     def delete_player_data(self, player_id: str) -> int:
-        """Erase one player's actions and dead letters (both partitioned by /playerId)."""
-        return sum(self._delete_partition(c, player_id) for c in (self.actions, self.deadletters))
+        """Erase one player's actions and dead letters: its own partitions (/playerId), and the
+        dead letters without a player whose raw bytes carry its id."""
+        own = sum(self._delete_partition(c, player_id) for c in (self.actions, self.deadletters))
+        return own + self.delete_deadletters_mentioning(player_id)
 
     def _delete_partition(self, container: ContainerProxy, player_id: str) -> int:
         """Single-partition query + deletes (the local emulator has no delete-by-partition)."""
@@ -338,6 +398,7 @@ def ensure_containers(client: CosmosClient, settings: CosmosSettings) -> None:
         (settings.actions_container, "/playerId"),
         (settings.deadletters_container, "/playerId"),
         (settings.summaries_container, "/day"),
+        (settings.erasures_container, "/playerKey"),
     ):
         db.create_container_if_not_exists(name, partition_key=PartitionKey(pk), default_ttl=-1)
 

@@ -52,6 +52,7 @@ ACTION_LATENCY = "pi.action.latency"
 BATCHES_PARKED = "pi.batches.parked"
 ACTIONS_REFUSED = "pi.actions.refused"
 REMINDERS = "pi.outbox.reminders"
+DEADLETTERS_ERASED = "pi.deadletters.erased"
 
 METRIC_NAMES: tuple[str, ...] = (
     EVENTS_IN,
@@ -71,6 +72,7 @@ METRIC_NAMES: tuple[str, ...] = (
     BATCHES_PARKED,
     ACTIONS_REFUSED,
     REMINDERS,
+    DEADLETTERS_ERASED,
 )
 
 _configured = False
@@ -115,6 +117,9 @@ class Instruments:
             ACTIONS_REFUSED, unit="{action}", description="Actions Cosmos DB refused for good, by status"
         )
         self.reminders = c(REMINDERS, unit="{reminder}", description="Outbox reminders asked for, by outcome")
+        self.deadletters_erased = c(
+            DEADLETTERS_ERASED, unit="{event}", description="Dead letters not written: an erased player's"
+        )
         self.batches_parked = c(
             BATCHES_PARKED,
             unit="{batch}",

@@ -49,7 +49,10 @@ class FaultProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 payload = self.rfile.read(length) if length else None
-                is_doc_write = self.command in ("POST", "PUT") and "/docs" in self.path
+                is_query = (self.headers.get("x-ms-documentdb-isquery") or "").lower() == "true" or (
+                    "query+json" in (self.headers.get("Content-Type") or "")
+                )
+                is_doc_write = self.command in ("POST", "PUT") and "/docs" in self.path and not is_query
                 if is_doc_write:
                     with proxy._lock:
                         proxy.writes_seen += 1

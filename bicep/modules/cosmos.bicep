@@ -205,6 +205,36 @@ resource summaries 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/container
   }
 }
 
+// Erasure records: one per erased player (a hash of the id, never the id), pk /playerKey, kept
+// longer than Event Hubs keeps events so that no replay can bring the player's dead letters back.
+resource erasures 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2025-04-15' = {
+  parent: database
+  name: 'erasures'
+  properties: {
+    resource: {
+      id: 'erasures'
+      partitionKey: {
+        paths: [
+          '/playerKey'
+        ]
+        kind: 'Hash'
+        version: 2
+      }
+      defaultTtl: -1
+      indexingPolicy: {
+        indexingMode: 'consistent'
+        automatic: true
+        includedPaths: []
+        excludedPaths: [
+          {
+            path: '/*'
+          }
+        ]
+      }
+    }
+  }
+}
+
 @description('Name of the Cosmos DB account.')
 output accountName string = account.name
 
@@ -222,4 +252,5 @@ output containerNames array = [
   actions.name
   deadLetters.name
   summaries.name
+  erasures.name
 ]

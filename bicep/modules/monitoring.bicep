@@ -150,7 +150,7 @@ var workbookContent = {
       type: 3
       content: {
         version: 'KqlItem/1.0'
-        query: 'customMetrics | where name in ("pi.outbox.size", "pi.actions.write_failures", "pi.outbox.expired", "pi.deadletters.write_failures", "pi.batches.parked", "pi.actions.refused", "pi.outbox.reminders") | summarize total = sum(valueSum), peak = max(valueMax) by name, bin(timestamp, 5m) | extend value = iff(name == "pi.outbox.size", peak, total) | project timestamp, name, value | render timechart'
+        query: 'customMetrics | where name in ("pi.outbox.size", "pi.actions.write_failures", "pi.outbox.expired", "pi.deadletters.write_failures", "pi.batches.parked", "pi.actions.refused", "pi.outbox.reminders", "pi.deadletters.erased") | summarize total = sum(valueSum), peak = max(valueMax) by name, bin(timestamp, 5m) | extend value = iff(name == "pi.outbox.size", peak, total) | project timestamp, name, value | render timechart'
         size: 0
         title: 'Outbox: size (max), action write failures, expired actions; dead letters refused'
         queryType: 0

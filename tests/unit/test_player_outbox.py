@@ -31,15 +31,22 @@ class FakeStore:
     def delete_player_data(self, player_id: str) -> int:
         return 0
 
+    def record_erasure(self, player_id: str, erased_ms: int) -> None:
+        pass
+
+    def delete_player_deadletters(self, player_id: str) -> int:
+        return 0
+
 
 class FakeReminders:
     def __init__(self, broken: bool = False) -> None:
         self.asked: list[tuple[str, int]] = []
         self.broken = broken
 
-    def remind(self, player_id: str, delay_s: int) -> None:
+    def remind(self, player_id: str, delay_s: int, op: str = "flush") -> None:
         if self.broken:
             raise ConnectionError("queue service down")
+        assert op == "flush"
         self.asked.append((player_id, delay_s))
 
 
