@@ -82,7 +82,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
         return _json({"status": "unhealthy", "failing": "configuration"}, 503)
     try:
         model = get_model()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: ModelError (card and code disagree)
         log.error("health check failed: %s", exc)
         return _json({"status": "unhealthy", "failing": "model"}, 503)
     return _json({"status": "ok", "modelVersion": model.version})

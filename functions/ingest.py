@@ -95,7 +95,7 @@ def _write_dead_letter(store: ActionStore, dl: DeadLetter) -> bool:
     token in its raw bytes, is checked against the erasure records (shared.erasure).
 
     A transient failure raises, so the batch is retried; a permanent refusal
-    (400/403/413) cannot be cured by retrying and must not stall the partition:
+    (400/413) cannot be cured by retrying and must not stall the partition:
     it is logged (position and reason, not the payload) and counted instead.
     """
     if store.erased.concerns_erased(dl.rejected.player_id, dl.message.body):

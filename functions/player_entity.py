@@ -23,7 +23,7 @@ def _input(context: df.DurableEntityContext) -> object:
 
 @bp.entity_trigger(context_name="context", entity_name="Player")
 def player(context: df.DurableEntityContext) -> None:
-    """State is set once, after the effects; erase destructs the entity."""
+    """State is set once, after the effects (erasure keeps a tombstone; the entity is never deleted)."""
     model = get_model()
     outcome = run_operation(
         context.entity_key,

@@ -2,7 +2,7 @@
 
 Prints a table and writes ``reports/bench.json``. Figures, not pass/fail
 tests: a timed assertion flakes on a shared 2-core machine, a report does not.
-Targets come from the reference load (DESIGN.md): 3,700 events/s into ingest,
+Targets come from the reference load (docs/capacity.md): 3,700 events/s into ingest,
 ~1,000 events/s reaching the actors, entity state well under 16 KB.
 
     python -m scripts.bench [--players 300] [--repeat 5]

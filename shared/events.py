@@ -20,7 +20,7 @@ import msgspec
 from shared.timeutil import iso
 
 # 1-128 of [A-Za-z0-9_.:-] with at least one letter or digit: the Durable client puts the key in
-# a URL path unescaped and aiohttp normalises the dot segments "." and ".." (docs/events.md).
+# a URL path unescaped and aiohttp normalises the dot segments "." and ".." (docs/contracts.md).
 PLAYER_ID_PATTERN = r"^(?=[^A-Za-z0-9]*[A-Za-z0-9])[A-Za-z0-9_.:-]{1,128}$"
 _PLAYER_ID_RE = re.compile(PLAYER_ID_PATTERN)
 TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"

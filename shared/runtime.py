@@ -1,6 +1,6 @@
 """Process-wide, lazily built dependencies of the function handlers.
 
-Created on first use and reused for the life of the worker (STYLE.md): the
+Created on first use and reused for the life of the worker: the
 settings, the Cosmos store and the ONNX model. Nothing here runs at import
 time, so indexing the app never needs a setting or a network.
 """

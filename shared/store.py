@@ -1,6 +1,6 @@
 """Cosmos DB access: the actions container and the dead-letter container.
 
-One client per process, created lazily and reused (STYLE.md). In Azure the app
+One client per process, created lazily and reused. In Azure the app
 authenticates with its managed identity; a key is accepted only for a local
 emulator (enforced in ``shared.config``). Retries are the SDK's own: throttling
 (429) is retried honouring the service's ``x-ms-retry-after-ms``, 503 and
