@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from devhost.cli import main as devhost_main
+from devhost.faultproxy import behind_proxy
 from devhost.host import Host, RunConfig
 from devhost.parked import list_parked, reinject
 from shared.config import CosmosSettings
 from shared.store import ActionStore
 from tests.e2e.test_devhost_e2e import settings_file
-from tests.faultproxy import behind_proxy
 from tests.helpers import body, cloud_event
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cosmos, pytest.mark.timeout(180)]

@@ -271,8 +271,8 @@ def test_a_dead_letter_cosmos_refuses_for_good_does_not_stall_the_partition(
     eventually parked, so nothing is dropped.)"""
     from urllib.parse import urlparse
 
+    from devhost.faultproxy import FaultProxy
     from shared import runtime
-    from tests.faultproxy import FaultProxy
 
     upstream = urlparse(app_env["COSMOS_ENDPOINT"]).port
     with FaultProxy(upstream, status=413, failures=1000) as proxy:
@@ -292,8 +292,8 @@ def test_a_dead_letter_write_that_fails_transiently_fails_the_batch_for_a_retry(
 ) -> None:
     from urllib.parse import urlparse
 
+    from devhost.faultproxy import FaultProxy
     from shared import runtime
-    from tests.faultproxy import FaultProxy
 
     upstream = urlparse(app_env["COSMOS_ENDPOINT"]).port
     with FaultProxy(upstream, status=503, failures=1000, retry_after_ms=1) as proxy:
@@ -332,9 +332,9 @@ def test_a_flood_of_bad_input_is_dead_lettered_concurrently(app_env: dict[str, s
     partition for seconds. A proxy adds write latency and counts writes in flight."""
     from urllib.parse import urlparse
 
+    from devhost.faultproxy import FaultProxy
     from functions.ingest import DEADLETTER_CONCURRENCY
     from shared import runtime
-    from tests.faultproxy import FaultProxy
 
     upstream = urlparse(app_env["COSMOS_ENDPOINT"]).port
     with FaultProxy(upstream, status=503, failures=0, write_delay_s=0.05) as proxy:

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
+from devhost.faultproxy import behind_proxy
 from shared.config import CosmosSettings
 from shared.state import action_id
 from shared.store import ActionStore
-from tests.faultproxy import behind_proxy
 
 pytestmark = pytest.mark.cosmos
 

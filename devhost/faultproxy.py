@@ -1,13 +1,18 @@
-"""A loopback HTTP proxy that answers the first N document writes with an error.
+"""A loopback HTTP proxy in front of the Cosmos DB server that injects faults into document writes.
 
-Used to check that the Cosmos client's retry policy (not ours) rides out
-throttling and brief unavailability, honouring the service's retry-after.
+Modes (combinable): the first ``failures`` document writes answered with ``status``
+(0: the connection is dropped without an answer); a random ``mix`` of faults per
+write (e.g. 35% 429 with ``x-ms-retry-after-ms``, 5% 503, 5% resets), seeded; a
+``blackhole`` switch under which every request (reads too) hangs unanswered until
+switched off or the client gives up; and a ``write_delay_s`` per write (a
+service's latency). Used by the tests and by ``make reliability`` (loopback only).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import http.client
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -26,8 +31,15 @@ class FaultProxy:
         failures: int,
         retry_after_ms: int = 50,
         write_delay_s: float = 0.0,
+        mix: dict[int, float] | None = None,
+        seed: int = 0,
     ) -> None:
         self.upstream_port = upstream_port
+        # status -> probability per document write (0 means a dropped connection).
+        self.mix = dict(mix or {})
+        self._rng = random.Random(seed)
+        self.faults_by_status: dict[int, int] = {}
+        self.blackhole = threading.Event()  # set: every request hangs unanswered
         # Each document write waits this long first (a service's write latency, e.g. ~40 ms in Azure).
         self.write_delay_s = write_delay_s
         self.in_flight = 0
@@ -36,6 +48,7 @@ class FaultProxy:
         self.failures_left = failures
         self.retry_after_ms = retry_after_ms
         self.faults_served = 0
+        self._closing = False
         self.writes_seen = 0
         self._lock = threading.Lock()
         proxy = self
@@ -53,23 +66,38 @@ class FaultProxy:
                     "query+json" in (self.headers.get("Content-Type") or "")
                 )
                 is_doc_write = self.command in ("POST", "PUT") and "/docs" in self.path and not is_query
+                if proxy.blackhole.is_set():
+                    while proxy.blackhole.is_set() and not proxy._closing:
+                        time.sleep(0.05)
+                    self.close_connection = True
+                    return
+                status = proxy.status
                 if is_doc_write:
                     with proxy._lock:
                         proxy.writes_seen += 1
                         fail = proxy.failures_left > 0
                         if fail:
                             proxy.failures_left -= 1
+                        elif proxy.mix:
+                            roll, acc = proxy._rng.random(), 0.0
+                            for code, share in proxy.mix.items():
+                                acc += share
+                                if roll < acc:
+                                    fail, status = True, code
+                                    break
+                        if fail:
                             proxy.faults_served += 1
-                    if fail and proxy.status == 0:  # a dropped connection: no response at all
+                            proxy.faults_by_status[status] = proxy.faults_by_status.get(status, 0) + 1
+                    if fail and status == 0:  # a dropped connection: no response at all
                         self.close_connection = True
                         self.connection.shutdown(2)
                         return
                     if fail:
                         body = b'{"code":"TooManyRequests","message":"injected"}'
-                        self.send_response(proxy.status)
+                        self.send_response(status)
                         self.send_header("Content-Type", "application/json")
                         self.send_header("x-ms-retry-after-ms", str(proxy.retry_after_ms))
-                        self.send_header("x-ms-substatus", "3200" if proxy.status == 429 else "0")
+                        self.send_header("x-ms-substatus", "3200" if status == 429 else "0")
                         self.send_header("Content-Length", str(len(body)))
                         self.end_headers()
                         self.wfile.write(body)
@@ -106,6 +134,8 @@ class FaultProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closing = True
+        self.blackhole.clear()
         self.server.shutdown()
         self.server.server_close()
 
