@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 IAC_VENV := .venv-iac
 
-.PHONY: help setup system-packages iac-tools run test test-shifted unit e2e lint lint-only train bench clean
+.PHONY: help setup system-packages iac-tools run test test-shifted unit e2e reliability lint lint-only train bench clean
 
 help:
 	@echo "make run    - set up and run the demo on the embedded default"
@@ -16,6 +16,8 @@ help:
 	@echo "              then all of them again with the clock a year ahead and TZ=Asia/Tokyo (libfaketime)"
 	@echo "make unit   - fast loop: unit and platform-conformance tests"
 	@echo "make e2e    - the devhost end-to-end tests (real Cosmos server, Azurite)"
+	@echo "make reliability - kills, replays, Cosmos outages, fault mixes, poison input, erasure: lost/duplicated"
+	@echo "              counted per scenario; writes reports/reliability.json and .png (about 10 minutes)"
 	@echo "make lint   - ruff + mypy"
 	@echo "make train  - retrain the ONNX model and rewrite its model card"
 	@echo "make bench  - benchmark the hot paths; writes reports/bench.json"
@@ -59,6 +61,9 @@ test-shifted: setup iac-tools system-packages
 	TZ=$(SHIFT_TZ) faketime -f "$(SHIFT)" $(BIN)/python -c "import datetime; print('shifted clock:', datetime.datetime.now().astimezone().isoformat())"
 	TZ=$(SHIFT_TZ) faketime -f "$(SHIFT)" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+reliability: setup
+	$(BIN)/python -m scripts.reliability --out reports
+
 unit: setup
 	$(BIN)/python -m pytest tests/unit tests/platform $(PYTEST_ARGS)
 
@@ -66,7 +71,7 @@ e2e: setup
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 system-packages:
-	@command -v faketime >/dev/null || scripts/install-system-packages.sh
+	@command -v faketime >/dev/null && test -x /usr/bin/chromium || scripts/install-system-packages.sh
 
 lint: setup lint-only
 

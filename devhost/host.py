@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 import logging
 import shutil
 import socket
@@ -499,15 +500,26 @@ class Pipeline:
         ]
 
     async def _drain_queues(self, timeout_s: float, entity_task: asyncio.Task[Any]) -> None:
-        """Wait until every queue-triggered message (outbox reminders) is handled and the entities
-        are idle again, or ``timeout_s`` passed (a reminder that keeps failing re-queues itself)."""
+        """Wait until no entity holds an unwritten action or an unfinished erasure (their reminders
+        have done their work) and the entities are idle, or ``timeout_s`` passed. Reminders still
+        queued for an outbox that is already empty are harmless and not waited for."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            pending = sum([await asyncio.to_thread(q.pending) for q in self.listeners])
-            if pending == 0 and self.scheduler.pending == 0:
+            if self.scheduler.pending == 0 and not self.unfinished_entities():
                 break
             await asyncio.sleep(0.25)
         await _unless_failed(self.scheduler.drained(), entity_task)
+
+    def unfinished_entities(self) -> list[str]:
+        """Entities whose state still holds an outbox or an unfinished erasure."""
+        out = []
+        for key, raw in self.db.entity_states("player").items():
+            state = json.loads(raw)
+            if isinstance(state, str):  # the SDK stores the state as a JSON string
+                state = json.loads(state)
+            if isinstance(state, dict) and (state.get("outbox") or state.get("erasing")):
+                out.append(key)
+        return out
 
     def _close_bar(self) -> None:
         if self.bar is not None:
@@ -527,6 +539,9 @@ class Pipeline:
             if cfg.transport == "http":
                 base_url = url
             log.info("webhooks and HTTP functions on %s", url)
+            from devhost import dashboard
+
+            dashboard.attach(self.server, self, host)  # prints "dashboard http://127.0.0.1:PORT/dashboard/"
         binding = protocol.client_binding_json(base_url, self.options.hub_name)
         self.clients = {arg: binding for arg in self.ingest.client_args}
         self.listeners = self._queue_listeners(binding)

@@ -19,6 +19,7 @@ from aiohttp import web
 from yarl import URL
 
 from devhost import bindings, protocol
+from devhost.dashboard import Dashboard
 from devhost.entities import EntityScheduler
 from devhost.indexing import FunctionSpec
 
@@ -74,6 +75,7 @@ class WebhookServer:
         self.scheduler = scheduler
         self.hub = hub
         self.http_functions = http_functions
+        self.dashboard = Dashboard()  # the page and /devhost/api/ (devhost/dashboard.py)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
@@ -86,6 +88,7 @@ class WebhookServer:
             route = "/api/" + str(spec.trigger.get("route") or spec.name).lstrip("/")
             for method in spec.trigger.get("methods") or ["GET", "POST"]:
                 app.router.add_route(method.upper(), route, self._http_handler(spec))
+        self.dashboard.add_routes(app)
         app.router.add_route("*", protocol.WEBHOOK_PATH + "entities/{tail:.*}", self._bad_entity_url)
         app.router.add_route("*", protocol.WEBHOOK_PATH + "{tail:.*}", self._unsupported)
         return app

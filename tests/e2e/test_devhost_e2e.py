@@ -49,6 +49,7 @@ def settings_file(tmp: Path, cosmos: CosmosSettings) -> Path:
         "EVENTHUB_NAME": "player-events",
         "EVENTHUB_CONSUMER_GROUP": "$Default",
         "DURABLE_TASK_HUB": "e2ehub",
+        "OUTBOX_REMINDER_QUEUE": "outbox-reminders",
     }
     path.write_text(json.dumps({"IsEncrypted": False, "Values": values}), encoding="utf-8")
     return path

@@ -197,8 +197,9 @@ def test_failed_invocations_are_retried_per_policy_then_the_host_moves_on(tmp_pa
 def test_the_real_app_is_indexed_with_resolved_binding_expressions() -> None:
     import function_app
 
-    settings = {"EVENTHUB_NAME": "hub-x", "EVENTHUB_CONSUMER_GROUP": "cg-y"}
+    settings = {"EVENTHUB_NAME": "hub-x", "EVENTHUB_CONSUMER_GROUP": "cg-y", "OUTBOX_REMINDER_QUEUE": "q-z"}
     index = index_app(function_app.app, settings)
+    assert index.functions["outbox_reminder"].trigger["queueName"] == "q-z"
     ingest = index.by_trigger("eventHubTrigger")[0]
     assert (ingest.trigger["eventHubName"], ingest.trigger["consumerGroup"]) == ("hub-x", "cg-y")
     assert (
@@ -207,7 +208,7 @@ def test_the_real_app_is_indexed_with_resolved_binding_expressions() -> None:
     assert index.entity("player").name == "player"
     assert {f.name for f in index.by_trigger("httpTrigger")} == {"get_player", "erase_player", "health"}
     with pytest.raises(SettingsError, match="EVENTHUB_NAME"):
-        index_app(function_app.app, {"EVENTHUB_CONSUMER_GROUP": "cg"})
+        index_app(function_app.app, {"EVENTHUB_CONSUMER_GROUP": "cg", "OUTBOX_REMINDER_QUEUE": "q"})
 
 
 def test_an_unsupported_binding_is_refused_with_the_function_named() -> None:
