@@ -85,7 +85,7 @@ def eventhub_metadata(
         {
             "x-opt-sequence-number": e.sequence,
             "x-opt-offset": e.offset,
-            "x-opt-enqueued-time": _dotnet_utc(e.enqueued_ms),
+            "x-opt-enqueued-time": _dotnet_offset(e.enqueued_ms),
             "x-opt-partition-key": e.partition_key,
             "SequenceNumber": e.sequence,
             "Offset": e.offset,

@@ -122,9 +122,9 @@ class Dashboard:
 
     @staticmethod
     def _loopback(request: web.Request) -> bool:
-        sock = request.transport.get_extra_info("sockname") if request.transport else None
-        port = sock[1] if sock else None
-        return request.host in (f"127.0.0.1:{port}", f"localhost:{port}")
+        from devhost.transport import is_loopback_host
+
+        return is_loopback_host(request)
 
     @staticmethod
     def _json(body: Any, status: int = 200) -> web.Response:

@@ -68,6 +68,7 @@ class EntityScheduler:
         self._ready: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._scheduled: set[tuple[str, str]] = set()
         self._busy = 0
+        self._failures: dict[tuple[str, str], int] = {}
         self._idle = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="entity")
         for name, key in db.queued_entities():
@@ -121,41 +122,42 @@ class EntityScheduler:
         while True:
             name, key = await self._ready.get()
             self._busy += 1
+            retry_in: float | None = None
             try:
                 ops = self.db.next_ops(name, key, self.max_batch)
                 if ops:
-                    await self._run_batch(name, key, ops)
+                    retry_in = await self._run_batch(name, key, ops)
             finally:
                 self._busy -= 1
-                if self.db.has_ops(name, key):
+                if retry_in is not None:
+                    # Like the extension, the failed work item is abandoned and the worker moves on;
+                    # the entity comes back after a back-off, with any operations queued meanwhile.
+                    asyncio.get_running_loop().call_later(retry_in, self._ready.put_nowait, (name, key))
+                elif self.db.has_ops(name, key):
                     self._ready.put_nowait((name, key))  # to the back: fair between entities
                 else:
                     self._scheduled.discard((name, key))
                 self._update_idle()
 
-    async def _run_batch(self, name: str, key: str, ops: list[QueuedOp]) -> None:
+    async def _run_batch(self, name: str, key: str, ops: list[QueuedOp]) -> float | None:
+        """Run one batch and commit it; on a failure of the whole batch, the seconds to wait before
+        delivering it again (nothing is committed, nothing is parked)."""
         state = self.db.entity_state(name, key)
         request = protocol.entity_batch_json(name, key, state, [(o.op, o.input) for o in ops])
         runner = self.handlers[name]
-        failures = 0
-        while True:
-            try:
-                raw = await runner(request, self._executor)
-                result = protocol.parse_entity_response(raw)
-                break
-            except Exception as exc:  # the whole batch failed: not committed, delivered again
-                failures += 1
-                self.stats.batch_failures += 1
-                delay = min(REDELIVERY_MAX_S, REDELIVERY_BASE_S * 2 ** min(failures - 1, 10))
-                log.warning(
-                    "entity %s/%s batch failed (delivery %d), redelivering in %.2fs: %s",
-                    name,
-                    key,
-                    failures,
-                    delay,
-                    exc,
-                )
-                await asyncio.sleep(delay)
+        try:
+            raw = await runner(request, self._executor)
+            result = protocol.parse_entity_response(raw)
+        except Exception as exc:  # the whole batch failed: not committed, delivered again
+            failures = self._failures.get((name, key), 0) + 1
+            self._failures[(name, key)] = failures
+            self.stats.batch_failures += 1
+            delay = min(REDELIVERY_MAX_S, REDELIVERY_BASE_S * 2 ** min(failures - 1, 10))
+            log.warning(
+                "entity %s batch failed (delivery %d), redelivered in %.2fs: %s", name, failures, delay, exc
+            )
+            return delay
+        self._failures.pop((name, key), None)
         self.db.finish_entity_batch(name, key, result.state, [o.id for o in ops], now_ms())
         self.pending -= len(ops)
         self.stats.batches += 1
@@ -163,6 +165,5 @@ class EntityScheduler:
         errors = [r for r in result.results if r.get("isError")]
         if errors:
             self.stats.operation_errors += len(errors)
-            log.error(
-                "entity %s/%s: %d operation(s) raised: %s", name, key, len(errors), errors[0].get("result")
-            )
+            log.error("entity %s: %d operation(s) raised: %s", name, len(errors), errors[0].get("result"))
+        return None

@@ -107,7 +107,7 @@ def entity_batch_json(
             "state": state,
             "exists": state is not None,
             "batch": [
-                {"name": op, "signal": True, "input": json.dumps(body) if body is not None else None}
+                {"name": op, "isSignal": True, "input": json.dumps(body) if body is not None else None}
                 for op, body in operations
             ],
         }

@@ -4,11 +4,13 @@ Against a real queue service (Azurite locally, the host storage account): the
 listener fetches up to ``batchSize`` messages, polling with exponential back-off
 up to ``maxPollingInterval`` while the queue is empty; it decodes each message
 as the host does (``messageEncoding``, Base64 by default: a message that is not
-valid Base64 fails like an exception in the function); a message whose
-invocation succeeds is deleted; one that fails becomes visible again after
-``visibilityTimeout``, and when it has been dequeued ``maxDequeueCount`` times it
-is moved to the ``<queue>-poison`` queue. These are the extension's documented
-host.json settings, read from host.json (devhost.settings.QueueOptions).
+valid Base64 is moved to the ``<queue>-poison`` queue at once, unrun, as the
+extension's decoding-failure handler does); a message whose invocation succeeds
+is deleted; one that fails becomes visible again after ``visibilityTimeout``,
+and when it has been dequeued ``maxDequeueCount`` times it is moved to the
+poison queue (one dequeued more often than that is moved without running).
+These are the extension's documented host.json settings, read from host.json
+(devhost.settings.QueueOptions).
 """
 
 from __future__ import annotations
@@ -94,9 +96,16 @@ class QueueListener:
         return list(next(pages.by_page(), []))
 
     async def process(self, msg: Any) -> None:
-        self.stats.invocations += 1
+        if msg.dequeue_count > self.options.max_dequeue_count:  # tried too often already: not run again
+            await asyncio.to_thread(self._poison, msg, "dequeue count over maxDequeueCount")
+            return
         try:
             body = decode_body(msg.content, self.options.message_encoding)
+        except ValueError as exc:  # binascii.Error: the extension moves it to poison at once, unrun
+            await asyncio.to_thread(self._poison, msg, f"message could not be decoded: {exc}")
+            return
+        self.stats.invocations += 1
+        try:
             inv = bindings.queue_invocation(
                 self.spec.trigger,
                 body,
@@ -115,18 +124,15 @@ class QueueListener:
             return
         await asyncio.to_thread(self.queue.delete_message, msg.id, msg.pop_receipt)
 
+    def _poison(self, msg: Any, why: object) -> None:
+        log.error("queue message %s moved to %s-poison: %s", msg.id, self.name, why)
+        self.poison.send_message(msg.content)
+        self.queue.delete_message(msg.id, msg.pop_receipt)
+        self.stats.poisoned += 1
+
     def _failed(self, msg: Any, exc: BaseException) -> None:
         if msg.dequeue_count >= self.options.max_dequeue_count:
-            log.error(
-                "queue message %s moved to %s-poison after %d tries: %s",
-                msg.id,
-                self.name,
-                msg.dequeue_count,
-                exc,
-            )
-            self.poison.send_message(msg.content)
-            self.queue.delete_message(msg.id, msg.pop_receipt)
-            self.stats.poisoned += 1
+            self._poison(msg, f"failed {msg.dequeue_count} times: {exc}")
             return
         log.warning(
             "queue message %s failed (try %d), visible again in %.0fs: %s",

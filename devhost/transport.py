@@ -68,6 +68,25 @@ class InProcTransport:
         return [404, ""] if state is None else [200, state]
 
 
+def is_loopback_host(request: web.Request) -> bool:
+    """Was the request addressed to this server's loopback address by name (Host header)?
+
+    The server listens on 127.0.0.1 only, but a page on another site can still reach it from a
+    browser through DNS rebinding; such a request carries that site's name in its Host header."""
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    port = sock[1] if sock else None
+    return request.host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}")
+
+
+@web.middleware
+async def _loopback_only(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every route (the Durable webhooks, the app's HTTP functions with their erase API, the
+    dashboard) answers only requests addressed to the loopback address."""
+    if not is_loopback_host(request):
+        return web.Response(status=421, text="this server answers on its loopback address only")
+    return await handler(request)
+
+
 class WebhookServer:
     """Loopback aiohttp server: Durable webhooks + the app's HTTP-triggered functions."""
 
@@ -80,7 +99,7 @@ class WebhookServer:
         self.base_url = ""
 
     def _app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[_loopback_only])
         entity = protocol.WEBHOOK_PATH + "entities/{name}/{key:.*}"
         app.router.add_post(entity, self._signal)
         app.router.add_get(entity, self._read)

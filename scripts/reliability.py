@@ -51,7 +51,8 @@ class Size:
     kills: int
     fuzz_cases: int
     hostile_events: int
-    outage_s: float
+    outage_s: float  # the Cosmos process stopped
+    blackhole_s: float  # every request swallowed: longer than the store's retries (4 x 5 s read timeout)
 
 
 FULL = Size(
@@ -296,7 +297,7 @@ def outage_blackhole(lab: Lab) -> Scenario:
         def outage() -> None:
             window.append(time.monotonic() - started)
             proxy.blackhole.set()
-            time.sleep(lab.size.outage_s + 3)
+            time.sleep(lab.size.blackhole_s)
             proxy.blackhole.clear()
             window.append(time.monotonic() - started)
 
@@ -304,7 +305,7 @@ def outage_blackhole(lab: Lab) -> Scenario:
         t = _during(outage, 2.0)
         result = lab.run("outage_hole", rate=3000, drain_reminders_s=180, settings_path=settings)
         t.join()
-    lab.faults["blackhole_s"] = lab.faults.get("blackhole_s", 0) + int(lab.size.outage_s + 3)
+    lab.faults["blackhole_s"] = lab.faults.get("blackhole_s", 0) + int(lab.size.blackhole_s)
     lab.compare("outage_hole", s)
     s.figures.update(write_failures=result.summary["pipeline"]["write_failures"], window=window)
     lab.timelines["outage_hole"] = _timeline(result) + [{"window": window}]

@@ -19,6 +19,7 @@ Event Hubs keeps events, so no replay can outlive it.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -26,10 +27,15 @@ from collections.abc import Callable, Iterable
 
 from shared import telemetry
 
+log = logging.getLogger(__name__)
+
 RECORD_TTL_S = 30 * 24 * 3600  # > Event Hubs retention (at most 7 days on Standard)
 REFRESH_S = 60.0
+RETRY_S = 5.0
 SWEEP_DELAY_S = int(2 * REFRESH_S + 30)
-_TOKEN = re.compile(rb"[A-Za-z0-9_.:-]{1,128}")
+# Ids are looked for as JSON string values ("player-00042"), so a short numeric id does not match
+# every number in a payload.
+_TOKEN = re.compile(rb'"([A-Za-z0-9_.:-]{1,128})"')
 
 
 def erased_key(player_id: str) -> str:
@@ -38,9 +44,8 @@ def erased_key(player_id: str) -> str:
 
 
 def mentions(raw: bytes, player_id: str) -> bool:
-    """Does ``raw`` carry ``player_id`` as a whole token (not inside a longer id)?"""
-    pattern = rb"(?<![A-Za-z0-9_.:-])" + re.escape(player_id.encode()) + rb"(?![A-Za-z0-9_.:-])"
-    return re.search(pattern, raw) is not None
+    """Does ``raw`` carry ``player_id`` as a JSON string value (not inside a longer id or a number)?"""
+    return b'"' + player_id.encode() + b'"' in raw
 
 
 class ErasureIndex:
@@ -56,11 +61,19 @@ class ErasureIndex:
         self._lock = threading.Lock()
 
     def keys(self) -> frozenset[str]:
+        """The erased keys. A refresh that fails keeps serving the keys loaded before (and tries
+        again in a few seconds); only the very first load's failure raises (the batch retries)."""
         with self._lock:
             now = self._clock()
             if self._loaded_at is None or now - self._loaded_at >= REFRESH_S:
-                self._keys = frozenset(self._load())  # raises while Cosmos is down: the batch retries
-                self._loaded_at = now
+                try:
+                    self._keys = frozenset(self._load())
+                    self._loaded_at = now
+                except Exception:
+                    if self._loaded_at is None:
+                        raise
+                    log.warning("erasure records could not be refreshed; using the ones loaded before")
+                    self._loaded_at = now - REFRESH_S + RETRY_S
             return self._keys
 
     def add(self, player_id: str) -> None:

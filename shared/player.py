@@ -81,10 +81,13 @@ def run_operation(
 ) -> Outcome:
     ref = telemetry.player_ref(player_id, hash_player_ids)
     state = st.load_state(raw_state)
+    from_reminder = isinstance(payload, dict) and payload.get("reason") == "reminder"
+    if op == "erase" and from_reminder and state.erased_ms and not state.erasing:
+        return Outcome(st.dump_state(state), {"erased": player_id, "already": True}, st.Effects())
     if op == "erase" or state.erasing:
         return _erase(player_id, op, state, store, reminders, now_ms)
     if op == "sweep":
-        return _sweep(player_id, op, state, store, now_ms)
+        return _sweep(player_id, op, state, store, reminders, now_ms, reminder_first_s)
     effects = st.apply(
         state,
         player_id,
@@ -177,8 +180,8 @@ def _erase(
         log.warning("erasure incomplete; retried: %s", type(exc).__name__)
         effects.rejections["erasing"] = 1
         _record(op, effects, st.PlayerState(), [], 0, now_ms)
-        tomb = _tombstone(state, erasing=True)
-        _remind(tomb, player_id, reminders, now_ms, REMINDER_FIRST_S, "erase")
+        tomb = _tombstone(state, erasing=True, remind_ms=state.remind_ms, retries=state.retries)
+        _retry_later(tomb, player_id, reminders, now_ms, "erase")
         return Outcome(st.dump_state(tomb), {"erased": False, "retrying": True}, effects)
     _record(op, effects, st.PlayerState(), [], 0, now_ms)
     tomb = _tombstone(state, erased_ms=now_ms)
@@ -186,23 +189,45 @@ def _erase(
     return Outcome(st.dump_state(tomb), {"erased": player_id, "documentsDeleted": deleted}, effects)
 
 
-def _sweep(player_id: str, op: str, state: st.PlayerState, store: Store, now_ms: int) -> Outcome:
+def _sweep(
+    player_id: str,
+    op: str,
+    state: st.PlayerState,
+    store: Store,
+    reminders: Reminders | None,
+    now_ms: int,
+    reminder_first_s: int,
+) -> Outcome:
     """After an erasure: delete the dead letters of the player that were written meanwhile.
 
-    Only dead letters: actions decided after the erasure (from events enqueued after it) are new."""
+    Only dead letters: actions decided after the erasure (from events enqueued after it) are new.
+    A sweep that fails is asked for again later (backing off); afterwards, an outbox the player
+    built since the erasure gets its own reminder."""
     effects = st.Effects()
-    state.remind_ms = 0
     if not state.erased_ms:
         return Outcome(st.dump_state(state), {"swept": 0}, effects)
     try:
         swept = store.delete_player_deadletters(player_id)
     except (AzureError, OSError, RuntimeError) as exc:
-        log.warning(
-            "erasure sweep failed; the record still keeps new dead letters out: %s", type(exc).__name__
-        )
-        swept = 0
+        log.warning("erasure sweep failed, retried later: %s", type(exc).__name__)
+        _retry_later(state, player_id, reminders, now_ms, "sweep")
+        return Outcome(st.dump_state(state), {"swept": 0, "retrying": True}, effects)
+    state.remind_ms, state.retries = 0, 0
+    _ask_for_reminder(state, player_id, reminders, now_ms, reminder_first_s)
     _record(op, effects, state, [], 0, now_ms)
     return Outcome(st.dump_state(state), {"swept": swept}, effects)
+
+
+def _retry_later(
+    state: st.PlayerState, player_id: str, reminders: Reminders | None, now_ms: int, op: str
+) -> None:
+    """One pending reminder for a failed erase or sweep, backing off 10 s doubling to 5 min: the
+    player's other operations meanwhile do not each ask for another one."""
+    if state.remind_ms and now_ms < state.remind_ms:
+        return
+    delay = min(REMINDER_MAX_S, REMINDER_FIRST_S * 2 ** min(state.retries, 10))
+    state.retries += 1
+    _remind(state, player_id, reminders, now_ms, delay, op)
 
 
 def _remind(

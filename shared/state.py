@@ -131,6 +131,8 @@ class PlayerState(msgspec.Struct, omit_defaults=True):
     outbox: list[OutboxItem] = msgspec.field(default_factory=list)
     # When the outbox reminder the entity asked for is due (wall clock ms); 0: none pending.
     remind_ms: int = 0
+    # Reminders asked in a row for an erasure or sweep that keeps failing: their back-off.
+    retries: int = 0
     refused: list[RefusedAction] = msgspec.field(default_factory=list)
     # An erasure whose Cosmos deletes have not succeeded yet: only dedupe marks are kept.
     erasing: bool = False

@@ -143,25 +143,25 @@ class ActionStore:
         WriteFailed (the service failed: the breaker opens for that kind of failure); a 409 (the
         document exists) and a 404 on delete pass through as the SDK's exceptions.
         """
-        self.breaker.before()
+        ticket = self.breaker.before()
         try:
             result = transient_retry(fn)(*args, **kwargs)
         except (exceptions.CosmosResourceExistsError, exceptions.CosmosResourceNotFoundError):
-            self.breaker.success()
+            self.breaker.success(ticket)
             raise
         except exceptions.CosmosHttpResponseError as exc:
             if exc.status_code in PERMANENT_STATUS:
-                self.breaker.release()
+                self.breaker.release(ticket)
                 raise PermanentWriteFailure(f"{what} refused: {exc.status_code}", exc.status_code) from exc
-            self.breaker.failure(failure_kind(exc))
+            self.breaker.failure(ticket, failure_kind(exc))
             raise WriteFailed(f"{what} failed: {exc.status_code}") from exc
         except (AzureError, OSError) as exc:
-            self.breaker.failure(failure_kind(exc))
+            self.breaker.failure(ticket, failure_kind(exc))
             raise WriteFailed(f"{what} failed: {type(exc).__name__}") from exc
         except BaseException:
-            self.breaker.release()
+            self.breaker.release(ticket)
             raise
-        self.breaker.success()
+        self.breaker.success(ticket)
         return result
 
     def _connect(self) -> tuple[ContainerProxy, ContainerProxy, ContainerProxy]:
@@ -302,7 +302,7 @@ class ActionStore:
             params: list[dict[str, object]] = [{"name": "@p", "value": player_id}]
             return [r["id"] for r in container.query_items(query, parameters=params, partition_key=player_id)]
 
-        found = self._call(f"query of {player_id}'s documents", ids)
+        found = self._call("query of a player's documents", ids)
         for item_id in found:
             try:
                 self._call("delete", container.delete_item, item_id, partition_key=player_id)

@@ -139,3 +139,23 @@ def test_a_failed_entity_batch_is_delivered_again_without_a_cap(tmp_path: Path) 
     scheduler = asyncio.run(go())
     assert len(calls) == 5 and scheduler.stats.batch_failures == 4 and scheduler.stats.operations == 1
     assert scheduler.db.entity_state("player", "p1") == "1" and scheduler.pending == 0
+
+
+def test_the_devhost_server_answers_only_requests_addressed_to_loopback(tmp_path: Path) -> None:
+    """Not a platform fact but the devhost's own safety: a DNS-rebinding page must not reach the
+    erase API or the entity webhooks through a browser."""
+    import aiohttp
+
+    async def go() -> tuple[int, int]:
+        server = WebhookServer(_scheduler(tmp_path, _noop), [], "hub")
+        base = await server.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                url = base + protocol.WEBHOOK_PATH + "entities/Player/p1"
+                async with session.get(url, headers={"Host": "evil.example:80"}) as bad:
+                    async with session.get(url) as good:
+                        return bad.status, good.status
+        finally:
+            await server.stop()
+
+    assert asyncio.run(go()) == (421, 404)

@@ -32,22 +32,26 @@ class FakeStore:
         return 0
 
     def record_erasure(self, player_id: str, erased_ms: int) -> None:
-        pass
+        if self.mode == "fail":
+            raise ConnectionError("cosmos down")
 
     def delete_player_deadletters(self, player_id: str) -> int:
+        if self.mode == "fail":
+            raise ConnectionError("cosmos down")
         return 0
 
 
 class FakeReminders:
     def __init__(self, broken: bool = False) -> None:
         self.asked: list[tuple[str, int]] = []
+        self.ops: list[str] = []
         self.broken = broken
 
     def remind(self, player_id: str, delay_s: int, op: str = "flush") -> None:
         if self.broken:
             raise ConnectionError("queue service down")
-        assert op == "flush"
         self.asked.append((player_id, delay_s))
+        self.ops.append(op)
 
 
 def with_outbox(n: int = 1, attempts: int = 0) -> dict[str, Any]:
@@ -113,3 +117,50 @@ def test_reminder_delays_are_bounded_and_spread_between_players() -> None:
     delays = {reminder_delay_s(f"p{i}", 1) for i in range(200)}
     assert min(delays) >= 10 and max(delays) <= 12 and len(delays) > 1
     assert reminder_delay_s("p", 30) <= REMINDER_MAX_S * 1.2
+
+
+def op(name: str, raw: Any, store: FakeStore, reminders: FakeReminders, now: int, payload: Any = None) -> Any:
+    return run_operation(
+        "p-1",
+        name,
+        raw,
+        payload if payload is not None else {"reason": "reminder"},
+        now_ms=now,
+        scorer=lambda f: ({}, []),
+        model_version="m",
+        rules=Rules(),
+        store=store,
+        reminders=reminders,
+    )
+
+
+def test_an_erasure_cosmos_cannot_complete_keeps_one_backing_off_reminder_not_one_per_event() -> None:
+    reminders = FakeReminders()
+    out = op("erase", None, FakeStore("fail"), reminders, NOW_MS, {"requested": True})
+    assert out.state["erasing"] and reminders.ops == ["erase"]
+    state = out.state
+    for i in range(50):  # the player's events keep coming while Cosmos is down
+        state = op("events", state, FakeStore("fail"), reminders, NOW_MS + 100 + i, {"events": []}).state
+    assert reminders.ops == ["erase"]  # still the one pending reminder
+    due = state["remind_ms"]
+    state = op("erase", state, FakeStore("fail"), reminders, due).state  # the reminder fires, fails again
+    assert reminders.ops == ["erase", "erase"] and reminders.asked[1][1] > reminders.asked[0][1]
+    done = op("erase", state, FakeStore("ok"), reminders, state["remind_ms"])
+    assert not done.state.get("erasing") and done.state["erased_ms"] and reminders.ops[-1] == "sweep"
+    # A reminder-sourced erase of a player already erased does nothing more.
+    again = op("erase", done.state, FakeStore("fail"), reminders, state["remind_ms"] + 1)
+    assert json_result(again) == {"erased": "p-1", "already": True}
+
+
+def test_a_failed_sweep_is_retried_and_a_sweep_then_looks_after_the_outbox() -> None:
+    reminders = FakeReminders()
+    erased = op("erase", None, FakeStore("ok"), reminders, NOW_MS, {"requested": True}).state
+    failed = op("sweep", erased, FakeStore("fail"), reminders, NOW_MS + 200_000)
+    assert failed.result == {"swept": 0, "retrying": True} and reminders.ops == ["sweep", "sweep"]
+    with_box = dict(failed.state, outbox=with_outbox()["outbox"], remind_ms=0)
+    swept = op("sweep", with_box, FakeStore("ok"), reminders, NOW_MS + 400_000)
+    assert swept.result == {"swept": 0} and reminders.ops[-1] == "flush"
+
+
+def json_result(outcome: Any) -> Any:
+    return outcome.result
