@@ -33,6 +33,7 @@ class HubEvent:
     offset: str
     enqueued_ms: int
     partition_key: str | None = None
+    properties: Mapping[str, Any] | None = None  # the event's application properties
 
 
 def _dotnet_utc(ms: int) -> str:
@@ -80,36 +81,47 @@ def eventhub_data(events: Sequence[HubEvent], data_type: str | None) -> Datum:
 def eventhub_metadata(
     events: Sequence[HubEvent], *, partition: str, hub: str, consumer_group: str, namespace: str
 ) -> dict[str, Datum]:
-    """Trigger metadata of a many-batch: per-event arrays, the partition context once, ``sys``."""
-    system = [
-        {
+    """Trigger metadata of a many-batch, as ``EventHubTriggerBindingStrategy`` builds it and the host
+    converts it (``ScriptInvocationContextExtensions.ToRpc``): per-event arrays, the partition
+    context once. Null values are skipped, null or empty partition keys are dropped from
+    ``PartitionKeyArray``, and the webjobs ``sys`` binding data is not sent to out-of-process workers."""
+    system = []
+    for e in events:
+        props: dict[str, Any] = {
             "x-opt-sequence-number": e.sequence,
             "x-opt-offset": e.offset,
             "x-opt-enqueued-time": _dotnet_offset(e.enqueued_ms),
-            "x-opt-partition-key": e.partition_key,
-            "SequenceNumber": e.sequence,
-            "Offset": e.offset,
-            "PartitionKey": e.partition_key,
-            "EnqueuedTimeUtc": _dotnet_utc(e.enqueued_ms),
         }
-        for e in events
-    ]
+        if e.partition_key is not None:
+            props["x-opt-partition-key"] = e.partition_key
+        props.update(
+            SequenceNumber=e.sequence,
+            Offset=int(e.offset) if e.offset.lstrip("-").isdigit() else -1,
+            OffsetString=e.offset,
+            PartitionKey=e.partition_key,
+            EnqueuedTimeUtc=_dotnet_utc(e.enqueued_ms),
+        )
+        system.append(props)
     context = {
+        "IsCheckpointingAfterInvocation": True,
         "FullyQualifiedNamespace": namespace,
         "EventHubName": hub,
         "ConsumerGroup": consumer_group,
         "PartitionId": partition,
     }
-    now = datetime.now(UTC)
     return {
         "PartitionContext": Datum(json.dumps(context), "json"),
+        "TriggerPartitionContext": Datum(json.dumps(context), "json"),
         "SystemPropertiesArray": Datum(json.dumps(system), "json"),
-        "PropertiesArray": Datum(json.dumps([{} for _ in events]), "json"),
-        "PartitionKeyArray": Datum(json.dumps([e.partition_key for e in events]), "json"),
-        "OffsetArray": Datum(json.dumps([e.offset for e in events]), "json"),
-        "SequenceNumberArray": Datum(json.dumps([e.sequence for e in events]), "json"),
+        "PropertiesArray": Datum(json.dumps([dict(e.properties or {}) for e in events]), "json"),
+        "PartitionKeyArray": Datum(
+            SimpleNamespace(string=[e.partition_key for e in events if e.partition_key]), "collection_string"
+        ),
+        "OffsetArray": Datum(SimpleNamespace(string=[e.offset for e in events]), "collection_string"),
+        "SequenceNumberArray": Datum(
+            SimpleNamespace(sint64=[e.sequence for e in events]), "collection_sint64"
+        ),
         "EnqueuedTimeUtcArray": Datum(json.dumps([_dotnet_utc(e.enqueued_ms) for e in events]), "json"),
-        "sys": Datum(json.dumps({"MethodName": "ingest", "UtcNow": now.isoformat(), "RandGuid": ""}), "json"),
     }
 
 

@@ -34,7 +34,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     partition TEXT NOT NULL, seq INTEGER NOT NULL, offset INTEGER NOT NULL,
-    enqueued_ms INTEGER NOT NULL, pkey TEXT, body BLOB NOT NULL,
+    enqueued_ms INTEGER NOT NULL, pkey TEXT, body BLOB NOT NULL, props TEXT,
     PRIMARY KEY (partition, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS partitions (
@@ -69,6 +69,7 @@ class LogEvent:
     enqueued_ms: int
     pkey: str | None
     body: bytes
+    props: dict[str, Any] | None = None  # application properties (JSON), e.g. a re-injected event's origin
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,9 @@ class DevDB:
         # WAL + NORMAL: a commit survives a killed process (not a power cut), without an fsync each.
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(events)")}
+        if "props" not in columns:  # a state dir from before application properties
+            self.conn.execute("ALTER TABLE events ADD COLUMN props TEXT")
 
     def close(self) -> None:
         self.conn.close()
@@ -118,9 +122,20 @@ class DevDB:
         """Append events (sequence numbers already assigned) and the source's position, atomically."""
         with self._tx():
             self.conn.executemany(
-                "INSERT INTO events (partition, seq, offset, enqueued_ms, pkey, body) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(e.partition, e.seq, e.offset, e.enqueued_ms, e.pkey, e.body) for e in events],
+                "INSERT INTO events (partition, seq, offset, enqueued_ms, pkey, body, props) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        e.partition,
+                        e.seq,
+                        e.offset,
+                        e.enqueued_ms,
+                        e.pkey,
+                        e.body,
+                        json.dumps(e.props) if e.props else None,
+                    )
+                    for e in events
+                ],
             )
             tails: dict[str, tuple[int, int]] = {}
             for e in events:
@@ -134,11 +149,14 @@ class DevDB:
 
     def read_events(self, partition: str, after_seq: int, limit: int) -> list[LogEvent]:
         rows = self.conn.execute(
-            "SELECT seq, offset, enqueued_ms, pkey, body FROM events WHERE partition = ? AND seq > ? "
+            "SELECT seq, offset, enqueued_ms, pkey, body, props FROM events WHERE partition = ? AND seq > ? "
             "ORDER BY seq LIMIT ?",
             (partition, after_seq, limit),
         ).fetchall()
-        return [LogEvent(partition, s, o, q, k, bytes(b)) for s, o, q, k, b in rows]
+        return [
+            LogEvent(partition, s, o, q, k, bytes(b), json.loads(pr) if pr else None)
+            for s, o, q, k, b, pr in rows
+        ]
 
     def all_events(self) -> list[LogEvent]:
         rows = self.conn.execute(

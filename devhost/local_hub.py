@@ -26,6 +26,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from devhost.bindings import HubEvent
 from devhost.db import DevDB, LogEvent
@@ -66,19 +67,22 @@ class EventLog:
 
     def append(
         self,
-        items: Sequence[tuple[str | None, bytes]],
+        items: Sequence[tuple[str | None, bytes]] | Sequence[tuple[str | None, bytes, dict[str, Any] | None]],
         meta: dict[str, object] | None = None,
         at_ms: int | None = None,
     ) -> None:
-        """Append (partition key, body) pairs; keyless events are spread by a hash of the body."""
+        """Append (partition key, body[, application properties]) items; keyless events are spread
+        by a hash of the body."""
         stamp = now_ms() if at_ms is None else at_ms
         batch: list[LogEvent] = []
         tails = dict(self.tails)
         n = len(self.partition_ids)
-        for pkey, body in items:
+        for item in items:
+            pkey, body = item[0], item[1]
+            props = item[2] if len(item) > 2 else None
             part = self.partition_ids[int(partition_for(pkey if pkey is not None else body.hex(), n))]
             seq, offset = tails[part]
-            batch.append(LogEvent(part, seq, offset, stamp, pkey, body))
+            batch.append(LogEvent(part, seq, offset, stamp, pkey, body, props))
             tails[part] = (seq + 1, offset + len(body))
         self.db.append_events(batch, meta)
         self.tails = tails
@@ -101,7 +105,7 @@ class EventLog:
 
 def hub_events(batch: Sequence[LogEvent]) -> list[HubEvent]:
     """The log's events as the host's trigger listener receives them."""
-    return [HubEvent(e.body, e.seq, str(e.offset), e.enqueued_ms, e.pkey) for e in batch]
+    return [HubEvent(e.body, e.seq, str(e.offset), e.enqueued_ms, e.pkey, e.props) for e in batch]
 
 
 @dataclass

@@ -2,9 +2,11 @@
 
 Re-injecting appends each parked event, byte for byte and with its partition
 key, to the devhost's Event Hubs log, as ``scripts/parked.py reinject`` sends
-them back to a real Event Hub: they get new sequence numbers and go through
-``ingest`` again (the entities dedupe events they had already applied). The
-next ``python -m devhost run`` with the run's options processes them.
+them back to a real Event Hub, with application properties that say where it
+was first read (shared.parking.origin_properties): ingest takes its original
+partition, sequence number and enqueued time from them, so the entities
+recognise events they had already applied. The next ``python -m devhost run``
+with the run's options processes them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from devhost.db import DevDB
 from devhost.local_hub import EventLog
 from devhost.servers import Azurite
-from shared.parking import ParkingLot, container_from_settings
+from shared.parking import ParkingLot, container_from_settings, origin_properties
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def reinject(state_dir: Path) -> Reinjected:
             log = EventLog(db, [str(p) for p in range(partitions)])
             for name in list(lot.names()):
                 batch = lot.load(name)
-                log.append([(e.partition_key, e.body) for e in batch.events])
+                log.append([(e.partition_key, e.body, origin_properties(batch, e)) for e in batch.events])
                 lot.remove(name)
                 batches += 1
                 events += len(batch.events)

@@ -48,14 +48,30 @@ def batch_partition(events: List[func.EventHubEvent]) -> str | None:  # noqa: UP
     return None
 
 
-def to_message(event: func.EventHubEvent, partition: str | None) -> Message:
-    """Lift the body and the sequence/enqueued-time metadata off a trigger event."""
+def to_message(event: func.EventHubEvent, partition: str | None, properties: object = None) -> Message:
+    """Lift the body and the sequence/enqueued-time metadata off a trigger event.
+
+    A re-injected parked event carries where it was first read (``properties``, its application
+    properties): that position is the one the entities dedupe by."""
+    first = parking.origin(properties)
+    if first is not None:
+        return Message(body=event.get_body(), partition=first[0], sequence=first[1], enqueued_ms=first[2])
     return Message(
         body=event.get_body(),
         partition=partition,
         sequence=event.sequence_number,
         enqueued_ms=enqueued_ms(event),
     )
+
+
+def batch_properties(events: List[func.EventHubEvent]) -> list[object]:  # noqa: UP006
+    """Each event's application properties (``PropertiesArray``), read once per batch."""
+    if not events:
+        return []
+    props = (events[0].metadata or {}).get("PropertiesArray")
+    if isinstance(props, list) and len(props) == len(events):
+        return props
+    return [None] * len(events)
 
 
 def enqueued_ms(event: func.EventHubEvent) -> int | None:
@@ -191,7 +207,7 @@ async def process(
     started_ns = time.time_ns()
     partition = batch_partition(events)
     batch = route(
-        [to_message(e, partition) for e in events],
+        [to_message(e, partition, p) for e, p in zip(events, batch_properties(events), strict=True)],
         now_ms=runtime.now_ms(),
         max_bytes=settings.max_event_bytes,
         max_future_skew_ms=int(settings.max_future_skew_seconds * 1000),

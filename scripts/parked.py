@@ -8,8 +8,10 @@ identity (``DefaultAzureCredential``: ``az login``; you need *Storage Blob Data
 Contributor* on the account, and *Azure Event Hubs Data Sender* on the hub to
 re-inject), or a connection string in ``AZURE_STORAGE_CONNECTION_STRING`` /
 ``EVENTHUB_CONNECTION_STRING`` for the emulators. Each parked batch is sent back
-to its Event Hub with the events' original partition keys and bodies; its blob
-is deleted only after the send succeeded (at-least-once: the entities dedupe).
+to its Event Hub with the events' original partition keys and bodies, and
+application properties that tell ingest where each event was first read (so the
+entities dedupe it by its original sequence number); its blob is deleted only
+after the send succeeded (at-least-once).
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from shared.parking import DEFAULT_CONTAINER, ParkedBatch, ParkingLot, container_from_settings
+from shared.parking import (
+    DEFAULT_CONTAINER,
+    ParkedBatch,
+    ParkingLot,
+    container_from_settings,
+    origin_properties,
+)
 
 
 def _lot(args: argparse.Namespace) -> ParkingLot:
@@ -48,18 +56,20 @@ def send(batch: ParkedBatch, args: argparse.Namespace) -> None:
     else:
         raise SystemExit("scripts.parked: give --namespace (or set EVENTHUB_CONNECTION_STRING)")
     with producer:
-        keys: dict[str | None, list[bytes]] = {}
+        keys: dict[str | None, list[EventData]] = {}
         for e in batch.events:
-            keys.setdefault(e.partition_key, []).append(e.body)
-        for key, bodies in keys.items():
+            event = EventData(e.body)
+            event.properties = origin_properties(batch, e)  # ingest reads its first position from them
+            keys.setdefault(e.partition_key, []).append(event)
+        for key, events in keys.items():
             data = producer.create_batch(partition_key=key) if key else producer.create_batch()
-            for raw in bodies:
+            for event in events:
                 try:
-                    data.add(EventData(raw))
+                    data.add(event)
                 except ValueError:  # batch full: send it and start another
                     producer.send_batch(data)
                     data = producer.create_batch(partition_key=key) if key else producer.create_batch()
-                    data.add(EventData(raw))
+                    data.add(event)
             producer.send_batch(data)
 
 

@@ -86,6 +86,7 @@ class Lab:
     cosmos: CosmosServer
     start_ms: int
     expected: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # baseline: events applied per player
     faults: dict[str, int] = field(default_factory=dict)
     timelines: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     events: int = 0
@@ -140,7 +141,24 @@ class Lab:
         rows = self.store(name).actions.query_items("SELECT * FROM c", enable_cross_partition_query=True)
         return list(rows)
 
+    def applied(self, name: str) -> dict[str, int]:
+        """Events each player's entity has applied (its lifetime counter), from the devhost state."""
+        db = DevDB(self.work / name)
+        try:
+            out = {}
+            for key, raw in db.entity_states("player").items():
+                state = json.loads(raw)
+                state = json.loads(state) if isinstance(state, str) else state
+                out[key] = int((state.get("agg") or {}).get("events", 0))
+            return out
+        finally:
+            db.close()
+
     def compare(self, name: str, scenario: Scenario) -> None:
+        """Lost and duplicated actions against the baseline, and players whose entity applied a
+        different number of events than in the baseline (an event applied twice, or missed)."""
+        applied = self.applied(name)
+        off = sorted(p for p in set(self.counts) | set(applied) if self.counts.get(p) != applied.get(p))
         rows = self.actions(name)
         found = {r["id"] for r in rows}
         keys: dict[tuple[str, str, str], int] = {}
@@ -154,8 +172,9 @@ class Lab:
             lost=len(lost),
             duplicated=sum(n - 1 for n in keys.values() if n > 1),
             unexpected=len(found - set(self.expected)),
+            players_with_events_applied_twice_or_missed=len(off),
         )
-        scenario.passed = not lost and scenario.figures["duplicated"] == 0
+        scenario.passed = not lost and scenario.figures["duplicated"] == 0 and not off
 
 
 def _timeline(result: RunResult) -> list[dict[str, Any]]:
@@ -169,6 +188,7 @@ def baseline(lab: Lab) -> Scenario:
     s = Scenario("baseline")
     result = lab.run("baseline")
     lab.expected = {r["id"]: (r["playerId"], r["triggerEventId"], r["type"]) for r in lab.actions("baseline")}
+    lab.counts = lab.applied("baseline")
     s.figures = {"events": result.summary["events_processed"], "actions": len(lab.expected)}
     s.passed = len(lab.expected) > 0
     return s

@@ -29,6 +29,35 @@ log = logging.getLogger(__name__)
 DEFAULT_CONTAINER = "parked-batches"
 
 
+# Application properties a re-injected event carries: where it was first read. Ingest takes its
+# partition, sequence number and enqueued time from them, so the entities recognise events they
+# had already applied (by sequence range), dead letters keep their ids, and the tombstone of a
+# player erased since still drops them (enqueued before the erasure).
+ORIGIN_PARTITION = "pi-origin-partition"
+ORIGIN_SEQUENCE = "pi-origin-sequence"
+ORIGIN_ENQUEUED_MS = "pi-origin-enqueued-ms"
+
+
+def origin_properties(batch: ParkedBatch, event: ParkedEvent) -> dict[str, str | int]:
+    props: dict[str, str | int] = {ORIGIN_PARTITION: batch.partition, ORIGIN_SEQUENCE: event.sequence}
+    if event.enqueued_ms is not None:
+        props[ORIGIN_ENQUEUED_MS] = event.enqueued_ms
+    return props
+
+
+def origin(props: object) -> tuple[str, int, int | None] | None:
+    """(partition, sequence, enqueued ms) of a re-injected event, or None for an ordinary one."""
+    if not isinstance(props, dict):
+        return None
+    part, seq, enq = props.get(ORIGIN_PARTITION), props.get(ORIGIN_SEQUENCE), props.get(ORIGIN_ENQUEUED_MS)
+    try:
+        if part is None or seq is None:
+            return None
+        return str(part), int(str(seq)), (int(str(enq)) if enq is not None else None)
+    except ValueError:
+        return None
+
+
 class ParkingError(RuntimeError):
     """Parking is not configured or the storage account refused; the message says which."""
 

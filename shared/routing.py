@@ -39,13 +39,29 @@ class RoutedBatch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
     routed: int = 0
-    # Per partition, the first and last sequence number of the batch: the entity
-    # records that it has seen every one of its events in that range.
-    ranges: dict[str, list[int]] = field(default_factory=dict)
+    # Per partition, the sequence numbers the batch holds; the entity records that it has seen
+    # every one of its events in each contiguous run of them.
+    sequences: dict[str, list[int]] = field(default_factory=dict)
+
+    def ranges(self) -> list[list[Any]]:
+        """Contiguous runs ``[partition, first, last]``. A batch of one partition is one run; re-injected
+        parked events (read at their first position) add runs of their own, never a span that
+        would claim the sequence numbers between them and the batch's as seen."""
+        out: list[list[Any]] = []
+        for part, seqs in sorted(self.sequences.items()):
+            ordered = sorted(set(seqs))
+            lo = prev = ordered[0]
+            for seq in ordered[1:]:
+                if seq != prev + 1:
+                    out.append([part, lo, prev])
+                    lo = seq
+                prev = seq
+            out.append([part, lo, prev])
+        return out
 
     def signal_inputs(self) -> dict[str, dict[str, Any]]:
         """Signal payloads: always a non-empty dict (the 1.x client sends None for falsy input)."""
-        ranges = [[p, lo, hi] for p, (lo, hi) in sorted(self.ranges.items())]
+        ranges = self.ranges()
         return {pid: {"v": SIGNAL_VERSION, "events": evs, "r": ranges} for pid, evs in self.signals.items()}
 
 
@@ -59,8 +75,7 @@ def route(
     batch = RoutedBatch(events_in=len(messages))
     for msg in messages:
         if msg.partition is not None and msg.sequence is not None:
-            lo_hi = batch.ranges.setdefault(msg.partition, [msg.sequence, msg.sequence])
-            lo_hi[0], lo_hi[1] = min(lo_hi[0], msg.sequence), max(lo_hi[1], msg.sequence)
+            batch.sequences.setdefault(msg.partition, []).append(msg.sequence)
         result = parse(
             msg.body,
             now_ms=now_ms,

@@ -78,6 +78,9 @@ def test_an_outage_parks_the_batch_moves_on_and_reinjection_completes_it(
     assert list_parked(tmp_path / "state") == []
     again = _run(tmp_path, cosmos_settings, events, fresh=False)
     assert again["pipeline"]["batches_parked"] == 0 and again["events_processed"] == 6
+    # The five valid events had been signalled before the batch was parked: re-injected with their
+    # first position, the entities recognise every one of them (by sequence number, not by luck).
+    assert again["pipeline"]["duplicates"] == 5 and again["pipeline"]["signals"] == 5
     store = ActionStore(cosmos_settings)
     rows = list(store.deadletters.query_items("SELECT * FROM c", enable_cross_partition_query=True))
     assert [r["reason"] for r in rows] == ["malformed_json"]

@@ -343,3 +343,21 @@ def test_a_flood_of_bad_input_is_dead_lettered_concurrently(app_env: dict[str, s
         run_ingest(hub_events([b"bad %d" % i for i in range(40)], seq0=1), Capture(), partition="5")
     assert proxy.writes_seen == 40
     assert proxy.max_in_flight >= min(4, DEADLETTER_CONCURRENCY)
+
+
+def test_a_reinjected_event_is_read_at_its_first_position(app_env: dict[str, str]) -> None:
+    """A parked event re-sent to the hub carries its first partition, sequence number and enqueued
+    time as application properties; ingest signals it with those, so the entity's sequence-range
+    dedupe recognises it however long ago it was applied (the event-id check alone forgets)."""
+    from devhost.bindings import HubEvent
+    from shared.parking import ORIGIN_ENQUEUED_MS, ORIGIN_PARTITION, ORIGIN_SEQUENCE
+
+    first = {ORIGIN_PARTITION: "9", ORIGIN_SEQUENCE: 4242, ORIGIN_ENQUEUED_MS: NOW_MS - 7_200_000}
+    raw = body(cloud_event(player="rita", event_id="r1", at_ms=NOW_MS - 7_300_000))
+    capture = Capture()
+    run_ingest([HubEvent(raw, 77, "7700", NOW_MS - 1000, "rita", first)], capture, partition="2")
+    [(_, data)] = capture.posts
+    payload = json.loads(data)
+    [event] = payload["events"]
+    assert (event["p"], event["s"], event["q"]) == ("9", 4242, NOW_MS - 7_200_000)
+    assert payload["r"] == [["9", 4242, 4242]]  # not the batch's own position in partition 2

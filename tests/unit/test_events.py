@@ -162,3 +162,14 @@ def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
 
 def test_json_array_is_rejected() -> None:
     assert _reason(json.dumps([cloud_event()]).encode()) == "invalid_envelope"
+
+
+def test_a_batch_with_reinjected_events_claims_only_the_runs_it_holds() -> None:
+    """Re-injected parked events are read at their first position: the batch's runs must not span
+    the sequence numbers between them and the batch's own (those may be parked still)."""
+    from shared.routing import Message, route
+
+    msgs = [Message(body(cloud_event(event_id=f"n{i}")), "3", 5000 + i) for i in range(3)]
+    msgs += [Message(body(cloud_event(event_id=f"o{i}")), "3", 100 + i) for i in range(2)]
+    msgs += [Message(body(cloud_event(event_id="x")), "7", 42)]
+    assert route(msgs, now_ms=NOW_MS).ranges() == [["3", 100, 101], ["3", 5000, 5002], ["7", 42, 42]]
