@@ -20,7 +20,16 @@ from typing import Any
 from devhost import worker
 from devhost.settings import _timespan_seconds, resolve
 
-TRIGGERS = frozenset({"eventHubTrigger", "entityTrigger", "httpTrigger", "queueTrigger"})
+TRIGGERS = frozenset(
+    {
+        "eventHubTrigger",
+        "entityTrigger",
+        "httpTrigger",
+        "queueTrigger",
+        "orchestrationTrigger",  # devhost/orchestrations.py
+        "activityTrigger",
+    }
+)
 SUPPORTED = TRIGGERS | {"durableClient", "http"}
 
 

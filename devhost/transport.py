@@ -22,6 +22,7 @@ from devhost import bindings, protocol
 from devhost.dashboard import Dashboard
 from devhost.entities import EntityScheduler
 from devhost.indexing import FunctionSpec
+from devhost.orchestrations import OrchestrationEngine, add_webhook_routes
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,15 @@ async def _loopback_only(request: web.Request, handler: Any) -> web.StreamRespon
 class WebhookServer:
     """Loopback aiohttp server: Durable webhooks + the app's HTTP-triggered functions."""
 
-    def __init__(self, scheduler: EntityScheduler, http_functions: list[FunctionSpec], hub: str) -> None:
+    def __init__(
+        self,
+        scheduler: EntityScheduler,
+        http_functions: list[FunctionSpec],
+        hub: str,
+        orchestrations: OrchestrationEngine | None = None,
+    ) -> None:
         self.scheduler = scheduler
+        self.orchestrations = orchestrations  # orchestrators/ and instances/ webhooks when set
         self.hub = hub
         self.http_functions = http_functions
         self.dashboard = Dashboard()  # the page and /devhost/api/ (devhost/dashboard.py)
@@ -107,6 +115,8 @@ class WebhookServer:
             route = "/api/" + str(spec.trigger.get("route") or spec.name).lstrip("/")
             for method in spec.trigger.get("methods") or ["GET", "POST"]:
                 app.router.add_route(method.upper(), route, self._http_handler(spec))
+        if self.orchestrations is not None:
+            add_webhook_routes(app, self.orchestrations)
         self.dashboard.add_routes(app)
         app.router.add_route("*", protocol.WEBHOOK_PATH + "entities/{tail:.*}", self._bad_entity_url)
         app.router.add_route("*", protocol.WEBHOOK_PATH + "{tail:.*}", self._unsupported)
