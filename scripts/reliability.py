@@ -63,9 +63,17 @@ FULL = Size(
     fuzz_cases=10_000,
     hostile_events=100_000,
     outage_s=12.0,
+    blackhole_s=28.0,
 )
 QUICK = Size(
-    players=25, duration_s=86400, partitions=4, kills=2, fuzz_cases=400, hostile_events=5_000, outage_s=3.0
+    players=25,
+    duration_s=86400,
+    partitions=4,
+    kills=2,
+    fuzz_cases=400,
+    hostile_events=5_000,
+    outage_s=3.0,
+    blackhole_s=6.0,
 )
 SEED = 29  # not a seed the tests use
 
