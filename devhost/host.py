@@ -99,6 +99,7 @@ class RunResult:
     # Per sample: events appended but not yet checkpointed, and entity operations queued.
     backlog: list[tuple[int, int]] = field(default_factory=list)
     deadletters_file: Path | None = None
+    started_monotonic: float = 0.0  # when the pipeline started (time.monotonic): the samples' zero
 
 
 def _run_identity(cfg: RunConfig) -> dict[str, Any]:
@@ -476,7 +477,9 @@ class Pipeline:
                 "max_entity_batch": self.options.max_entity_batch,
             },
         }
-        result = RunResult(summary=summary, samples=self.samples, backlog=self.backlog)
+        result = RunResult(
+            summary=summary, samples=self.samples, backlog=self.backlog, started_monotonic=self.started
+        )
         if cfg.report_dir is not None:
             from devhost import report
 

@@ -288,20 +288,20 @@ def outage_stopped(lab: Lab) -> Scenario:
     s = Scenario("cosmos outage: process stopped")
     pid = lab.cosmos.proc.pid if lab.cosmos.proc else 0
     window: list[float] = []
-    started = time.monotonic()
 
     def outage() -> None:
-        window.append(time.monotonic() - started)
+        window.append(time.monotonic())
         os.kill(pid, signal.SIGSTOP)
         time.sleep(lab.size.outage_s)
         os.kill(pid, signal.SIGCONT)
-        window.append(time.monotonic() - started)
+        window.append(time.monotonic())
 
     t = _during(outage, 2.0)
     result = lab.run("outage_stop", rate=3000, drain_reminders_s=180)
     t.join()
     lab.faults["process_stopped_s"] = lab.faults.get("process_stopped_s", 0) + int(lab.size.outage_s)
     lab.compare("outage_stop", s)
+    window = [round(w - result.started_monotonic, 2) for w in window]  # on the samples' clock
     s.figures.update(
         outage_s=lab.size.outage_s, write_failures=result.summary["pipeline"]["write_failures"], window=window
     )
@@ -320,14 +320,13 @@ def outage_blackhole(lab: Lab) -> Scenario:
     s = Scenario("cosmos outage: blackhole")
     with _proxy(lab) as proxy:
         window: list[float] = []
-        started = time.monotonic()
 
         def outage() -> None:
-            window.append(time.monotonic() - started)
+            window.append(time.monotonic())
             proxy.blackhole.set()
             time.sleep(lab.size.blackhole_s)
             proxy.blackhole.clear()
-            window.append(time.monotonic() - started)
+            window.append(time.monotonic())
 
         settings = lab.settings_file("outage_hole", endpoint=f"http://127.0.0.1:{proxy.port}")
         t = _during(outage, 2.0)
@@ -335,6 +334,7 @@ def outage_blackhole(lab: Lab) -> Scenario:
         t.join()
     lab.faults["blackhole_s"] = lab.faults.get("blackhole_s", 0) + int(lab.size.blackhole_s)
     lab.compare("outage_hole", s)
+    window = [round(w - result.started_monotonic, 2) for w in window]  # on the samples' clock
     s.figures.update(write_failures=result.summary["pipeline"]["write_failures"], window=window)
     lab.timelines["outage_hole"] = _timeline(result) + [{"window": window}]
     return s
