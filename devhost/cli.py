@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import signal
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -192,6 +193,10 @@ def _parked(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(
@@ -259,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     host = Host(cfg)
     host.on_finished = show
+    # SIGTERM stops the devhost like Ctrl-C (a job started with `&` by a script ignores SIGINT).
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = host.run()
     except (RunError, SettingsError, UnsupportedBinding, SourceError, ServerError, FunctionLoadError) as exc:

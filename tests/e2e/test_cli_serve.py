@@ -18,7 +18,8 @@ from devhost.settings import ROOT
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
-def test_serve_writes_the_summary_first_and_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_serve_writes_the_summary_first_and_ctrl_c_stops_cleanly(tmp_path: Path, stop: int) -> None:
     cmd = [
         sys.executable,
         "-m",
@@ -53,7 +54,7 @@ def test_serve_writes_the_summary_first_and_ctrl_c_stops_cleanly(tmp_path: Path)
     with urllib.request.urlopen(url.group(1) + "/api/health", timeout=10) as resp:
         assert json.loads(resp.read())["status"] == "ok"
     started = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     rc = proc.wait(timeout=30)
     assert rc == 0 and time.monotonic() - started < 30
     assert "stopped serving" in (proc.stderr.read() if proc.stderr else "")
