@@ -24,6 +24,8 @@ from typing import Any
 
 import msgspec
 
+from shared import hoststorage
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CONTAINER = "parked-batches"
@@ -160,24 +162,12 @@ def container_from_settings(env: Mapping[str, str] | None = None) -> object:
     }
     env = os.environ if env is None else env
     container = env.get("PARKING_CONTAINER") or DEFAULT_CONTAINER
-    conn = env.get("AzureWebJobsStorage", "")
+    try:
+        conn, uri, credential = hoststorage.connection(env, "blob")
+    except hoststorage.StorageNotConfigured as exc:
+        raise ParkingError(f"no storage for parked batches: {exc}") from exc
     if conn:
-        service = BlobServiceClient.from_connection_string(conn, **options)  # UseDevelopmentStorage=true too
-        return service.get_container_client(container)
-    uri = env.get("AzureWebJobsStorage__blobServiceUri", "")
-    account = env.get("AzureWebJobsStorage__accountName", "")
-    if not uri and account:
-        suffix = env.get("STORAGE_ENDPOINT_SUFFIX") or "core.windows.net"
-        uri = f"https://{account}.blob.{suffix}"
-    if not uri:
-        raise ParkingError(
-            "no storage for parked batches: set AzureWebJobsStorage (a connection string, Azurite "
-            "locally) or AzureWebJobsStorage__blobServiceUri / AzureWebJobsStorage__accountName"
-        )
-    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-    client_id = env.get("AzureWebJobsStorage__clientId") or None
-    credential = ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
+        return BlobServiceClient.from_connection_string(conn, **options).get_container_client(container)
     return BlobServiceClient(uri, credential=credential, **options).get_container_client(container)
 
 

@@ -23,6 +23,8 @@ import os
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from shared import hoststorage
+
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE = "outbox-reminders"
@@ -74,22 +76,9 @@ def queue_from_settings(env: Mapping[str, str] | None = None) -> Any:
     env = os.environ if env is None else env
     name = env.get("OUTBOX_REMINDER_QUEUE") or DEFAULT_QUEUE
     options: dict[str, Any] = {"message_encode_policy": TextBase64EncodePolicy(), "connection_timeout": 5}
-    conn = env.get("AzureWebJobsStorage", "")
+    conn, uri, credential = hoststorage.connection(env, "queue")
     if conn:
         return QueueClient.from_connection_string(conn, name, **options)
-    uri = env.get("AzureWebJobsStorage__queueServiceUri", "")
-    account = env.get("AzureWebJobsStorage__accountName", "")
-    if not uri and account:
-        uri = f"https://{account}.queue.{env.get('STORAGE_ENDPOINT_SUFFIX') or 'core.windows.net'}"
-    if not uri:
-        raise RuntimeError(
-            "no storage for outbox reminders: set AzureWebJobsStorage (Azurite locally) or "
-            "AzureWebJobsStorage__queueServiceUri"
-        )
-    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-    client_id = env.get("AzureWebJobsStorage__clientId") or None
-    credential = ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
     return QueueClient(uri, name, credential=credential, **options)
 
 
