@@ -40,7 +40,8 @@ START_MS = (int(time.time()) // 3600 - 3 * 24) * 3600 * 1000
 Action = tuple[str, str, str, float]
 
 
-def settings_file(tmp: Path, cosmos: CosmosSettings) -> Path:
+def settings_file(tmp: Path, cosmos: CosmosSettings, **extra: str) -> Path:
+    """A local.settings.json for the test's Cosmos database, plus ``extra`` Values."""
     path = tmp / f"local.settings.{cosmos.database}.json"
     values = {
         "COSMOS_ENDPOINT": cosmos.endpoint,
@@ -50,6 +51,7 @@ def settings_file(tmp: Path, cosmos: CosmosSettings) -> Path:
         "EVENTHUB_CONSUMER_GROUP": "$Default",
         "DURABLE_TASK_HUB": "e2ehub",
         "OUTBOX_REMINDER_QUEUE": "outbox-reminders",
+        **extra,
     }
     path.write_text(json.dumps({"IsEncrypted": False, "Values": values}), encoding="utf-8")
     return path

@@ -7,7 +7,6 @@ proxy in front of it that refuses every document write with 503 until it is told
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -48,10 +47,7 @@ def test_an_outbox_is_flushed_by_a_reminder_after_an_outage(
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"\n".join(tilting_session("quiet-1", now - 20 * 60_000)) + b"\n")
     with behind_proxy(cosmos_settings, status=503, failures=10**6, retry_after_ms=1) as (proxy, down):
-        settings = settings_file(tmp_path, down)
-        values = json.loads(settings.read_text())
-        values["Values"]["OUTBOX_REMINDER_SECONDS"] = "1"
-        settings.write_text(json.dumps(values))
+        settings = settings_file(tmp_path, down, OUTBOX_REMINDER_SECONDS="1")
         cfg = RunConfig(
             source="jsonl",
             file=events,

@@ -9,7 +9,6 @@ scaled down (``retry_delay_scale``); the policy itself is the app's.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -35,10 +34,7 @@ def _events_file(tmp: Path, now_ms: int) -> Path:
 
 
 def _run(tmp: Path, cosmos: CosmosSettings, events: Path, *, fresh: bool) -> dict:
-    settings = settings_file(tmp, cosmos)
-    values = json.loads(settings.read_text())
-    values["Values"]["INGEST_PARK_AFTER_RETRIES"] = "2"
-    settings.write_text(json.dumps(values))
+    settings = settings_file(tmp, cosmos, INGEST_PARK_AFTER_RETRIES="2")
     cfg = RunConfig(
         source="jsonl",
         file=events,
