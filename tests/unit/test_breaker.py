@@ -97,3 +97,18 @@ def test_the_erasure_index_keeps_its_keys_when_a_refresh_fails() -> None:
     assert not mentions(b'{"amount": 42}', "42") and mentions(b'{"subject": "42"}', "42")
     with pytest.raises(ConnectionError):
         ErasureIndex(load, clock).keys()  # never loaded: the batch must retry
+
+
+def test_erasure_keys_are_their_own_and_do_not_follow_the_telemetry_key(monkeypatch) -> None:
+    from shared import telemetry
+    from shared.erasure import erased_key
+
+    monkeypatch.delenv("ERASURE_HASH_KEY", raising=False)
+    plain = erased_key("eve")
+    telemetry.set_hash_key("rotated-telemetry-key")
+    try:
+        assert erased_key("eve") == plain  # a telemetry key rotation leaves erasure records matching
+    finally:
+        telemetry.set_hash_key(None)
+    monkeypatch.setenv("ERASURE_HASH_KEY", "k1")
+    assert erased_key("eve") != plain and "eve" not in erased_key("eve")
