@@ -2,7 +2,7 @@
 
 import azure.durable_functions as df
 
-from functions import api, ingest, player_entity, reminders
+from functions import api, ingest, player_entity, reminders, summaries
 from shared import telemetry
 
 telemetry.configure()
@@ -12,3 +12,4 @@ app.register_functions(ingest.bp)
 app.register_functions(player_entity.bp)
 app.register_functions(api.bp)
 app.register_functions(reminders.bp)
+app.register_functions(summaries.bp)

@@ -58,6 +58,15 @@ def start_time(raw: str) -> int:
     return int(when.timestamp() * 1000)
 
 
+def day_arg(raw: str) -> str:
+    from shared.summary import BadDay, parse_day
+
+    try:
+        return parse_day(raw).isoformat()
+    except BadDay as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors are one line (and exit 2), not the whole usage block."""
 
@@ -163,7 +172,28 @@ def parser() -> argparse.ArgumentParser:
         default=1.0,
         help="scale the host's retry waits (e.g. 0.01 to see a batch parked in seconds, not minutes)",
     )
+    run.add_argument(
+        "--summary",
+        action="store_true",
+        help="after the run: the players' responses, then the daily summary orchestration; print its report",
+    )
+    run.add_argument(
+        "--summary-day",
+        type=day_arg,
+        default=None,
+        help="with --summary: the UTC day (YYYY-MM-DD) to summarise (default: the window's last full day)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    report = sub.add_parser(
+        "summary", help="print a day's summary (table and PNG) from Cosmos, the HTTP API or a report file"
+    )
+    report.add_argument("--day", type=day_arg, help="the UTC day, read from the summaries container")
+    report.add_argument(
+        "--settings", type=Path, help="local.settings.json with COSMOS_* (default ./local.settings.json)"
+    )
+    report.add_argument("--url", help="GET /api/summaries/{day} of a running app")
+    report.add_argument("--json", help="a report file: reports/summary-<day>.json (written by run --summary)")
+    report.add_argument("--png", type=Path, help="where the PNG goes (default reports/summary-<day>.png)")
     parked = sub.add_parser("parked", help="list or re-inject the trigger batches the app parked")
     parked.add_argument("action", choices=("list", "reinject"), help="list them, or put them back in the log")
     parked.add_argument("--state-dir", type=Path, default=Path(".devhost"), help="the run's state dir")
@@ -193,6 +223,17 @@ def _parked(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(args: argparse.Namespace) -> int:
+    from devhost.settings import LOCAL_SETTINGS
+    from scripts import summary_report
+
+    argv = [f"--{k}={v}" for k in ("day", "url", "json", "png") if (v := getattr(args, k)) is not None]
+    settings = args.settings or (LOCAL_SETTINGS if args.day and LOCAL_SETTINGS.exists() else None)
+    if settings is not None:
+        argv.append(f"--settings={settings}")
+    return summary_report.main(argv)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -205,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "parked":
         return _parked(args)
+    if args.command == "summary":
+        return _summary(args)
     from devhost import report
     from devhost.host import Host, RunConfig, RunError, RunResult
     from devhost.indexing import UnsupportedBinding
@@ -235,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=not args.no_progress,
         serve=args.serve,
         retry_delay_scale=args.retry_delay_scale,
+        summary=args.summary,
+        summary_day=args.summary_day,
     )
     exporter = None
     if args.show_trace:
@@ -260,6 +305,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
         if result.report_json:
             print(f"\n  report: {result.report_json}\n          {result.report_png}")
+        if result.daily_summary is not None:
+            from scripts import summary_report
+
+            daily = result.daily_summary
+            if daily.get("index"):
+                print()
+                print(summary_report.render_table(daily["index"]))
+                if result.summary_png:
+                    print(f"\n  summary chart: {result.summary_png}")
+            else:
+                state = f"{daily.get('runtimeStatus')} {daily.get('error', '')}"
+                print(f"\n  daily summary {daily.get('day')}: {state}")
         printed.append(True)
 
     host = Host(cfg)

@@ -16,9 +16,10 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ from devhost.db import DB_FILE, DevDB
 from devhost.entities import EntityRunner, EntityScheduler
 from devhost.indexing import AppIndex, FunctionSpec, UnsupportedBinding, index_app
 from devhost.local_hub import BatchOptions, EventLog, PartitionPump, PumpStats, invoke_with_retry, now_ms
+from devhost.orchestrations import OrchestrationClientTransport, OrchestrationEngine
 from devhost.producers import JsonlSource, Source, SourceError, SyntheticConfig, SyntheticSource
 from devhost.queues import QueueListener, QueueStats
 from devhost.servers import Azurite, CosmosServer
@@ -43,6 +45,7 @@ from devhost.settings import (
     load_host_options,
     load_local_settings,
 )
+from devhost.timers import StatusStore, TimerListener, TimerStats
 from devhost.transport import INPROC_BASE_URL, InProcTransport, WebhookServer
 from devhost.worker import RetryContext
 from shared.config import is_local_endpoint
@@ -88,6 +91,10 @@ class RunConfig:
     # After the events are processed, wait up to this long for queued outbox reminders (0: don't).
     drain_reminders_s: float = 0.0
     host_json: Path = HOST_JSON
+    # After the run (and the synthetic players' responses), run the daily summary of this UTC day
+    # (None: the last full day of the window) and report it.
+    summary: bool = False
+    summary_day: str | None = None
 
 
 @dataclass
@@ -100,6 +107,8 @@ class RunResult:
     backlog: list[tuple[int, int]] = field(default_factory=list)
     deadletters_file: Path | None = None
     started_monotonic: float = 0.0  # when the pipeline started (time.monotonic): the samples' zero
+    daily_summary: dict[str, Any] | None = None  # GET /api/summaries/{day}'s body, with --summary
+    summary_png: Path | None = None
 
 
 def _run_identity(cfg: RunConfig) -> dict[str, Any]:
@@ -222,17 +231,27 @@ async def _reset_sdk_session() -> None:
 
 
 @contextlib.contextmanager
-def _transport(kind: str, scheduler: EntityScheduler) -> Iterator[None]:
+def _transport(kind: str, scheduler: EntityScheduler, engine: OrchestrationEngine | None) -> Iterator[None]:
     if kind == "inproc":
         t = InProcTransport(scheduler)
-        with protocol.client_transport(t.post, t.get):
+        post, get = t.post, t.get
+        if engine is not None:  # orchestration URLs to the engine, entity URLs to the scheduler
+            o = OrchestrationClientTransport(engine, t.post, t.get)
+            post, get = o.post, o.get
+        with protocol.client_transport(post, get):
             yield
     else:
         yield
 
 
 class Host:
-    def __init__(self, cfg: RunConfig) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+    ) -> None:
         if cfg.transport not in ("inproc", "http"):
             raise RunError(f"--transport must be inproc or http, not {cfg.transport!r}")
         if cfg.source not in ("synthetic", "jsonl", "eventhub"):
@@ -240,6 +259,8 @@ class Host:
         if cfg.source == "jsonl" and cfg.file is None:
             raise RunError("--source jsonl needs --file")
         self.cfg = cfg
+        # The clock of timers and orchestrations (tests inject a virtual one); None: the wall clock.
+        self.clock, self.sleep = clock, sleep
         # Set when the run is complete (with --serve, before serving starts); a Ctrl-C after
         # that stops the server, it does not interrupt the run.
         self.finished: RunResult | None = None
@@ -300,7 +321,9 @@ class Host:
             )
         source = self._source(start_ms) if hub_source is None else Source()
         await source.prepare()
-        pipeline = Pipeline(cfg, db, index, options, meter, source, hub_source, start_ms, settings)
+        pipeline = Pipeline(
+            cfg, db, index, options, meter, source, hub_source, start_ms, settings, self.clock, self.sleep
+        )
         return await pipeline.execute(self)
 
 
@@ -319,8 +342,12 @@ class Pipeline:
         hub_source: Any,
         start_ms: int,
         settings: dict[str, str] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
     ) -> None:
         self.cfg, self.db, self.index, self.options, self.meter = cfg, db, index, options, meter
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.sleep = sleep or asyncio.sleep
         self.settings = settings or {}
         self.queue_stats = QueueStats()
         self.listeners: list[QueueListener] = []
@@ -343,6 +370,21 @@ class Pipeline:
         self.hub_events = 0  # events taken from a live hub
         self.server: WebhookServer | None = None
         self.clients: dict[str, str] = {}
+        self.engine: OrchestrationEngine | None = None
+        if index.by_trigger("orchestrationTrigger") or index.by_trigger("activityTrigger"):
+            self.engine = OrchestrationEngine(
+                db.conn,
+                index,
+                hub=options.hub_name,
+                clock=self.clock,
+                sleep=self.sleep,
+                max_orchestrations=options.max_orchestrator_functions,
+                max_activities=options.max_activity_functions,
+                entity_signal=self.scheduler.signal,
+                store_inputs_in_history=options.store_inputs_in_history,
+            )
+        self.timer_stats = TimerStats()
+        self.timers: list[TimerListener] = []
         batch_opts = BatchOptions(
             options.max_event_batch_size, options.min_event_batch_size, options.max_wait_seconds
         )
@@ -513,14 +555,80 @@ class Pipeline:
             await asyncio.sleep(0.25)
         await _unless_failed(self.scheduler.drained(), entity_task)
 
+    # -- the daily summary (--summary) --------------------------------------------------------------
+    async def run_summary(self) -> dict[str, Any]:
+        """The players' responses to their actions, then the day's summary orchestration, started and
+        read through the app's own HTTP functions (POST/GET /api/summaries/{day})."""
+        if self.engine is None:
+            raise RunError("--summary needs the app's summary orchestrations (functions/summaries.py)")
+        if isinstance(self.source, SyntheticSource):
+            await self.respond(self.source.config)
+        day = self.cfg.summary_day or summary_day_of_window(self.start_ms, self.cfg.duration_s)
+        status, body = await self.call_http("POST", "summaries/{day}", {"day": day})
+        if status != 202:
+            raise RunError(f"POST /api/summaries/{day} answered {status}: {body}")
+        await self.engine.wait_for(str(body["instanceId"]))
+        status, body = await self.call_http("GET", "summaries/{day}", {"day": day})
+        if status != 200:
+            raise RunError(f"GET /api/summaries/{day} answered {status}: {body}")
+        return dict(body)
+
+    async def respond(self, config: SyntheticConfig) -> None:
+        """Append the synthetic players' responses to their pending actions (once per run: the log
+        and the marker are written together), then process them like any other events."""
+        from devhost import responder
+
+        if self.db.get_meta(responder.MARKER) is None:
+            responses = await asyncio.to_thread(responder.plan_from_cosmos, config)
+            self.event_log.append(responder.log_items(responses), {responder.MARKER: len(responses)})
+            log.info("appended %d responses to %s actions", len(responses), "pending")
+        await asyncio.gather(*(p.run() for p in self.pumps))
+        await self.scheduler.drained()
+
+    async def call_http(self, method: str, route: str, params: dict[str, str]) -> tuple[int, Any]:
+        """Invoke one of the app's HTTP functions through the worker path, as the host would."""
+        for spec in self.index.by_trigger("httpTrigger"):
+            methods = [m.upper() for m in spec.trigger.get("methods") or ["GET", "POST"]]
+            if str(spec.trigger.get("route")) == route and method in methods:
+                break
+        else:
+            raise RunError(f"the app has no HTTP function for {method} /api/{route}")
+        path = route
+        for k, v in params.items():
+            path = path.replace("{" + k + "}", v)
+        inv = bindings.http_invocation(
+            spec.trigger,
+            method=method,
+            url=f"{INPROC_BASE_URL}/api/{path}",
+            headers={},
+            query={},
+            route_params=params,
+            body=b"",
+            client_args={arg: self.binding for arg in spec.client_args},
+        )
+        reply = bindings.http_reply(await spec.invoke(inv))
+        return reply.status, json.loads(reply.body) if reply.body else None
+
+    def summary_png(self, daily: dict[str, Any]) -> Path | None:
+        if self.cfg.report_dir is None or not daily.get("index"):
+            return None
+        from scripts import summary_report
+
+        day = str(daily["day"])
+        self.cfg.report_dir.mkdir(parents=True, exist_ok=True)
+        (self.cfg.report_dir / f"summary-{day}.json").write_text(
+            json.dumps(daily, indent=2), encoding="utf-8"
+        )
+        return summary_report.write_png(daily["index"], self.cfg.report_dir / f"summary-{day}.png")
+
     def unfinished_entities(self) -> list[str]:
         """Entities whose state still holds an outbox or an unfinished erasure."""
         out = []
+        from shared.entity import load_state  # the app's own reading of its state
+
         for key, raw in self.db.entity_states("player").items():
-            state = json.loads(raw)
-            if isinstance(state, str):  # the SDK stores the state as a JSON string
-                state = json.loads(state)
-            if isinstance(state, dict) and (state.get("outbox") or state.get("erasing")):
+            state = load_state(json.loads(raw))
+            if state.outbox or state.erasing:
                 out.append(key)
         return out
 
@@ -536,7 +644,7 @@ class Pipeline:
         base_url = INPROC_BASE_URL
         if cfg.transport == "http" or cfg.serve:
             self.server = WebhookServer(
-                scheduler, self.index.by_trigger("httpTrigger"), self.options.hub_name
+                scheduler, self.index.by_trigger("httpTrigger"), self.options.hub_name, self.engine
             )
             url = await self.server.start()
             if cfg.transport == "http":
@@ -548,11 +656,28 @@ class Pipeline:
         binding = protocol.client_binding_json(base_url, self.options.hub_name)
         self.clients = {arg: binding for arg in self.ingest.client_args}
         self.listeners = self._queue_listeners(binding)
+        self.binding = binding
+        statuses = StatusStore(self.db.get_meta, self.db.set_meta)
+        self.timers = [
+            TimerListener(
+                spec,
+                statuses,
+                client_args={a: binding for a in spec.client_args},
+                clock=self.clock,
+                sleep=self.sleep,
+                stats=self.timer_stats,
+            )
+            for spec in self.index.by_trigger("timerTrigger")
+        ]
         result: RunResult | None = None
-        with _transport(cfg.transport, scheduler):
+        with _transport(cfg.transport, scheduler, self.engine):
             entity_task = asyncio.create_task(scheduler.run())
             sampler = asyncio.create_task(self.sample())
             background = [asyncio.create_task(q.run()) for q in self.listeners]
+            if self.engine is not None:
+                self.engine.client_binding = binding
+                background.append(asyncio.create_task(self.engine.run(), name="orchestrations"))
+            background += [asyncio.create_task(t.run(), name=f"timer {t.name}") for t in self.timers]
             try:
                 if self.hub_source is not None:
                     await _unless_failed(self.consume_hub(), entity_task)
@@ -564,8 +689,17 @@ class Pipeline:
                 await _unless_failed(scheduler.drained(), entity_task)
                 if cfg.drain_reminders_s > 0:
                     await self._drain_queues(cfg.drain_reminders_s, entity_task)
+                daily: dict[str, Any] | None = None
+                if cfg.summary:
+                    self._close_bar()
+                    daily = await _unless_failed(self.run_summary(), entity_task)
+                if self.engine is not None:
+                    await _unless_failed(self.engine.drained(), entity_task)
                 self._close_bar()
                 result = self.finish(time.monotonic() - self.started)
+                if daily is not None:
+                    result.daily_summary = daily
+                    result.summary_png = self.summary_png(daily)
                 if cfg.serve and self.server is not None:
                     # The run is complete: its summary and report are out before serving starts.
                     host.finished = result
@@ -583,6 +717,19 @@ class Pipeline:
                 self._close_bar()
         assert result is not None
         return result
+
+
+def summary_day_of_window(start_ms: int, duration_s: float) -> str:
+    """The last full UTC day of the window; without one, the day that holds most of the window."""
+    day_ms = 86_400_000
+    end_ms = start_ms + int(duration_s * 1000)
+    last_full_start = end_ms // day_ms * day_ms - day_ms
+    if last_full_start >= start_ms:
+        chosen = last_full_start
+    else:
+        days = range(start_ms // day_ms * day_ms, end_ms, day_ms)
+        chosen = max(days, key=lambda d: min(d + day_ms, end_ms) - max(d, start_ms))
+    return datetime.fromtimestamp(chosen / 1000, tz=UTC).date().isoformat()
 
 
 def _deadletters() -> list[dict[str, Any]]:
@@ -603,7 +750,7 @@ def _deadletters() -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (str(r.get("partition")), r.get("sequenceNumber") or -1))
 
 
-async def _unless_failed(work: Any, guard: asyncio.Task[Any]) -> None:
+async def _unless_failed(work: Any, guard: asyncio.Task[Any]) -> Any:
     """Await ``work``, but fail at once if ``guard`` (the entity scheduler) ends first.
 
     Without this, a scheduler that died on an error would leave the run waiting
@@ -616,8 +763,7 @@ async def _unless_failed(work: Any, guard: asyncio.Task[Any]) -> None:
         await asyncio.gather(task, return_exceptions=True)
         guard.result()  # the scheduler's error wins even when the work finished in the same wakeup
     if task in done:
-        task.result()
-        return
+        return task.result()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     guard.result()  # re-raises the scheduler's error

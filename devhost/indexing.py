@@ -28,6 +28,7 @@ TRIGGERS = frozenset(
         "queueTrigger",
         "orchestrationTrigger",  # devhost/orchestrations.py
         "activityTrigger",
+        "timerTrigger",  # devhost/timers.py
     }
 )
 SUPPORTED = TRIGGERS | {"durableClient", "http"}

@@ -109,6 +109,10 @@ class HostOptions:
     max_wait_seconds: float = 60.0
     max_entity_batch: int = 50
     hub_name: str = "devhost"
+    # durableTask concurrency on one instance (the extension's defaults on Consumption: 5 and 10 x cores).
+    max_orchestrator_functions: int = 5
+    max_activity_functions: int = 10
+    store_inputs_in_history: bool = False  # durableTask.storeInputsInOrchestrationHistory
     queues: QueueOptions = field(default_factory=lambda: QueueOptions())
 
 
@@ -156,5 +160,12 @@ def load_host_options(path: Path, settings: Mapping[str, str]) -> HostOptions:
         min_event_batch_size=min_batch,
         max_wait_seconds=_timespan_seconds(wait) if wait else defaults.max_wait_seconds,
         max_entity_batch=max(1, int(dt.get("maxEntityOperationBatchSize", defaults.max_entity_batch))),
+        max_orchestrator_functions=max(
+            1, int(dt.get("maxConcurrentOrchestratorFunctions", defaults.max_orchestrator_functions))
+        ),
+        max_activity_functions=max(
+            1, int(dt.get("maxConcurrentActivityFunctions", defaults.max_activity_functions))
+        ),
+        store_inputs_in_history=bool(dt.get("storeInputsInOrchestrationHistory", False)),
         hub_name=str(resolve(dt.get("hubName", defaults.hub_name), settings, f"{path} durableTask.hubName")),
     )

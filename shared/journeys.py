@@ -488,3 +488,75 @@ def interleave(journeys: Iterable[Journey]) -> Iterator[dict[str, Any]]:
 
     for _t, _p, _k, ev in heapq.merge(*(stream(p, j) for p, j in enumerate(journeys))):
         yield ev
+
+
+# -- responses to actions ------------------------------------------------------------------------
+#
+# A player who receives an action may answer it (``action.responded``: accepted or dismissed). How
+# likely is set by the action type and the player's hidden state when the action was triggered:
+# (probability of answering at all, probability that an answer is "accepted"). A suggestion that
+# fits the state is answered and taken more often; a bonus appeals to every state (which is why the
+# harm guard keeps it from tilting players).
+ACCEPTANCE: dict[tuple[str, str], tuple[float, float]] = {
+    ("break_suggestion", TILTING): (0.8, 0.6),
+    ("break_suggestion", FINE): (0.5, 0.15),
+    ("break_suggestion", NEWCOMER): (0.5, 0.2),
+    ("break_suggestion", DISENGAGING): (0.4, 0.1),
+    ("help_offer", NEWCOMER): (0.85, 0.65),
+    ("help_offer", FINE): (0.5, 0.1),
+    ("help_offer", TILTING): (0.3, 0.1),
+    ("help_offer", DISENGAGING): (0.4, 0.15),
+    ("bonus_offer", DISENGAGING): (0.75, 0.55),
+    ("bonus_offer", FINE): (0.7, 0.3),
+    ("bonus_offer", TILTING): (0.7, 0.5),
+    ("bonus_offer", NEWCOMER): (0.6, 0.35),
+}
+RESPONSE_DELAY_S: tuple[float, float] = (5.0, 1800.0)  # log-uniform: seconds to half an hour
+
+
+@dataclass(frozen=True)
+class Response:
+    """A drawn response to one action: whether the player answers, which answer, after how long."""
+
+    action_id: str
+    player_id: str
+    responds: bool
+    accepted: bool
+    delay_ms: int
+    p_respond: float
+    p_accept: float
+
+    @property
+    def p_accepted(self) -> float:
+        """The probability that this action ends up accepted (answered, and answered yes)."""
+        return self.p_respond * self.p_accept
+
+
+def draw_response(seed: int, action_id: str, player_id: str, action_type: str, state: str) -> Response:
+    """The response to one action: deterministic from (seed, action id), whatever else was drawn."""
+    p_respond, p_accept = ACCEPTANCE[(action_type, state)]
+    rng = random.Random(f"response:{seed}:{action_id}")
+    responds = rng.random() < p_respond
+    accepted = rng.random() < p_accept
+    low, high = RESPONSE_DELAY_S
+    delay_s = math.exp(rng.uniform(math.log(low), math.log(high)))
+    return Response(
+        action_id, player_id, responds, responds and accepted, int(delay_s * 1000), p_respond, p_accept
+    )
+
+
+def truth_by_event(journeys: Iterable[Journey]) -> dict[str, str]:
+    """Every event id's hidden state (what the player was when that event happened)."""
+    return {ev["id"]: state for j in journeys for ev, state in zip(j.events, j.truth, strict=True)}
+
+
+def response_event(response: Response, at: datetime) -> dict[str, Any]:
+    """The ``action.responded`` CloudEvent of an answered action, at ``at``."""
+    return make_event(
+        f"resp-{response.action_id}",
+        "action.responded",
+        response.player_id,
+        at,
+        {"actionId": response.action_id, "response": "accepted" if response.accepted else "dismissed"},
+        source="/apps/player-app",
+    )
