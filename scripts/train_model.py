@@ -403,6 +403,11 @@ def train(args: argparse.Namespace, command: str) -> dict[str, Any]:
         return collect(generate(players, seed, start, window, player_offset=offset))
 
     train_data = data_for(args.train_seed, args.train_players, 0)
+    extra: dict[str, Any] | None = None
+    if getattr(args, "extra_rows", None):  # the daily summaries' retraining export (scripts/extra_rows.py)
+        from scripts import extra_rows
+
+        train_data, extra = extra_rows.extend(train_data, args.extra_rows)
     valid_data = data_for(args.valid_seed, max(100, args.train_players // 4), 50_000)
     holdout_data = data_for(args.holdout_seed, args.holdout_players, 80_000)
     log.info(
@@ -456,6 +461,7 @@ def train(args: argparse.Namespace, command: str) -> dict[str, Any]:
             "onnx_vs_sklearn_max_abs_diff": round(drift, 6),
         },
         "feature_stats": stats,
+        **({"extra_training_rows": extra} if extra else {}),
         "excluded_features": list(EXCLUDED),
         "clipped_features": CLIPPED,
         "command": command,
@@ -481,6 +487,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", default="2026-11-01T00:00:00", help="window start (UTC)")
     p.add_argument("--max-iter", type=int, default=150)
     p.add_argument("--max-leaf-nodes", type=int, default=15)
+    p.add_argument(
+        "--extra-rows",
+        action="append",
+        default=[],
+        metavar="PATH_OR_BLOB_URL",
+        help="add the daily summaries' retraining export to the training data (repeatable): a .jsonl file or "
+        "directory, blob://<container>/<prefix> (AzureWebJobsStorage) or an https blob container URL",
+    )
     p.add_argument("--out-dir", default=str(Path(__file__).resolve().parents[1] / "shared" / "models"))
     return p
 
@@ -489,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)
     command = "python -m scripts.train_model " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out_dir"
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out_dir" and v != []
     )
     card = train(args, command)
     log.info("wrote %s (%d bytes) in %.1fs", card["model_version"], card["onnx_bytes"], card["train_seconds"])

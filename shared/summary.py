@@ -252,6 +252,11 @@ def utc_today(now_ms: int) -> date:
     return datetime.fromtimestamp(now_ms / 1000, tz=UTC).date()
 
 
+def day_from_ms(ms: int) -> str:
+    """The UTC day (YYYY-MM-DD) of an epoch-milliseconds instant."""
+    return utc_today(ms).isoformat()
+
+
 def yesterday(now_ms: int) -> str:
     return (utc_today(now_ms) - timedelta(days=1)).isoformat()
 

@@ -29,8 +29,10 @@ from devhost.orchestrations import EventType, OrchestrationClientTransport, Orch
 from devhost.servers import Azurite, ServerError
 from devhost.timers import StatusStore, TimerListener
 from devhost.transport import INPROC_BASE_URL
+from scripts import extra_rows
 from shared import runtime, summary, summary_store
 from shared.config import CosmosSettings
+from shared.features import FEATURES
 from shared.policy import ACTION_TYPES
 from tests.apphost import index
 
@@ -251,6 +253,11 @@ def test_a_days_summary_equals_the_action_documents_and_each_child_writes_its_ow
     hour5 = [d for d in day_docs(docs) if d["hour"] == 5 and d["status"] != "suppressed"]
     assert sorted(r["features"] for r in rows) == sorted(d["features"] for d in hour5)
     assert all(set(r) == {"action", "outcome", "score", "modelVersion", "features"} for r in rows)
+    # ... which scripts.train_model --extra-rows reads back from blob storage as labelled rows
+    extra = extra_rows.load([f"blob://{env['SUMMARY_EXPORT_CONTAINER']}/{DAY}/"], FEATURES, ACTION_TYPES)
+    answered = [d for d in day_docs(docs) if d["status"] in ("accepted", "dismissed")]
+    assert extra.files == 24 and len(extra.labels) == len(answered)
+    assert extra.labels.count("none") == sum(1 for d in answered if d["status"] == "dismissed")
     # a child's history: the same handful of events whatever its hour held (hour 5: ~70 documents,
     # hour 6: none); its size is bounded by the fixed-size partial, not by the documents
     by_hour = {json.loads(json.loads(c.input))["hour"]: h for c, h in children}
