@@ -92,7 +92,8 @@ resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2025-04-15
 }
 
 // Actions: pk /playerId; the delivery service and the erase API filter on
-// playerId/status/type and order by decidedAt.
+// playerId/status/type and order by decidedAt; the daily summary reads one
+// day and hour at a time (docs/workflows.md).
 resource actions 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2025-04-15' = {
   parent: database
   name: 'actions'
@@ -122,6 +123,12 @@ resource actions 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@
           }
           {
             path: '/type/?'
+          }
+          {
+            path: '/day/?'
+          }
+          {
+            path: '/hour/?'
           }
         ]
         excludedPaths: [
@@ -171,7 +178,8 @@ resource deadLetters 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/contain
   }
 }
 
-// Daily summaries: pk /day, one document per summary shard; TTL enabled with
+// Daily summaries (functions/summaries.py): pk /day, one document per hour and
+// an index per day, upserted under deterministic ids; TTL enabled with
 // no default expiry (-1) so a document can opt in with its own ttl.
 resource summaries 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2025-04-15' = {
   parent: database

@@ -110,6 +110,15 @@ resource parkedContainer 'Microsoft.Storage/storageAccounts/blobServices/contain
   }
 }
 
+// The daily summaries' retraining export: one JSON-lines blob per day and hour (docs/workflows.md).
+resource summaryExportContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-06-01' = {
+  parent: blobService
+  name: 'summary-exports'
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2025-06-01' = {
   parent: storage
   name: 'default'
