@@ -83,8 +83,10 @@ lint-only:
 train: setup
 	$(BIN)/python -m scripts.train_model
 
+# CPU per event of the engine vs the naive design on seeded workloads, the devhost unpaced and
+# paced at 3,700 events/s; reports/bench.json and .png (docs/performance.md). SOAK=1 paces 5 minutes.
 bench: setup
-	$(BIN)/python -m scripts.bench
+	$(BIN)/python -m scripts.bench --out reports $(if $(filter-out 0,$(SOAK)),--soak,)
 
 clean:
 	rm -rf $(VENV) $(IAC_VENV) node_modules reports .pytest_cache .mypy_cache .ruff_cache

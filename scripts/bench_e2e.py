@@ -1,0 +1,231 @@
+"""The benchmark's measurements across processes: one signal over real HTTP, and devhost runs.
+
+- ``signal_http``: the Durable SDK's own aiohttp client (``DurableOrchestrationClient.signal_entity``)
+  posting to a loopback aiohttp server in *another process* that answers 202 as the extension's
+  webhook does; the CPU counted is this process's only, the client side of each signal.
+- ``devhost``: ``python -m devhost run --source jsonl`` in a subprocess (real SQLite log and
+  queues, a real Cosmos DB server, Azurite), unpaced or paced, its JSON report read back, and
+  its resident memory sampled from outside (``psutil``), aligned to the run's own progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_SERVER = """
+import sys
+from aiohttp import web
+
+async def accepted(request):
+    await request.read()
+    return web.Response(status=202)
+
+app = web.Application()
+app.router.add_post("/runtime/webhooks/durabletask/entities/{name}/{key}", accepted)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def webhook_server() -> Iterator[str]:
+    """A loopback aiohttp server in its own process that answers every entity signal 202."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(port)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the loopback webhook server did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def _signal_all(base: str, signals: list[tuple[str, Any]], concurrency: int) -> float:
+    import azure.durable_functions as df
+
+    from devhost import protocol
+
+    client = df.DurableOrchestrationClient(protocol.client_binding_json(base, "benchhub"))
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(key: str, payload: Any) -> None:
+        async with gate:
+            await client.signal_entity(df.EntityId("Player", key), "events", payload)
+
+    await asyncio.gather(*(one(k, p) for k, p in signals[:50]))  # the session and its connections
+    c0 = time.process_time()
+    await asyncio.gather(*(one(k, p) for k, p in signals))
+    return time.process_time() - c0
+
+
+async def _close_sdk_session() -> None:
+    mod: Any = sys.modules.get("azure.durable_functions.models.utils.http_utils")
+    if mod is not None:
+        await mod._close_session()
+        mod._session_lock = asyncio.Lock()
+
+
+def signal_http(signals: list[tuple[str, Any]], concurrency: int = 32) -> dict[str, Any]:
+    """CPU of this process per signal through the SDK's aiohttp client to a loopback webhook.
+    ``signals``: (entity key, the input object) as the ingest function signalled them."""
+
+    async def go(base: str) -> float:
+        try:
+            return await _signal_all(base, signals, concurrency)
+        finally:
+            await _close_sdk_session()
+
+    with webhook_server() as base:
+        spent = asyncio.run(go(base))
+    return {
+        "signals": len(signals),
+        "concurrency": concurrency,
+        "cpu_us_per_signal": spent / max(1, len(signals)) * 1e6,
+    }
+
+
+# -- the devhost -----------------------------------------------------------------------------------
+_PROGRESS = re.compile(rb"(\d+)/(\d+) \[")
+
+
+@dataclass
+class DevhostRun:
+    summary: dict[str, Any]
+    report: Path
+    # (seconds since the subprocess started, RSS MB of the devhost process, events checkpointed)
+    rss: list[tuple[float, float, int]] = field(default_factory=list)
+    total: int = 0
+    wall_s: float = 0.0
+
+
+def devhost(
+    jsonl: Path, workdir: Path, *, rate: float = 0.0, timeout_s: float = 3600.0, sample_s: float = 0.5
+) -> DevhostRun:
+    """``python -m devhost run --source jsonl --file JSONL --fresh`` (paced when ``rate``), with
+    its resident memory sampled every ``sample_s`` next to the run's progress."""
+    import psutil
+
+    state, reports = workdir / "state", workdir / "report"
+    cmd = [
+        sys.executable,
+        "-m",
+        "devhost",
+        "run",
+        "--source",
+        "jsonl",
+        "--file",
+        str(jsonl),
+        "--fresh",
+        "--state-dir",
+        str(state),
+        "--report-dir",
+        str(reports),
+        "--no-local-settings",
+    ]
+    if rate:
+        cmd += ["--rate", f"{rate:g}"]
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = (workdir / "stdout.txt").open("wb")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="100")
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.PIPE, env=env)
+    progress = [0, 0]
+    tail = bytearray()
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        while True:
+            chunk = os.read(proc.stderr.fileno(), 65536)
+            if not chunk:
+                return
+            tail.extend(chunk)
+            found = _PROGRESS.findall(bytes(tail[-4096:]))
+            if found:
+                progress[0], progress[1] = int(found[-1][0]), int(found[-1][1])
+            del tail[:-8192]
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    run = DevhostRun({}, reports)
+    ps = psutil.Process(proc.pid)
+    try:
+        while proc.poll() is None:
+            if time.monotonic() - started > timeout_s:
+                proc.terminate()
+                raise RuntimeError(f"the devhost run took longer than {timeout_s:.0f} s")
+            with contextlib.suppress(psutil.Error):
+                run.rss.append((time.monotonic() - started, ps.memory_info().rss / 2**20, progress[0]))
+            time.sleep(sample_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(timeout=5)
+        out.close()
+    run.wall_s = time.monotonic() - started
+    run.total = progress[1]
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"devhost exited with {proc.returncode}: {bytes(tail[-2000:]).decode(errors='replace')}"
+        )
+    found = sorted(reports.glob("devhost-*.json"))
+    if not found:
+        raise RuntimeError(f"the devhost wrote no report in {reports}")
+    run.report = found[-1]
+    run.summary = json.loads(run.report.read_text())
+    return run
+
+
+def rss_window(run: DevhostRun, total: int) -> tuple[float | None, float | None, str]:
+    """RSS (MB) once 10% of the events were checkpointed (warmed up: the app loaded, the caches
+    filled) and at the last sample before all were (before the report's plotting loads matplotlib)."""
+    during = [(t, mb, n) for t, mb, n in run.rss if 0 < n < total]
+    start = next(((t, mb) for t, mb, n in during if n >= 0.1 * total), None)
+    if start is None or not during:
+        return None, None, "too few samples while the events were processed"
+    end = during[-1]
+    return start[1], end[1], f"from {start[0]:.0f} s to {end[0]:.0f} s after the devhost started"
+
+
+def paced_figures(summary: dict[str, Any], rate: float) -> dict[str, Any]:
+    """The achieved rate and the backlog from the devhost's report (its 1 s timeseries)."""
+    series = summary.get("timeseries", [])
+    backlog = [r["backlog_events"] for r in series if r.get("backlog_events") is not None]
+    return {
+        "target_rate": rate,
+        "achieved_rate": summary.get("events_per_second"),
+        "events": summary.get("events_processed"),
+        "wall_seconds": summary.get("wall_seconds"),
+        "max_backlog_events": max(backlog, default=None),
+        "latency_ms": summary.get("pipeline", {}).get("latency_ms"),
+    }
