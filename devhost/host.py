@@ -517,6 +517,10 @@ class Pipeline:
                 "queue_poisoned": self.queue_stats.poisoned,
                 "max_event_batch_size": self.options.max_event_batch_size,
                 "max_entity_batch": self.options.max_entity_batch,
+                "timer_invocations": self.timer_stats.invocations,
+                "orchestrations_completed": self.engine.stats.completed if self.engine else 0,
+                "orchestrations_failed": self.engine.stats.failed if self.engine else 0,
+                "activities": self.engine.stats.activities if self.engine else 0,
             },
         }
         result = RunResult(

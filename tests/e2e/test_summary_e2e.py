@@ -97,3 +97,32 @@ def test_a_seeded_days_summary_equals_the_action_documents_and_the_known_accepta
 
     # 4. the report: the PNG was drawn
     assert result.summary_png is not None and result.summary_png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("transport", ["inproc", "http"])
+def test_the_devhost_runs_the_summary_workflow_on_both_transports(
+    tmp_path: Path, cosmos_settings: CosmosSettings, transport: str
+) -> None:
+    """The real DurableOrchestrationClient starts and reads the orchestration in-process and over the
+    extension's webhooks on loopback HTTP; the run ends with the workflow completed and drained."""
+    cfg = RunConfig(
+        players=15,
+        duration_s=2 * DAY_MS / 1000,
+        seed=SEED,
+        start_ms=START_MS,
+        partitions=4,
+        state_dir=tmp_path / "state",
+        fresh=True,
+        report_dir=None,
+        settings_path=settings_file(tmp_path, cosmos_settings),
+        progress=False,
+        transport=transport,
+        summary=True,
+        summary_day=summary.day_from_ms(START_MS),
+    )
+    result = Host(cfg).run()
+    daily = result.daily_summary
+    assert daily is not None and daily["runtimeStatus"] == "Completed" and daily["day"] == cfg.summary_day
+    assert daily["index"]["id"] == summary.index_id(str(cfg.summary_day)) and len(daily["parts"]) == 24
+    host = result.summary["host"]
+    assert host["orchestrations_completed"] == 25 and host["orchestrations_failed"] == 0
