@@ -165,7 +165,7 @@ def measure_workloads(
     results: dict[str, Any] = {}
     for w in workloads:
         runs: dict[str, list[bench_cpu.RunStats]] = {"engine": [], "naive": []}
-        counts: list[dict[str, int]] = []
+        counts: list[dict[str, Any]] = []
         counts_naive: dict[str, int] = {}
         for rep in range(repeats):
             order = (engine, naive) if rep % 2 == 0 else (naive, engine)
@@ -183,13 +183,15 @@ def measure_workloads(
                             "duplicates": delta.total("pi.events.duplicate"),
                             "dropped": delta.total("pi.events.dropped"),
                             "entity_operations": delta.total("pi.entity.operations"),
+                            "rejections": delta.by("pi.rejections", "rule"),
                         }
                     )
                 else:
                     counts_naive = {"scored": bench_naive.stats.scored, "actions": bench_naive.stats.actions}
                 runs[d.name].append(stats)
                 progress.update(1)
-        results[w.name] = _workload_figures(w, runs, counts, counts_naive, repeats)
+        decode_s = bench_cpu.worker_decode_s(engine, w.batches)
+        results[w.name] = _workload_figures(w, runs, counts, counts_naive, repeats, decode_s)
         if profile:
             progress.set_description(f"{w.name}: profile")
             prof = cProfile.Profile()
@@ -206,9 +208,10 @@ def measure_workloads(
 def _workload_figures(
     w: bw.Workload,
     runs: dict[str, list[bench_cpu.RunStats]],
-    counts: list[dict[str, int]],
+    counts: list[dict[str, Any]],
     counts_naive: dict[str, int],
     repeats: int,
+    decode_s: float,
 ) -> dict[str, Any]:
     eng, nai = runs["engine"], runs["naive"]
     n = w.events
@@ -225,13 +228,14 @@ def _workload_figures(
         "ingest_cpu_us_per_event": _median([_us(r.ingest_s, n) for r in eng]),
         "entity_cpu_us_per_event": _median([_us(r.entity_s, n) for r in eng]),
         "entity_cpu_us_per_operation": _median([_us(r.entity_s, r.operations) for r in eng]),
-        "worker_decode_us_per_event": _median([_us(r.decode_s, n) for r in eng]),
+        "worker_decode_us_per_event": _us(decode_s, n),
         "signals_per_event": last.signals / n,
         "entity_ops_per_event": last.operations / n,
         "ops_per_entity_batch": last.operations / max(1, last.entity_batches),
         "entity_batches": last.entity_batches,
         "scores_per_event": c["scored"] / n,
         "actions": c["actions"],
+        "rejections": c["rejections"],
         "duplicates": c["duplicates"],
         "state_bytes_mean": statistics.fmean(sizes) if sizes else 0.0,
         "state_bytes_max": max(sizes, default=0),
@@ -242,6 +246,7 @@ def _workload_figures(
         "naive_signals_per_event": nai[-1].signals / n,
         "naive_ops_per_entity_batch": nai[-1].operations / max(1, nai[-1].entity_batches),
         "naive_scores_per_event": counts_naive["scored"] / n,
+        "naive_actions": counts_naive["actions"],
         "naive_state_bytes_mean": statistics.fmean(naive_sizes) if naive_sizes else 0.0,
         "naive_state_bytes_max": max(naive_sizes, default=0),
         "speedup_vs_naive": _median(naive_fn) / _median(fn),

@@ -110,8 +110,11 @@ class Batch:
     partition: str
     events: list[HubEvent]
     now_ms: int
-    # The host's input for this batch (devhost.bindings) per trigger binding, built once.
+    # Per trigger binding: the host's input for this batch (devhost.bindings), the arguments the
+    # worker decoded from it, and the CPU that decode took; each made once (scripts/bench_cpu.py).
     invocations: dict[Any, Any] = field(default_factory=dict)
+    decoded: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    decode_s: dict[Any, float] = field(default_factory=dict)
 
 
 @dataclass
