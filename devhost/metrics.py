@@ -204,6 +204,8 @@ def counts_table(snap: Snapshot) -> Mapping[str, Any]:
         "duplicates": snap.total(telemetry.EVENTS_DUPLICATE),
         "scored": snap.total(telemetry.SCORES),
         "actions": snap.by(telemetry.ACTIONS, "type"),
+        "suppressed": snap.by(telemetry.ACTIONS_SUPPRESSED, "type"),
+        "outcomes": snap.by(telemetry.OUTCOMES, "result"),
         "rejections": snap.by(telemetry.REJECTIONS, "rule"),
         "write_failures": snap.total(telemetry.ACTION_WRITE_FAILURES),
         "batches_parked": snap.total(telemetry.BATCHES_PARKED),

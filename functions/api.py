@@ -9,8 +9,9 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from shared import runtime
+from shared.entity import load_state
 from shared.events import is_valid_player_id
-from shared.state import load_state
+from shared.timeutil import utc_day
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
@@ -45,9 +46,9 @@ async def get_player(req: func.HttpRequest, client: df.DurableOrchestrationClien
             "newestEventMs": state.newest_ms,
             "optedOut": state.opted_out,
             "actionsToday": state.day_count,
-            "day": state.day,
+            "day": utc_day(state.day_ms) if state.day_ms else "",
             "lastActionMs": state.last_action_ms,
-            "outbox": [item.doc["id"] for item in state.outbox],
+            "outbox": [item.id for item in state.outbox],
             "erasing": state.erasing,
             "lifetime": {
                 "events": state.agg.events,

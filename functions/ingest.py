@@ -14,13 +14,14 @@ import asyncio
 import logging
 import time
 from datetime import UTC
-from typing import Any, List  # noqa: UP035 - the worker refuses list[...] on Python 3.11 (docs/platform.md)
+from typing import List  # noqa: UP035 - the worker refuses list[...] on Python 3.11 (docs/platform.md)
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared import parking, runtime, telemetry
+from shared import parking, runtime, signals, telemetry
 from shared.routing import DeadLetter, Message, RoutedBatch, route
+from shared.signals import Signal, SignalEvent
 from shared.store import ActionStore, PermanentWriteFailure, get_store
 from shared.tracing import IngestSpans
 
@@ -85,21 +86,21 @@ def enqueued_ms(event: func.EventHubEvent) -> int | None:
     return int(enqueued.timestamp() * 1000)
 
 
-async def _signal_all(
-    client: df.DurableOrchestrationClient, inputs: dict[str, dict[str, Any]], spans: IngestSpans
-) -> None:
+async def _signal_all(client: df.DurableOrchestrationClient, batch: RoutedBatch, spans: IngestSpans) -> None:
     gate = asyncio.Semaphore(SIGNAL_CONCURRENCY)
+    ranges = batch.ranges()
 
-    async def one(player_id: str, payload: dict[str, Any]) -> None:
+    async def one(player_id: str, events: list[SignalEvent]) -> None:
         async with gate:
-            with spans.signal(player_id, payload["events"]):
+            with spans.signal(player_id, events) as traced:
+                payload = signals.encode(Signal(traced, ranges))
                 await client.signal_entity(df.EntityId(ENTITY_NAME, player_id), "events", payload)
 
     # A TaskGroup cancels the other signals when one fails; the batch is then retried whole.
     try:
         async with asyncio.TaskGroup() as group:
-            for pid, payload in inputs.items():
-                group.create_task(one(pid, payload))
+            for pid, events in batch.signals.items():
+                group.create_task(one(pid, events))
     except ExceptionGroup as failed:
         raise failed.exceptions[0] from failed
 
@@ -215,7 +216,7 @@ async def process(
     # Valid events first: a Cosmos outage must not hold them back behind the dead letters.
     spans = IngestSpans(batch.signals, started_ns, settings.hash_player_ids_in_telemetry)
     try:
-        await _signal_all(client, batch.signal_inputs(), spans)
+        await _signal_all(client, batch, spans)
     finally:
         spans.end()
     refused = await _dead_letter(batch) if batch.dead_letters else 0

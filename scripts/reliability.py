@@ -38,6 +38,7 @@ from devhost.host import Host, RunConfig, RunResult
 from devhost.servers import CosmosServer
 from devhost.settings import ROOT
 from shared.config import CosmosSettings
+from shared.entity import load_state
 from shared.store import ActionStore
 
 KEY = "cmVsaWFiaWxpdHk="  # any base64: cosmosdb-server checks no signatures
@@ -146,8 +147,10 @@ class Lab:
         return ActionStore(CosmosSettings(endpoint=self.endpoint, database=name, key=KEY))
 
     def actions(self, name: str) -> list[dict[str, Any]]:
-        rows = self.store(name).actions.query_items("SELECT * FROM c", enable_cross_partition_query=True)
-        return list(rows)
+        """The actions sent. Suppressed-decision records are analytics, bounded while Cosmos is down
+        (MAX_SUPPRESSED_PENDING), so they are not part of the no-loss guarantee."""
+        query = "SELECT * FROM c WHERE c.status != 'suppressed'"
+        return list(self.store(name).actions.query_items(query, enable_cross_partition_query=True))
 
     def applied(self, name: str) -> dict[str, int]:
         """Events each player's entity has applied (its lifetime counter), from the devhost state."""
@@ -155,9 +158,7 @@ class Lab:
         try:
             out = {}
             for key, raw in db.entity_states("player").items():
-                state = json.loads(raw)
-                state = json.loads(state) if isinstance(state, str) else state
-                out[key] = int((state.get("agg") or {}).get("events", 0))
+                out[key] = load_state(json.loads(raw)).agg.events
             return out
         finally:
             db.close()

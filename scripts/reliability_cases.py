@@ -182,6 +182,8 @@ def _ms(start: datetime, seconds: float) -> int:
 def flood_one_player(n: int, batch_size: int = 256) -> dict[str, Any]:
     """``n`` events of one player in entity operations of ``batch_size``, through the entity function
     (the store is a no-op fake: this measures the entity, not Cosmos): state size and CPU per event."""
+    from shared import signals
+    from shared.entity import codec
     from shared.events import make_event, parse
     from shared.model import get_model
     from shared.player import run_operation
@@ -191,6 +193,9 @@ def flood_one_player(n: int, batch_size: int = 256) -> dict[str, Any]:
     class NoStore:
         def create_actions(self, docs: Any) -> WriteReport:
             return WriteReport(written={d["id"] for d in docs})
+
+        def record_outcome(self, player_id: str, outcome: Any) -> str:
+            return "recorded"
 
         def delete_player_data(self, player_id: str) -> int:
             return 0
@@ -229,7 +234,7 @@ def flood_one_player(n: int, batch_size: int = 256) -> dict[str, Any]:
                 sequence=i,
             )
             events.append(ev.to_signal())  # type: ignore[union-attr]
-        payload = {"v": 1, "events": events, "r": [["0", b, b + len(events) - 1]]}
+        payload = signals.encode(signals.Signal(events, [("0", b, b + len(events) - 1)]))
         began = time.process_time()
         out = run_operation(
             "hostile",
@@ -244,7 +249,7 @@ def flood_one_player(n: int, batch_size: int = 256) -> dict[str, Any]:
         )
         cpu.append((time.process_time() - began) / len(events))
         state = out.state
-        sizes.append(len(json.dumps(state)))
+        sizes.append(len(codec.encode(state)))  # as stored
     tenth = max(1, len(cpu) // 10)
     first, last = sum(cpu[:tenth]) / tenth, sum(cpu[-tenth:]) / tenth
     return {

@@ -2,7 +2,7 @@
 
 Training rows are produced by the serving code itself: every generated event is
 serialised, parsed by ``shared.events.parse``, turned into the entity signal and
-folded into a ``PlayerState`` by ``shared.state.apply_events``. A recording
+folded into a ``PlayerState`` by ``shared.entity.apply_events``. A recording
 scorer captures the feature vector at each trigger (funnel step 2) and returns
 zero probabilities, so the policy never acts. Each row is labelled with the
 hidden state of the player at the triggering event. Features, trigger rules and
@@ -39,11 +39,12 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import roc_auc_score
 
+from shared.entity import PlayerState, Scored, apply_events
 from shared.events import PlayerEvent, Rejected, parse
-from shared.features import FEATURES, N_FEATURES
+from shared.features import FEATURES, N_FEATURES, Features
 from shared.journeys import DEFAULT_MIX, LABELS, STATE_TO_LABEL, Journey, generate
 from shared.policy import ACTION_TYPES, Rules
-from shared.state import PlayerState, apply_events
+from shared.signals import Signal
 
 log = logging.getLogger("train_model")
 
@@ -96,10 +97,10 @@ def journey_rows(journey: Journey, rules: Rules | None = None) -> tuple[list[lis
     labels: list[int] = []
     current: list[str] = [""]
 
-    def recording_scorer(vector: list[float]) -> tuple[Mapping[str, float], list[str]]:
-        rows.append(vector)
+    def recording_scorer(features: Features) -> Scored:
+        rows.append([getattr(features, name) for name in FEATURES])  # the card's order is FEATURES'
         labels.append(_LABEL_INDEX[STATE_TO_LABEL[truth[current[0]]]])
-        return _ZERO_SCORES, []
+        return Scored(_ZERO_SCORES, [], [])
 
     state = PlayerState()
     routed = 0
@@ -113,8 +114,10 @@ def journey_rows(journey: Journey, rules: Rules | None = None) -> tuple[list[lis
             continue
         routed += 1
         signal = result.to_signal()
-        current[0] = signal["id"]
-        apply_events(state, journey.player_id, [signal], signal["t"], recording_scorer, rules, "training")
+        current[0] = signal.id
+        apply_events(
+            state, journey.player_id, Signal([signal]), signal.t, recording_scorer, rules, "training"
+        )
     return rows, labels, routed
 
 
@@ -325,7 +328,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         "Trained on synthetic journeys (`shared/journeys.py`) whose hidden state drives both the events "
         "and the labels: tilting → `break_suggestion`, confused newcomer → `help_offer`, disengaging → "
         "`bonus_offer`, fine → `none`. Rows are the entity's real triggers, computed by "
-        "`shared.state.apply_events`.",
+        "`shared.entity.apply_events`.",
         "",
         "## Data",
         "",

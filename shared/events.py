@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from shared.eventtypes import SPECS, USED_TYPES, EventType, NonEmpty, name_of
+from shared.signals import SignalEvent
 from shared.timeutil import iso
 
 # 1-128 of [A-Za-z0-9_.:-] with at least one letter or digit: the Durable client puts the key in
@@ -28,8 +30,6 @@ _TRACEPARENT_RE = re.compile(TRACEPARENT_PATTERN)
 JSON_CONTENT_TYPE_PATTERN = r"^(?i:application/(?:[a-z0-9.+-]+\+)?json)[ \t]*(?:;.*)?$"
 
 PlayerId = Annotated[str, msgspec.Meta(pattern=PLAYER_ID_PATTERN)]
-NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-Money = Annotated[float, msgspec.Meta(ge=0, le=1e9)]
 
 
 class Envelope(msgspec.Struct, frozen=True):
@@ -48,58 +48,11 @@ class Envelope(msgspec.Struct, frozen=True):
     data: msgspec.Raw = msgspec.Raw(b"{}")
 
 
-class NoData(msgspec.Struct, frozen=True):
-    pass
-
-
-class SessionData(msgspec.Struct, frozen=True):
-    sessionId: NonEmpty | None = None
-
-
-class RoundData(msgspec.Struct, frozen=True):
-    stake: Money
-    payout: Money
-    game: NonEmpty
-    sessionId: NonEmpty | None = None
-
-
-class AmountData(msgspec.Struct, frozen=True):
-    amount: Money
-
-
-class DepositFailedData(msgspec.Struct, frozen=True):
-    amount: Money
-    reason: NonEmpty
-
-
-class BonusData(msgspec.Struct, frozen=True):
-    bonusId: NonEmpty | None = None
-    amount: Money | None = None
-
-
-class ActionRespondedData(msgspec.Struct, frozen=True):
-    actionId: NonEmpty
-    response: Literal["accepted", "dismissed"]
-
-
-# The event types the model and the policy use, with their data schema.
-DATA_SCHEMAS: dict[str, type[msgspec.Struct]] = {
-    "session.started": SessionData,
-    "session.ended": SessionData,
-    "round.completed": RoundData,
-    "deposit.made": AmountData,
-    "deposit.failed": DepositFailedData,
-    "withdrawal.requested": AmountData,
-    "withdrawal.reversed": AmountData,
-    "bonus.claimed": BonusData,
-    "action.responded": ActionRespondedData,
-    "player.optout": NoData,
-    "player.optin": NoData,
-}
-USED_TYPES = frozenset(DATA_SCHEMAS)
+# The event types the model and the policy use, with their data schema (shared.eventtypes).
+DATA_SCHEMAS: dict[str, type[msgspec.Struct]] = {spec.name: spec.schema for spec in SPECS}
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
-_DATA = {name: msgspec.json.Decoder(schema) for name, schema in DATA_SCHEMAS.items()}
+_DATA = {spec.name: (spec, msgspec.json.Decoder(spec.schema)) for spec in SPECS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,27 +60,36 @@ class PlayerEvent:
     """A validated event of a used type, as routed to the player's entity."""
 
     id: str
-    type: str
+    kind: EventType
     player_id: str
     time_ms: int
-    data: dict[str, Any]
+    a: float = 0.0  # what the entity keeps of the data (shared.eventtypes: EventSpec.lift)
+    b: float = 0.0
+    ref: str | None = None
     traceparent: str | None = None
     partition: str | None = None
     sequence: int | None = None
     enqueued_ms: int | None = None
 
-    def to_signal(self) -> dict[str, Any]:
-        """Compact JSON-ready form carried in the entity signal."""
-        out: dict[str, Any] = {"id": self.id, "type": self.type, "t": self.time_ms, "d": self.data}
-        if self.traceparent:
-            out["tp"] = self.traceparent
-        if self.partition is not None:
-            out["p"] = self.partition
-        if self.sequence is not None:
-            out["s"] = self.sequence
-        if self.enqueued_ms is not None:
-            out["q"] = self.enqueued_ms
-        return out
+    @property
+    def type(self) -> str:
+        """The CloudEvent type."""
+        return name_of(self.kind)
+
+    def to_signal(self) -> SignalEvent:
+        """The event as the entity's signal carries it."""
+        return SignalEvent(
+            self.id,
+            int(self.kind),
+            self.time_ms,
+            self.a,
+            self.b,
+            self.ref,
+            self.partition,
+            self.sequence,
+            self.enqueued_ms,
+            self.traceparent,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,18 +178,22 @@ def _parse(
             env.subject,
             env.id,
         )
+    spec, data_decoder = _DATA[env.type]
     raw_data = bytes(env.data)
     try:
         # "data": null carries no fields, like an absent data (a null opt-out is still an opt-out).
-        data = _DATA[env.type].decode(b"{}" if raw_data.strip() == b"null" else raw_data)
+        data = data_decoder.decode(b"{}" if raw_data == b"null" or raw_data.strip() == b"null" else raw_data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         return Rejected("invalid_data", f"{env.type}: {exc}", env.subject, env.id)
+    a, b, ref = spec.lift(data)
     return PlayerEvent(
         id=env.id,
-        type=env.type,
+        kind=spec.code,
         player_id=env.subject,
         time_ms=time_ms,
-        data=msgspec.to_builtins(data),
+        a=a,
+        b=b,
+        ref=ref,
         traceparent=env.traceparent if env.traceparent and _TRACEPARENT_RE.match(env.traceparent) else None,
         partition=partition,
         sequence=sequence,

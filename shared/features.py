@@ -1,47 +1,62 @@
-"""Features from a player's trailing buffer, as of one event time.
+"""Features from a player's trailing buffer, as of one event time, by name.
 
 The same function feeds training (scripts/train_model.py) and serving (the
-entity), so the model sees in production exactly what it was trained on. The
-order of ``FEATURES`` is the ONNX model's input order; the model card lists it.
+entity), so the model sees in production exactly what it was trained on.
+``compute`` fills a ``Features`` struct field by field; the ONNX input vector is
+built from it *by name*, in the order the model card lists (``shared.model``),
+so the order of the fields here never decides which column a value lands in.
+Adding a feature: one field in ``Features`` and its line in ``compute``, then
+retrain (README "How to add a feature").
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-# Buffer entry layout: see shared.state (t_ms, code, a, b, id, partition, seq).
-_T, _CODE, _A, _B = 0, 1, 2, 3
-SESSION_STARTED, SESSION_ENDED, ROUND, DEPOSIT, DEPOSIT_FAILED = 0, 1, 2, 3, 4
-WITHDRAWAL, WITHDRAWAL_REVERSED, BONUS, RESPONDED = 5, 6, 7, 8
+import msgspec
 
-FEATURES: tuple[str, ...] = (
-    "events_in_buffer",
-    "rounds_last_30m",
-    "minutes_since_prev_event",
-    "session_minutes",
-    "rounds_per_minute",
-    "stake_mean",
-    "stake_cv",
-    "stake_trend",
-    "loss_streak",
-    "net_loss",
-    "net_loss_per_deposit",
-    "deposits_last_60m",
-    "deposit_failures",
-    "withdrawal_reversals",
-    "bonus_claims",
-    "minutes_since_last_action",
-    "dismissed_ratio",
-    "lifetime_sessions",
-    "lifetime_events",
-    "avg_session_minutes",
-    "last_session_vs_avg",
-    "minutes_since_prev_session",
-    "hour_sin",
-    "hour_cos",
-)
+from shared.eventtypes import EventType
+
+if TYPE_CHECKING:
+    from shared.entity.model import Entry
+
+SESSION_STARTED, SESSION_ENDED, ROUND = EventType.SESSION_STARTED, EventType.SESSION_ENDED, EventType.ROUND
+DEPOSIT, DEPOSIT_FAILED = EventType.DEPOSIT, EventType.DEPOSIT_FAILED
+WITHDRAWAL_REVERSED, BONUS = EventType.WITHDRAWAL_REVERSED, EventType.BONUS
+
+
+class Features(msgspec.Struct, gc=False):
+    """The model's inputs, by name (see shared/models/MODEL_CARD.md for what each means)."""
+
+    events_in_buffer: float
+    rounds_last_30m: float
+    minutes_since_prev_event: float
+    session_minutes: float
+    rounds_per_minute: float
+    stake_mean: float
+    stake_cv: float
+    stake_trend: float
+    loss_streak: float
+    net_loss: float
+    net_loss_per_deposit: float
+    deposits_last_60m: float
+    deposit_failures: float
+    withdrawal_reversals: float
+    bonus_claims: float
+    minutes_since_last_action: float
+    dismissed_ratio: float
+    lifetime_sessions: float
+    lifetime_events: float
+    avg_session_minutes: float
+    last_session_vs_avg: float
+    minutes_since_prev_session: float
+    hour_sin: float
+    hour_cos: float
+
+
+FEATURES: tuple[str, ...] = Features.__struct_fields__
 N_FEATURES = len(FEATURES)
 _MINUTE = 60_000.0
 _NO_ACTION_MINUTES = 24 * 60.0
@@ -59,18 +74,18 @@ class AggregatesLike(Protocol):
     session_open_ms: int
 
 
-def session_start(buf: Sequence[Sequence[Any]], t: int, agg: AggregatesLike | None = None) -> int | None:
+def session_start(buf: Sequence[Entry], t: int, agg: AggregatesLike | None = None) -> int | None:
     """Time of the latest session start at or before ``t`` with no end between.
 
     When the start has left the buffer (a long session), the aggregates still
     know when the newest session opened.
     """
     for e in reversed(buf):
-        if e[_T] > t:
+        if e.t > t:
             continue
-        if e[_CODE] == SESSION_STARTED:
-            return int(e[_T])
-        if e[_CODE] == SESSION_ENDED and e[_T] < t:
+        if e.kind == SESSION_STARTED:
+            return e.t
+        if e.kind == SESSION_ENDED and e.t < t:
             return None
     if agg is not None and 0 < agg.session_open_ms <= t and agg.session_open_ms > agg.prev_end_ms:
         if agg.last_end_ms < agg.session_open_ms or agg.last_end_ms >= t:
@@ -78,13 +93,13 @@ def session_start(buf: Sequence[Sequence[Any]], t: int, agg: AggregatesLike | No
     return None
 
 
-def loss_streak(buf: Sequence[Sequence[Any]]) -> int:
+def loss_streak(buf: Sequence[Entry]) -> int:
     """Consecutive losing rounds at the end of the buffer."""
     streak = 0
     for e in reversed(buf):
-        if e[_CODE] != ROUND:
+        if e.kind != ROUND:
             continue
-        if e[_B] < e[_A]:
+        if e.b < e.a:
             streak += 1
         else:
             break
@@ -92,13 +107,13 @@ def loss_streak(buf: Sequence[Sequence[Any]]) -> int:
 
 
 def compute(
-    buf: Sequence[Sequence[Any]],
+    buf: Sequence[Entry],
     agg: AggregatesLike,
     last_action_ms: Mapping[str, int],
     t: int,
-) -> list[float]:
-    """The feature vector, in ``FEATURES`` order, from events at or before ``t``."""
-    events = [e for e in buf if e[_T] <= t]
+) -> Features:
+    """The features as of ``t``, from the buffered events at or before it."""
+    events = buf if not buf or buf[-1].t <= t else [e for e in buf if e.t <= t]
     stakes: list[float] = []
     net = 0.0
     streak = 0
@@ -108,18 +123,18 @@ def compute(
     last_session_minutes: float | None = None
     open_start: int | None = None
     for e in events:
-        code, et = e[_CODE], e[_T]
+        code, et = e.kind, e.t
         if et < t:
             prev_event_t = et
         if code == ROUND:
-            stake, payout = float(e[_A]), float(e[_B])
+            stake, payout = e.a, e.b
             stakes.append(stake)
             net += stake - payout
             streak = streak + 1 if payout < stake else 0
             if t - et <= 30 * _MINUTE:
                 rounds_30 += 1
         elif code == DEPOSIT:
-            deposit_sum += float(e[_A])
+            deposit_sum += e.a
             if t - et <= 60 * _MINUTE:
                 deposits_60 += 1
         elif code == DEPOSIT_FAILED:
@@ -137,7 +152,7 @@ def compute(
 
     start = session_start(events, t, agg)
     session_minutes = (t - start) / _MINUTE if start is not None else 0.0
-    if start is None and last_session_minutes is not None and events and events[-1][_CODE] == SESSION_ENDED:
+    if start is None and last_session_minutes is not None and events and events[-1].kind == SESSION_ENDED:
         session_minutes = last_session_minutes
     n_stakes = len(stakes)
     mean = sum(stakes) / n_stakes if n_stakes else 0.0
@@ -161,29 +176,29 @@ def compute(
     )
     prev_end = agg.last_end_ms if 0 < agg.last_end_ms < t else agg.prev_end_ms
     hour = (t / 3_600_000.0) % 24.0
-    return [
-        float(len(events)),
-        float(rounds_30),
-        (t - prev_event_t) / _MINUTE if prev_event_t is not None else 0.0,
-        session_minutes,
-        rounds_30 / 30.0,
-        mean,
-        cv,
-        max(-5.0, min(5.0, trend)),
-        float(streak),
-        net,
-        net / deposit_sum if deposit_sum > 0 else 0.0,
-        float(deposits_60),
-        float(failures),
-        float(reversals),
-        float(bonuses),
-        min(since_action, _NO_ACTION_MINUTES),
-        agg.dismissed / responses if responses else 0.0,
-        float(agg.sessions),
-        float(agg.events),
-        avg_session,
-        min(vs_avg, 10.0),
-        min((t - prev_end) / _MINUTE, 7 * 24 * 60.0) if 0 < prev_end < t else 0.0,
-        math.sin(2 * math.pi * hour / 24.0),
-        math.cos(2 * math.pi * hour / 24.0),
-    ]
+    return Features(
+        events_in_buffer=float(len(events)),
+        rounds_last_30m=float(rounds_30),
+        minutes_since_prev_event=(t - prev_event_t) / _MINUTE if prev_event_t is not None else 0.0,
+        session_minutes=session_minutes,
+        rounds_per_minute=rounds_30 / 30.0,
+        stake_mean=mean,
+        stake_cv=cv,
+        stake_trend=max(-5.0, min(5.0, trend)),
+        loss_streak=float(streak),
+        net_loss=net,
+        net_loss_per_deposit=net / deposit_sum if deposit_sum > 0 else 0.0,
+        deposits_last_60m=float(deposits_60),
+        deposit_failures=float(failures),
+        withdrawal_reversals=float(reversals),
+        bonus_claims=float(bonuses),
+        minutes_since_last_action=min(since_action, _NO_ACTION_MINUTES),
+        dismissed_ratio=agg.dismissed / responses if responses else 0.0,
+        lifetime_sessions=float(agg.sessions),
+        lifetime_events=float(agg.events),
+        avg_session_minutes=avg_session,
+        last_session_vs_avg=min(vs_avg, 10.0),
+        minutes_since_prev_session=min((t - prev_end) / _MINUTE, 7 * 24 * 60.0) if 0 < prev_end < t else 0.0,
+        hour_sin=math.sin(2 * math.pi * hour / 24.0),
+        hour_cos=math.cos(2 * math.pi * hour / 24.0),
+    )

@@ -6,9 +6,13 @@ host runs several invocations concurrently and each score is a single row, so
 thread pools would only contend.
 
 The model card written by ``scripts/train_model.py`` is the contract between
-training and serving. Loading fails fast when the card's feature list is not
-``shared.features.FEATURES`` (a model trained on other features would score
-silently wrong) or when the ONNX file is not the one the card describes.
+training and serving. The input row is built *by name* in the card's order
+(``vector``), so the order of ``shared.features.Features`` never decides a
+column. Loading fails fast when the card names features this code does not
+compute (or misses some), or when the ONNX file is not the one the card describes.
+
+Scoring a row allocates nothing per call but the runtime's output: each thread
+reuses its own input row and work arrays.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import operator
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +29,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from shared.features import FEATURES, N_FEATURES
+from shared.entity.decide import Scored
+from shared.features import FEATURES, N_FEATURES, Features
 from shared.policy import ACTION_TYPES
 
 log = logging.getLogger(__name__)
@@ -47,14 +53,13 @@ def _session(model_bytes: bytes) -> ort.InferenceSession:
 
 
 def _check_card(card: dict[str, Any], model_bytes: bytes, path: Path) -> None:
-    features = tuple(card.get("features", ()))
-    if features != FEATURES:
+    features = list(card.get("features", ()))
+    if sorted(features) != sorted(FEATURES) or len(set(features)) != len(features):
         missing = [f for f in FEATURES if f not in features]
         extra = [f for f in features if f not in FEATURES]
         raise ModelError(
-            f"model card for {path.name} lists features that differ from shared.features.FEATURES "
-            f"(missing {missing}, unexpected {extra}, or a different order); "
-            "retrain with scripts/train_model.py"
+            f"model card for {path.name} lists features that differ from shared.features.Features "
+            f"(missing {missing}, unexpected {extra}, or a name twice); retrain with scripts/train_model.py"
         )
     labels = card.get("labels", [])
     absent = [a for a in ACTION_TYPES if a not in labels]
@@ -80,8 +85,13 @@ def _check_session(session: ort.InferenceSession, card: dict[str, Any]) -> tuple
     return inputs[0].name, outputs[0].name
 
 
+class _Scratch(threading.local):
+    row: np.ndarray
+    work: np.ndarray
+
+
 class InterventionModel:
-    """Scores feature vectors; an instance is the ``Scorer`` that shared.state calls."""
+    """Scores features; ``score`` is the ``Scorer`` that shared.entity calls."""
 
     def __init__(self, path: Path | str = DEFAULT_MODEL_PATH) -> None:
         path = Path(path)
@@ -92,37 +102,66 @@ class InterventionModel:
         self._input, self._output = _check_session(self._session, card)
         self.card = card
         self.version: str = card["model_version"]
-        self.features: tuple[str, ...] = FEATURES
+        # The model's column order: the card's, by name.
+        self.features: tuple[str, ...] = tuple(card["features"])
+        self._row_of = operator.attrgetter(*self.features)
         self.labels: tuple[str, ...] = tuple(card["labels"])
         self._columns = [(action, self.labels.index(action)) for action in ACTION_TYPES]
         stats = card["feature_stats"]
-        self._mean = np.array([stats[f]["mean"] for f in FEATURES], dtype=np.float64)
-        std = np.array([stats[f]["std"] for f in FEATURES], dtype=np.float64)
-        self._std = np.where(std > 0, std, 1.0)
-        self._importance = np.array([stats[f]["importance"] for f in FEATURES], dtype=np.float64)
+        self._mean = np.array([stats[f]["mean"] for f in self.features], dtype=np.float64)
+        std = np.array([stats[f]["std"] for f in self.features], dtype=np.float64)
+        self._inv_std = 1.0 / np.where(std > 0, std, 1.0)
+        self._importance = np.array([stats[f]["importance"] for f in self.features], dtype=np.float64)
+        self._scratch = _Scratch()
         log.info("loaded model %s from %s", self.version, path)
 
-    def score(self, vector: Sequence[float]) -> tuple[dict[str, float], list[str]]:
-        """Per-action probabilities and the features that most set this moment apart."""
+    def vector(self, features: Features) -> tuple[float, ...]:
+        """The input row: each feature's value at the column the card gives its name."""
+        return self._row_of(features)
+
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        scratch = self._scratch
+        try:
+            return scratch.row, scratch.work
+        except AttributeError:
+            scratch.row = np.zeros((1, N_FEATURES), dtype=np.float32)
+            scratch.work = np.zeros(N_FEATURES, dtype=np.float64)
+            return scratch.row, scratch.work
+
+    def score(self, features: Features) -> Scored:
+        """Per-action probabilities, the features that drove them, and the row that was scored."""
+        values = self.vector(features)
+        row, work = self._buffers()
+        row[0] = values
+        proba = self._session.run([self._output], {self._input: row})[0][0]
+        scores = {action: float(proba[col]) for action, col in self._columns}
+        return Scored(scores, self._top(row[0], work), list(values))
+
+    __call__ = score
+
+    def score_vector(self, vector: Sequence[float]) -> dict[str, float]:
+        """Probabilities for a row already in the card's order (evaluation, benchmarks)."""
         if len(vector) != N_FEATURES:
             raise ValueError(f"expected {N_FEATURES} features, got {len(vector)}")
         row = np.asarray(vector, dtype=np.float32).reshape(1, N_FEATURES)
         proba = self._session.run([self._output], {self._input: row})[0][0]
-        scores = {action: float(proba[col]) for action, col in self._columns}
-        return scores, self.top_features(row[0])
+        return {action: float(proba[col]) for action, col in self._columns}
 
-    __call__ = score
+    def _top(self, row: np.ndarray, work: np.ndarray, k: int = TOP_FEATURES) -> list[str]:
+        np.subtract(row, self._mean, out=work)
+        np.multiply(work, self._inv_std, out=work)
+        np.abs(work, out=work)
+        np.multiply(work, self._importance, out=work)
+        order = np.argsort(-work, kind="stable")[:k]
+        return [self.features[i] for i in order if work[i] > 0]
 
     def top_features(self, vector: Sequence[float] | np.ndarray, k: int = TOP_FEATURES) -> list[str]:
         """Names ranked by |z-score| x global importance: unusual values of features the model relies on.
 
         A cheap, per-row explanation for the action's ``reasons``; features the
-        model never uses (importance 0) are never named.
+        model never uses (importance 0) are never named. ``vector`` is in the card's order.
         """
-        z = (np.asarray(vector, dtype=np.float64) - self._mean) / self._std
-        weight = np.abs(z) * self._importance
-        order = np.argsort(-weight, kind="stable")[:k]
-        return [FEATURES[i] for i in order if weight[i] > 0]
+        return self._top(np.asarray(vector, dtype=np.float64), np.zeros(N_FEATURES), k)
 
     def score_batch(self, matrix: np.ndarray) -> np.ndarray:
         """Probabilities [n, len(labels)] in ``labels`` order, for benchmarks and evaluation."""

@@ -1,8 +1,9 @@
 """Run one entity operation: pure logic, then its effects, then one new state.
 
 This is the only place where the entity's side effects happen, in this order:
-decide (pure) -> write actions (outbox, bounded retries) -> acknowledge -> ask
-for a reminder if anything is still unwritten -> return the state to set once.
+decide (pure) -> write the outbox (action and suppressed-decision documents,
+outcomes of responses) -> acknowledge -> ask for a reminder if anything is still
+unwritten -> return the state to set once.
 
 A failed write leaves the action in the outbox. The entity then asks for an
 outbox reminder (a queue message with a visibility delay, shared.reminders)
@@ -22,17 +23,20 @@ from typing import Any, Protocol
 from azure.core.exceptions import AzureError
 from opentelemetry.trace import Status, StatusCode
 
+from shared import entity as st
 from shared import erasure, telemetry, tracing
-from shared import state as st
+from shared.breaker import CircuitOpen
 from shared.policy import Rules
 from shared.reminders import Reminders
-from shared.store import WriteReport
+from shared.store import PermanentWriteFailure, WriteFailed, WriteReport, action_document
 
 log = logging.getLogger(__name__)
 
 
 class Store(Protocol):
     def create_actions(self, docs: Any) -> WriteReport: ...
+
+    def record_outcome(self, player_id: str, outcome: st.OutcomeRecord) -> str: ...
 
     def delete_player_data(self, player_id: str) -> int: ...
 
@@ -57,7 +61,7 @@ def reminder_delay_s(player_id: str, attempts: int, first_s: int = REMINDER_FIRS
 
 @dataclass
 class Outcome:
-    state: dict[str, Any] | None  # None: the entity is deleted (never, today: erasure keeps a tombstone)
+    state: st.PlayerState | None  # None: the entity is deleted (never, today: erasure keeps a tombstone)
     result: Any
     effects: st.Effects
     written: int = 0
@@ -80,10 +84,10 @@ def run_operation(
     hash_player_ids: bool = True,
 ) -> Outcome:
     ref = telemetry.player_ref(player_id, hash_player_ids)
-    state = st.load_state(raw_state)
+    state = raw_state if isinstance(raw_state, st.PlayerState) else st.load_state(raw_state)
     from_reminder = isinstance(payload, dict) and payload.get("reason") == "reminder"
     if op == "erase" and from_reminder and state.erased_ms and not state.erasing:
-        return Outcome(st.dump_state(state), {"erased": player_id, "already": True}, st.Effects())
+        return Outcome(state, {"erased": player_id, "already": True}, st.Effects())
     if op == "erase" or state.erasing:
         return _erase(player_id, op, state, store, reminders, now_ms)
     if op == "sweep":
@@ -99,36 +103,80 @@ def run_operation(
         model_version,
         tracing.trigger_hook(ref, model_version),
     )
-    written: set[str] = set()
-    refused: dict[str, int] = {}
+    written: list[st.OutboxItem] = []
     failures = 0
     if state.outbox:
-        items = list(state.outbox)
-        tried: set[str] = set()
-        for item in items:
-            tried.add(item.doc["id"])
-            with tracing.write_span(item.trace, item.doc["id"], ref) as span:
-                report = store.create_actions([item.doc])
-                if report.failed or report.refused:
-                    span.set_status(Status(StatusCode.ERROR, "write failed or refused"))
-            written |= report.written
-            refused.update(report.refused)
-            if report.failed:  # Cosmos is failing: the rest wait in the outbox (and for a reminder)
-                failures += 1
-                break
-        st.record_refused(state, items, refused, now_ms)
-        effects.outbox_expired = st.acknowledge(state, written, now_ms, tried)
+        failures = _flush(player_id, ref, state, store, effects, written, now_ms)
         if effects.outbox_expired:
-            log.error("outbox actions expired unwritten", extra={"expired": effects.outbox_expired})
-        _record(op, effects, state, [i for i in items if i.doc["id"] in written], failures, now_ms)
-    else:
-        _record(op, effects, state, [], 0, now_ms)
+            log.error("outbox items expired unwritten", extra={"expired": effects.outbox_expired})
+    _record(op, effects, state, written, failures, now_ms)
+    _ask_for_reminder(state, player_id, reminders, now_ms, reminder_first_s)
+    return Outcome(state, effects.result, effects, len(written), failures)
+
+
+def _flush(
+    player_id: str,
+    ref: str,
+    state: st.PlayerState,
+    store: Store,
+    effects: st.Effects,
+    written: list[st.OutboxItem],
+    now_ms: int,
+) -> int:
+    """Write the outbox in order until Cosmos fails (the rest wait for a reminder); returns failures."""
+    items = list(state.outbox)
+    done: set[str] = set()
+    tried: set[str] = set()
+    refused: dict[str, int] = {}
+    outcomes: dict[str, int] = {}
+    failures = 0
+    for item in items:
+        tried.add(item.id)
+        rec = item.rec
+        with tracing.write_span(item.trace, item.id, ref) as span:
+            if isinstance(rec, st.ActionRecord):
+                report = store.create_actions([action_document(player_id, rec)])
+            else:
+                report = _write_outcome(store, player_id, item.id, rec, outcomes)
+            if report.failed or report.refused:
+                span.set_status(Status(StatusCode.ERROR, "write failed or refused"))
+        refused.update(report.refused)
+        if item.id in report.written:
+            done.add(item.id)
+            written.append(item)
+        if report.failed:  # Cosmos is failing: the rest wait in the outbox (and for a reminder)
+            failures += 1
+            break
+    st.record_refused(state, items, refused, now_ms)
+    effects.outbox_expired = st.acknowledge(state, done, now_ms, tried)
+    if failures:
+        effects.suppressed_dropped = st.bound_suppressed(state)
     if refused:
         telemetry.add_counts(
             telemetry.instruments().actions_refused, _count(str(s) for s in refused.values()), "status"
         )
-    _ask_for_reminder(state, player_id, reminders, now_ms, reminder_first_s)
-    return Outcome(st.dump_state(state), effects.result, effects, len(written), failures)
+    if outcomes:
+        telemetry.add_counts(telemetry.instruments().outcomes, outcomes, "result")
+    return failures
+
+
+def _write_outcome(
+    store: Store, player_id: str, item_id: str, rec: st.OutcomeRecord, counts: dict[str, int]
+) -> WriteReport:
+    """Record a response on its action; an unknown action is counted, not an error."""
+    report = WriteReport()
+    try:
+        result = store.record_outcome(player_id, rec)
+    except PermanentWriteFailure as exc:
+        report.refused[item_id] = exc.status
+        return report
+    except (WriteFailed, CircuitOpen, AzureError, OSError) as exc:
+        log.warning("outcome write failed; kept in outbox: %s", exc, extra={"action_id": rec.action_id})
+        report.failed[item_id] = str(exc)
+        return report
+    counts[result] = counts.get(result, 0) + 1
+    report.written.add(item_id)
+    return report
 
 
 def _count(values: Any) -> dict[str, int]:
@@ -182,11 +230,11 @@ def _erase(
         _record(op, effects, st.PlayerState(), [], 0, now_ms)
         tomb = _tombstone(state, erasing=True, remind_ms=state.remind_ms, retries=state.retries)
         _retry_later(tomb, player_id, reminders, now_ms, "erase")
-        return Outcome(st.dump_state(tomb), {"erased": False, "retrying": True}, effects)
+        return Outcome(tomb, {"erased": False, "retrying": True}, effects)
     _record(op, effects, st.PlayerState(), [], 0, now_ms)
     tomb = _tombstone(state, erased_ms=now_ms)
     _remind(tomb, player_id, reminders, now_ms, erasure.SWEEP_DELAY_S, "sweep")
-    return Outcome(st.dump_state(tomb), {"erased": player_id, "documentsDeleted": deleted}, effects)
+    return Outcome(tomb, {"erased": player_id, "documentsDeleted": deleted}, effects)
 
 
 def _sweep(
@@ -205,17 +253,17 @@ def _sweep(
     built since the erasure gets its own reminder."""
     effects = st.Effects()
     if not state.erased_ms:
-        return Outcome(st.dump_state(state), {"swept": 0}, effects)
+        return Outcome(state, {"swept": 0}, effects)
     try:
         swept = store.delete_player_deadletters(player_id)
     except (AzureError, OSError, RuntimeError) as exc:
         log.warning("erasure sweep failed, retried later: %s", type(exc).__name__)
         _retry_later(state, player_id, reminders, now_ms, "sweep")
-        return Outcome(st.dump_state(state), {"swept": 0, "retrying": True}, effects)
+        return Outcome(state, {"swept": 0, "retrying": True}, effects)
     state.remind_ms, state.retries = 0, 0
     _ask_for_reminder(state, player_id, reminders, now_ms, reminder_first_s)
     _record(op, effects, state, [], 0, now_ms)
-    return Outcome(st.dump_state(state), {"swept": swept}, effects)
+    return Outcome(state, {"swept": swept}, effects)
 
 
 def _retry_later(
@@ -261,7 +309,11 @@ def _record(
     if effects.scored:
         m.scores.add(effects.scored)
     for action in effects.actions:
-        m.actions.add(1, {"type": action["type"]})
+        m.actions.add(1, {"type": action.type})
+    for suppressed in effects.suppressed:
+        m.actions_suppressed.add(1, {"type": suppressed.type, "rule": suppressed.rejected_by or ""})
+    if effects.suppressed_dropped:  # unwritten suppressed records dropped to bound the state
+        m.outbox_expired.add(len(effects.suppressed_dropped), {"kind": "suppressed"})
     telemetry.add_counts(m.rejections, effects.rejections, "rule")
     if failures:
         m.action_write_failures.add(failures)
@@ -269,4 +321,5 @@ def _record(
         m.outbox_expired.add(effects.outbox_expired)
     m.outbox_size.record(len(state.outbox))
     for item in written:
-        m.action_latency.record(max(0, now_ms - st.latency_start_ms(item)), {"type": item.doc["type"]})
+        if isinstance(item.rec, st.ActionRecord) and item.rec.status == "pending":
+            m.action_latency.record(max(0, now_ms - st.latency_start_ms(item)), {"type": item.rec.type})

@@ -53,7 +53,7 @@ class PolicyContext:
     last_action_ms: Mapping[str, int]
     opted_out: bool
     history_events: int
-    features: Mapping[str, float]
+    features: Mapping[str, float] | object  # a mapping, or shared.features.Features (by attribute)
     lag_ms: int | None = None  # now - enqueued time of the event, when known
 
 
@@ -62,6 +62,14 @@ class Decision:
     action_type: str | None
     reasons: list[str]
     rejections: dict[str, int]
+    # Candidates (score at or above their min_score) a guardrail stopped: (action type, rule).
+    suppressed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _feature(features: Mapping[str, float] | object, name: str) -> float:
+    if isinstance(features, Mapping):
+        return float(features.get(name, 0.0))
+    return float(getattr(features, name))
 
 
 def harm_signals(scores: Mapping[str, float], ctx: PolicyContext, rules: Rules) -> list[str]:
@@ -69,11 +77,11 @@ def harm_signals(scores: Mapping[str, float], ctx: PolicyContext, rules: Rules) 
     signals = []
     if scores.get(BREAK, 0.0) >= rules.harm_break_score:
         signals.append("break_score")
-    if f.get("loss_streak", 0.0) >= rules.harm_loss_streak:
+    if _feature(f, "loss_streak") >= rules.harm_loss_streak:
         signals.append("loss_streak")
-    if f.get("deposit_failures", 0.0) >= rules.harm_deposit_failures:
+    if _feature(f, "deposit_failures") >= rules.harm_deposit_failures:
         signals.append("deposit_failures")
-    if f.get("withdrawal_reversals", 0.0) >= rules.harm_withdrawal_reversals:
+    if _feature(f, "withdrawal_reversals") >= rules.harm_withdrawal_reversals:
         signals.append("withdrawal_reversals")
     return signals
 
@@ -117,14 +125,19 @@ def decide(
     if not candidates:
         return Decision(None, [], rejections)
     harmed = bool(harm_signals(scores, ctx, rules))
+    suppressed: list[tuple[str, str]] = []
     for atype in candidates:
         rule = _blocking_rule(atype, ctx, rules, harmed)
         if rule is not None:
             rejections[rule] = rejections.get(rule, 0) + 1
+            suppressed.append((atype, rule))
             continue
         reasons = [f"feature:{name}" for name in (top_features or [])]
-        reasons += [f"rule:{name}" for name in RULES]
+        reasons += _RULE_REASONS
         if harmed:
             reasons.append("harm_guard:marketing_blocked")
-        return Decision(atype, reasons, rejections)
-    return Decision(None, [], rejections)
+        return Decision(atype, reasons, rejections, suppressed)
+    return Decision(None, [], rejections, suppressed)
+
+
+_RULE_REASONS = [f"rule:{name}" for name in RULES]

@@ -2,18 +2,18 @@
 
 Funnel step 1: events of types the model never uses are dropped (counted);
 invalid messages become dead letters with a reason. Valid events are grouped
-by player in arrival order, so each player gets ONE signal per batch.
+by player in arrival order, so each player gets ONE signal per batch: a typed,
+versioned, pre-encoded value (shared.signals).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
+from shared import signals
 from shared.events import Dropped, PlayerEvent, Rejected, parse
-
-SIGNAL_VERSION = 1
+from shared.signals import Signal, SignalEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,7 @@ class DeadLetter:
 @dataclass
 class RoutedBatch:
     events_in: int = 0
-    signals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    signals: dict[str, list[SignalEvent]] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
     routed: int = 0
@@ -43,26 +43,26 @@ class RoutedBatch:
     # every one of its events in each contiguous run of them.
     sequences: dict[str, list[int]] = field(default_factory=dict)
 
-    def ranges(self) -> list[list[Any]]:
-        """Contiguous runs ``[partition, first, last]``. A batch of one partition is one run; re-injected
+    def ranges(self) -> list[tuple[str, int, int]]:
+        """Contiguous runs ``(partition, first, last)``. A batch of one partition is one run; re-injected
         parked events (read at their first position) add runs of their own, never a span that
         would claim the sequence numbers between them and the batch's as seen."""
-        out: list[list[Any]] = []
+        out: list[tuple[str, int, int]] = []
         for part, seqs in sorted(self.sequences.items()):
             ordered = sorted(set(seqs))
             lo = prev = ordered[0]
             for seq in ordered[1:]:
                 if seq != prev + 1:
-                    out.append([part, lo, prev])
+                    out.append((part, lo, prev))
                     lo = seq
                 prev = seq
-            out.append([part, lo, prev])
+            out.append((part, lo, prev))
         return out
 
-    def signal_inputs(self) -> dict[str, dict[str, Any]]:
-        """Signal payloads: always a non-empty dict (the 1.x client sends None for falsy input)."""
+    def signal_inputs(self) -> dict[str, str]:
+        """Each player's encoded signal (untraced; ingest encodes traced ones inside their span)."""
         ranges = self.ranges()
-        return {pid: {"v": SIGNAL_VERSION, "events": evs, "r": ranges} for pid, evs in self.signals.items()}
+        return {pid: signals.encode(Signal(evs, ranges)) for pid, evs in self.signals.items()}
 
 
 def route(

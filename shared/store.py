@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
 from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey, exceptions
 from tenacity import (
@@ -32,8 +33,10 @@ from tenacity.wait import wait_base
 from shared import erasure, runtime
 from shared.breaker import Breaker, CircuitOpen
 from shared.config import CosmosSettings, is_local_endpoint
+from shared.entity.model import ActionRecord, OutcomeRecord
 from shared.erasure import ErasureIndex
-from shared.timeutil import iso_ms
+from shared.policy import ACTION_TYPES
+from shared.timeutil import DAY_MS, iso_ms, parse_iso_ms, utc_day
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +144,16 @@ class ActionStore:
 
         Raises CircuitOpen (not tried), PermanentWriteFailure (this document is refused for good),
         WriteFailed (the service failed: the breaker opens for that kind of failure); a 409 (the
-        document exists) and a 404 on delete pass through as the SDK's exceptions.
+        document exists), a 404 and a 412 (an ETag condition) pass through as the SDK's exceptions.
         """
         ticket = self.breaker.before()
         try:
             result = transient_retry(fn)(*args, **kwargs)
-        except (exceptions.CosmosResourceExistsError, exceptions.CosmosResourceNotFoundError):
+        except (
+            exceptions.CosmosResourceExistsError,
+            exceptions.CosmosResourceNotFoundError,
+            exceptions.CosmosAccessConditionFailedError,
+        ):
             self.breaker.success(ticket)
             raise
         except exceptions.CosmosHttpResponseError as exc:
@@ -273,11 +280,61 @@ class ActionStore:
                 log.error("action refused by Cosmos DB for good", extra={"action_id": doc.get("id")})
                 report.refused[doc["id"]] = exc.status
             except (WriteFailed, CircuitOpen, AzureError, OSError) as exc:
-                log.warning("action write failed; kept in outbox", extra={"action_id": doc.get("id")})
+                log.warning("action write failed, kept in outbox: %s", exc, extra={"action_id": doc["id"]})
                 for rest in pending[i:]:
                     report.failed[rest["id"]] = str(exc)
                 break
         return report
+
+    def record_outcome(self, player_id: str, outcome: OutcomeRecord) -> str:
+        """Record a player's response on its action document, once; returns what happened.
+
+        ``recorded``: the document now says accepted/dismissed, when, and after how long;
+        ``already``: it had a response (the first one stands, so a replay changes nothing);
+        ``unknown``: no such sent action in this player's partition (never sent, suppressed,
+        expired, or erased). A read and a conditional replace (``If-Match`` on the ETag): a
+        concurrent writer makes the replace fail with 412, and the read is done again.
+        """
+        for _ in range(3):
+            # A single-partition query rather than a point read: the same answer in Azure (a few RU
+            # more, on a path as rare as responses), and the local Cosmos server answers a point
+            # read of a missing document with a 500 instead of a 404.
+            found = self._call(
+                f"read of action {outcome.action_id}",
+                lambda: list(
+                    self.actions.query_items(
+                        "SELECT * FROM c WHERE c.id = @id",
+                        parameters=[{"name": "@id", "value": outcome.action_id}],
+                        partition_key=player_id,
+                    )
+                ),
+            )
+            if not found:
+                return "unknown"
+            doc = found[0]
+            if doc.get("status") == "suppressed" or doc.get("playerId") != player_id:
+                return "unknown"
+            if doc.get("status") in RESPONSES:
+                return "already"
+            body = {k: v for k, v in doc.items() if not k.startswith("_")}
+            body["status"] = outcome.response
+            body["respondedAt"] = iso_ms(outcome.t)
+            body["responseLatencyMs"] = max(0, outcome.t - parse_iso_ms(doc["eventTime"]))
+            try:
+                self._call(
+                    f"outcome of action {outcome.action_id}",
+                    self.actions.replace_item,
+                    outcome.action_id,
+                    body,
+                    etag=doc.get("_etag"),
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except exceptions.CosmosAccessConditionFailedError:
+                continue
+            except exceptions.CosmosResourceNotFoundError:
+                return "unknown"
+            return "recorded"
+        raise WriteFailed(f"outcome of action {outcome.action_id}: the document kept changing")
 
     def player_actions(self, player_id: str) -> list[dict[str, Any]]:
         return list(
@@ -334,6 +391,38 @@ class ActionStore:
         )
         self._call("dead-letter write", self.deadletters.upsert_item, doc)
         return doc
+
+
+RESPONSES = ("accepted", "dismissed")
+
+
+def action_document(player_id: str, rec: ActionRecord) -> dict[str, Any]:
+    """The Cosmos document of a decision (docs/contracts.md, "Action documents").
+
+    It keeps what the decision saw (model version, every score, the feature row in the
+    model card's order) so an outcome can be joined to its inputs later; ``day`` and
+    ``hour`` (UTC, of the trigger's event time) let the daily summary read a day."""
+    doc: dict[str, Any] = {
+        "id": rec.id,
+        "playerId": player_id,
+        "type": rec.type,
+        "status": rec.status,
+        "score": rec.score,
+        "scores": dict(zip(ACTION_TYPES, rec.scores, strict=False)),
+        "modelVersion": rec.model,
+        "features": rec.features,
+        "triggerEventId": rec.trigger,
+        "eventTime": iso_ms(rec.t),
+        "day": utc_day(rec.t),
+        "hour": (rec.t % DAY_MS) // 3_600_000,
+        "decidedAt": iso_ms(rec.decided_ms),
+        "reasons": rec.reasons,
+    }
+    if rec.rejected_by is not None:
+        doc["rejectedBy"] = rec.rejected_by
+    if rec.tp:
+        doc["traceparent"] = rec.tp
+    return doc
 
 
 def deadletter_doc(

@@ -53,6 +53,8 @@ BATCHES_PARKED = "pi.batches.parked"
 ACTIONS_REFUSED = "pi.actions.refused"
 REMINDERS = "pi.outbox.reminders"
 DEADLETTERS_ERASED = "pi.deadletters.erased"
+ACTIONS_SUPPRESSED = "pi.actions.suppressed"
+OUTCOMES = "pi.outcomes"
 
 METRIC_NAMES: tuple[str, ...] = (
     EVENTS_IN,
@@ -73,6 +75,8 @@ METRIC_NAMES: tuple[str, ...] = (
     ACTIONS_REFUSED,
     REMINDERS,
     DEADLETTERS_ERASED,
+    ACTIONS_SUPPRESSED,
+    OUTCOMES,
 )
 
 _configured = False
@@ -115,6 +119,16 @@ class Instruments:
         )
         self.actions_refused = c(
             ACTIONS_REFUSED, unit="{action}", description="Actions Cosmos DB refused for good, by status"
+        )
+        self.actions_suppressed = c(
+            ACTIONS_SUPPRESSED,
+            unit="{decision}",
+            description="Candidate actions a guardrail stopped (recorded as suppressed), by type and rule",
+        )
+        self.outcomes = c(
+            OUTCOMES,
+            unit="{response}",
+            description="Player responses to actions, by result: recorded, already (a repeat), unknown",
         )
         self.reminders = c(REMINDERS, unit="{reminder}", description="Outbox reminders asked for, by outcome")
         self.deadletters_erased = c(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+DAY_MS = 86_400_000
+
 
 def iso_ms(ms: int) -> str:
     """``2026-11-21T10:00:00.123Z``."""

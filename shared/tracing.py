@@ -18,13 +18,17 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import msgspec
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from shared import telemetry
-from shared.state import Scorer, TriggerHook
+from shared.entity.decide import Scored, Scorer, TriggerHook
+from shared.eventtypes import name_of
+from shared.features import Features
+from shared.signals import SignalEvent
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -53,60 +57,74 @@ def traceparent_of(span: Span) -> str | None:
     return carrier.get("traceparent")
 
 
-def event_attributes(ev: Mapping[str, Any], player: str) -> dict[str, Any]:
-    attrs: dict[str, Any] = {PLAYER: player, EVENT_ID: str(ev.get("id")), EVENT_TYPE: str(ev.get("type"))}
-    if ev.get("p") is not None:
-        attrs[PARTITION] = str(ev["p"])
-    if ev.get("s") is not None:
-        attrs[SEQUENCE] = int(ev["s"])
+def event_attributes(ev: SignalEvent, player: str) -> dict[str, Any]:
+    attrs: dict[str, Any] = {PLAYER: player, EVENT_ID: ev.id, EVENT_TYPE: _type_name(ev.kind)}
+    if ev.p is not None:
+        attrs[PARTITION] = ev.p
+    if ev.s is not None:
+        attrs[SEQUENCE] = ev.s
     return attrs
 
 
-class IngestSpans:
-    """Spans of one trigger batch: one per routed event, one per player's signal."""
+def _type_name(kind: int) -> str:
+    try:
+        return name_of(kind)
+    except KeyError:
+        return str(kind)
 
-    def __init__(self, signals: Mapping[str, list[dict[str, Any]]], start_ns: int, hash_ids: bool) -> None:
+
+class IngestSpans:
+    """Spans of one trigger batch: one per routed traced event, one per player's signal.
+
+    The signal events are never edited: ``signal`` yields the player's events with ``tc`` (the
+    span the entity continues) set on the traced ones, for the caller to encode inside the span.
+    """
+
+    def __init__(self, signals: Mapping[str, list[SignalEvent]], start_ns: int, hash_ids: bool) -> None:
         self._tracer = telemetry.tracer()
         self._hash = hash_ids
         self._spans: list[Span] = []
-        self._last: dict[str, tuple[Span, dict[str, Any]]] = {}
+        # Per player: (index in its events, trace context to continue) of each traced event.
+        self._traced: dict[str, list[tuple[int, str | None]]] = {}
+        self._last: dict[str, Span] = {}
         for player_id, events in signals.items():
             ref: str | None = None
-            for ev in events:
-                if not ev.get("tp"):
+            for i, ev in enumerate(events):
+                if not ev.tp:
                     continue
                 ref = ref or telemetry.player_ref(player_id, hash_ids)
                 span = self._tracer.start_span(
                     "ingest.event",
-                    context=context_from(ev["tp"]),
+                    context=context_from(ev.tp),
                     kind=SpanKind.CONSUMER,
                     start_time=start_ns,
                     attributes=event_attributes(ev, ref),
                 )
-                tc = traceparent_of(span)
-                if tc:
-                    ev["tc"] = tc
+                self._traced.setdefault(player_id, []).append((i, traceparent_of(span)))
                 self._spans.append(span)
-                self._last[player_id] = (span, ev)
+                self._last[player_id] = span
 
     @contextmanager
-    def signal(self, player_id: str, events: list[dict[str, Any]]) -> Iterator[None]:
+    def signal(self, player_id: str, events: list[SignalEvent]) -> Iterator[list[SignalEvent]]:
         """Span the signal to one entity; the player's newest traced event continues through it."""
-        last = self._last.get(player_id)
-        if last is None:
-            yield
+        traced = self._traced.get(player_id)
+        if not traced:
+            yield events
             return
-        parent, ev = last
+        out = list(events)
+        for i, tc in traced:
+            out[i] = msgspec.structs.replace(out[i], tc=tc)
         with self._tracer.start_as_current_span(
             "signal Player",
-            context=trace.set_span_in_context(parent),
+            context=trace.set_span_in_context(self._last[player_id]),
             kind=SpanKind.PRODUCER,
             attributes={PLAYER: telemetry.player_ref(player_id, self._hash), "pi.signal.events": len(events)},
         ) as span:
             tc = traceparent_of(span)
             if tc:
-                ev["tc"] = tc
-            yield
+                last = traced[-1][0]
+                out[last] = msgspec.structs.replace(out[last], tc=tc)
+            yield out
 
     def end(self) -> None:
         for span in self._spans:
@@ -134,8 +152,8 @@ def trigger_hook(player_ref: str, model_version: str) -> TriggerHook:
     tracer = telemetry.tracer()
 
     @contextmanager
-    def hook(ev: Mapping[str, Any]) -> Iterator[_TriggerSpan]:
-        parent = ev.get("tc") or ev.get("tp")
+    def hook(ev: SignalEvent) -> Iterator[_TriggerSpan]:
+        parent = ev.tc or ev.tp
         if not parent:
             yield _UNTRACED
             return
@@ -153,11 +171,11 @@ def traced_scorer(scorer: Scorer, model_version: str) -> Scorer:
     """Scoring as a child span, only inside a traced trigger."""
     tracer = telemetry.tracer()
 
-    def score(vector: list[float]) -> tuple[Mapping[str, float], list[str]]:
+    def score(features: Features) -> Scored:
         if not trace.get_current_span().is_recording():
-            return scorer(vector)
+            return scorer(features)
         with tracer.start_as_current_span("model.score", attributes={MODEL_VERSION: model_version}):
-            return scorer(vector)
+            return scorer(features)
 
     return score
 

@@ -16,6 +16,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 import function_app
 from devhost import bindings, protocol
 from devhost.bindings import HttpReply, HubEvent
@@ -23,6 +25,9 @@ from devhost.host import entity_runner
 from devhost.indexing import AppIndex, index_app
 from devhost.transport import as_sent
 from devhost.worker import RetryContext
+from shared import signals
+from shared.entity import load_state
+from shared.signals import Signal
 from tests.helpers import NOW_MS
 
 BASE = "http://127.0.0.1:7071"
@@ -75,6 +80,17 @@ def run_ingest(
     )
     with protocol.client_transport(capture.post):
         asyncio.run(spec.invoke(inv))
+
+
+def stored(state_json: str | None) -> dict[str, Any]:
+    """An entity state as the extension stores it (a JSON value), as plain data for assertions."""
+    raw = json.loads(state_json) if state_json else None
+    return msgspec.to_builtins(load_state(raw))  # type: ignore[no-any-return]
+
+
+def sent_signal(data: Any) -> Signal:
+    """The signal a captured ``signal_entity`` post carried (its JSON body), decoded."""
+    return signals.decode(json.loads(data))
 
 
 def call_entity(key: str, state: str | None, ops: list[tuple[str, Any]]) -> protocol.EntityBatchResult:

@@ -137,6 +137,19 @@ var workbookContent = {
       type: 3
       content: {
         version: 'KqlItem/1.0'
+        query: 'customMetrics | where name in ("pi.actions", "pi.actions.suppressed", "pi.outcomes") | extend kind = strcat(name, " ", tostring(customDimensions["type"]), tostring(customDimensions["result"])) | summarize value = sum(valueSum) by kind, bin(timestamp, 1h) | render timechart'
+        size: 0
+        title: 'Actions sent, suppressed by a guardrail, and responses recorded'
+        queryType: 0
+        resourceType: 'microsoft.insights/components'
+        visualization: 'timechart'
+      }
+      name: 'outcomes'
+    }
+    {
+      type: 3
+      content: {
+        version: 'KqlItem/1.0'
         query: 'customMetrics | where name == "pi.events.duplicate" | summarize value = sum(valueSum) by bin(timestamp, 5m) | render timechart'
         size: 0
         title: 'Redelivered events ignored by the entities'

@@ -24,11 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from devhost.db import DB_FILE, DevDB
 from devhost.host import Host, RunConfig, RunResult, entity_runner
 from shared.config import CosmosSettings
+from shared.entity import load_state
 from shared.store import ActionStore, ensure_containers, make_client
 from tests.conftest import LOCAL_KEY, ROOT
 
@@ -37,7 +39,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.cosmos, pytest.mark.timeout(120)]
 DAY_S = 86_400.0
 # A fixed window in the past: every run of a test sees the same events and event times.
 START_MS = (int(time.time()) // 3600 - 3 * 24) * 3600 * 1000
-Action = tuple[str, str, str, float]
+Action = tuple[str, str, str, float, str]
 
 
 def settings_file(tmp: Path, cosmos: CosmosSettings, **extra: str) -> Path:
@@ -84,14 +86,18 @@ def run_devhost(tmp: Path, cosmos: CosmosSettings, name: str, **overrides: Any) 
 
 
 def cosmos_actions(cosmos: CosmosSettings) -> list[Action]:
+    """Every decision document: actions sent and candidates a guardrail suppressed."""
     rows = ActionStore(cosmos).actions.query_items("SELECT * FROM c", enable_cross_partition_query=True)
-    return sorted((r["id"], r["type"], r["triggerEventId"], r["score"]) for r in rows)
+    return sorted((r["id"], r["type"], r["triggerEventId"], r["score"], r["status"]) for r in rows)
 
 
 def buffers(state_dir: Path) -> dict[str, Any]:
     db = DevDB(state_dir)
     try:
-        return {k: json.loads(v)["buf"] for k, v in db.entity_states("player").items()}
+        return {
+            k: msgspec.to_builtins(load_state(json.loads(v)).buf)
+            for k, v in db.entity_states("player").items()
+        }
     finally:
         db.close()
 
@@ -99,9 +105,10 @@ def buffers(state_dir: Path) -> dict[str, Any]:
 def oracle(state_dir: Path) -> list[Action]:
     """The pure domain logic applied to the events the devhost logged, per player in partition order."""
     from shared import runtime
+    from shared.entity import PlayerState, apply_events
     from shared.events import PlayerEvent, parse
     from shared.model import get_model
-    from shared.state import PlayerState, apply_events
+    from shared.signals import Signal
 
     db = DevDB(state_dir)
     try:
@@ -109,7 +116,7 @@ def oracle(state_dir: Path) -> list[Action]:
     finally:
         db.close()
     now = int(time.time() * 1000)
-    by_player: dict[str, list[dict[str, Any]]] = {}
+    by_player: dict[str, list[Any]] = {}
     for e in logged:  # partition by partition, in sequence order
         ev = parse(e.body, now_ms=now, partition=e.partition, sequence=e.seq, enqueued_ms=e.enqueued_ms)
         if isinstance(ev, PlayerEvent):
@@ -118,9 +125,11 @@ def oracle(state_dir: Path) -> list[Action]:
     actions: list[Action] = []
     for player, events in by_player.items():
         effects = apply_events(
-            PlayerState(), player, events, now, model.score, runtime.rules(), model.version
+            PlayerState(), player, Signal(events), now, model.score, runtime.rules(), model.version
         )
-        actions += [(a["id"], a["type"], a["triggerEventId"], a["score"]) for a in effects.actions]
+        actions += [
+            (a.id, a.type, a.trigger, a.score, a.status) for a in effects.actions + effects.suppressed
+        ]
     return sorted(actions)
 
 
@@ -134,9 +143,11 @@ def test_actions_in_cosmos_equal_the_pure_logic_applied_to_the_same_events(
     assert found == expected
     assert len({a[0] for a in found}) == len(found)  # no duplicates
     pipeline = result.summary["pipeline"]
-    assert sum(pipeline["actions"].values()) == len(expected)  # read from the OpenTelemetry instruments
+    sent = [a for a in expected if a[4] == "pending"]
+    assert sum(pipeline["actions"].values()) == len(sent)  # read from the OpenTelemetry instruments
+    assert sum(pipeline["suppressed"].values()) == len(expected) - len(sent)
     assert pipeline["events_in"] == result.summary["events_processed"] > 0
-    assert pipeline["latency_ms"]["count"] == len(expected) and pipeline["latency_ms"]["p50"] is not None
+    assert pipeline["latency_ms"]["count"] == len(sent) and pipeline["latency_ms"]["p50"] is not None
     assert result.summary["host"]["queued_operations_left"] == 0
 
 

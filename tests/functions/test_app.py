@@ -17,8 +17,9 @@ import pytest
 
 import function_app
 from devhost import protocol
+from shared import signals
 from shared.store import ActionStore
-from tests.apphost import BASE, Capture, call_entity, hub_events, run_ingest
+from tests.apphost import BASE, Capture, call_entity, hub_events, run_ingest, sent_signal, stored
 from tests.helpers import NOW_MS, body, cloud_event
 
 pytestmark = pytest.mark.cosmos
@@ -100,9 +101,11 @@ def test_ingest_signals_one_entity_per_player_and_dead_letters_bad_input(
     rpc = BASE + protocol.WEBHOOK_PATH
     assert urls == [rpc + "entities/Player/alice?op=events", rpc + "entities/Player/bob?op=events"]
     payloads = {protocol.parse_entity_url(url).key: json.loads(data) for url, data in capture.posts}
-    assert [e["id"] for e in payloads["alice"]["events"]] == ["a1", "a2"]
-    assert payloads["alice"]["events"][0]["p"] == "7" and payloads["alice"]["events"][0]["s"] == 100
-    assert payloads["bob"]["v"] == 1
+    assert all(p.startswith("s2:") for p in payloads.values())  # a versioned, pre-encoded signal
+    alice = signals.decode(payloads["alice"])
+    assert [e.id for e in alice.events] == ["a1", "a2"]
+    assert (alice.events[0].p, alice.events[0].s) == ("7", 100)
+    assert alice.ranges == [("7", 100, 107)]
 
     rows = list(store.deadletters.query_items("SELECT * FROM c", enable_cross_partition_query=True))
     reasons = sorted((r["reason"], r["sequenceNumber"]) for r in rows)
@@ -127,6 +130,11 @@ def test_ingest_replay_writes_the_same_dead_letters_once(app_env: dict[str, str]
 def test_ingest_raises_when_the_signal_is_refused_so_the_batch_is_retried(app_env: dict[str, str]) -> None:
     with pytest.raises(Exception, match="unexpected status code 500"):
         run_ingest(hub_events([body(cloud_event(at_ms=NOW_MS - 1000))], seq0=1), Capture(500), partition="0")
+
+
+def v2(events: list[dict[str, Any]]) -> str:
+    """Events written in the compact v1 form, as ingest signals them now (an encoded signal)."""
+    return signals.encode(signals.Signal([signals.from_v1(e) for e in events]))
 
 
 def tilting_events(n: int, start_ms: int, seq0: int = 0) -> list[dict[str, Any]]:
@@ -159,24 +167,47 @@ def tilting_events(n: int, start_ms: int, seq0: int = 0) -> list[dict[str, Any]]
 def test_entity_runs_through_the_sdk_batch_protocol(app_env: dict[str, str], store: ActionStore) -> None:
     now = NOW_MS
     events = tilting_events(40, now - 3600_000)
-    out = call_entity(
-        "tilty",
-        None,
-        [("events", {"v": 1, "events": events[:20]}), ("events", {"v": 1, "events": events[20:]})],
-    )
+    out = call_entity("tilty", None, [("events", v2(events[:20])), ("events", v2(events[20:]))])
     assert out.exists and [r["isError"] for r in out.results] == [False, False]
-    state = json.loads(out.state)
+    assert json.loads(out.state).startswith("p2:")  # one compact string through the protocol
+    state = stored(out.state)
     assert len(state["buf"]) == len(events)
-    assert state.get("outbox", []) == []  # every decided action was written
-    actions = store.player_actions("tilty")
+    assert state.get("outbox", []) == []  # every decision was written
+    docs = store.player_actions("tilty")
+    actions = [a for a in docs if a["status"] != "suppressed"]
     assert actions, "a forty-round tilting session should produce at least one action"
     assert all(a["playerId"] == "tilty" and a["status"] == "pending" for a in actions)
-    assert len({a["triggerEventId"] for a in actions}) == len(actions)
+    assert all(len(a["features"]) == 24 and a["day"] and 0 <= a["hour"] < 24 for a in docs)
+    assert all(a["rejectedBy"] for a in docs if a["status"] == "suppressed")
+    assert len({(a["triggerEventId"], a["type"]) for a in docs}) == len(docs)
     # Replaying the same operations on the stored state writes nothing new.
-    again = call_entity("tilty", out.state, [("events", {"v": 1, "events": events})])
+    again = call_entity("tilty", out.state, [("events", v2(events))])
     assert json.loads(again.results[0]["result"]) == {"accepted": 0, "duplicates": len(events)}
-    assert sorted(a["id"] for a in store.player_actions("tilty")) == sorted(a["id"] for a in actions)
-    assert json.loads(again.state)["buf"] == state["buf"]
+    assert sorted(a["id"] for a in store.player_actions("tilty")) == sorted(a["id"] for a in docs)
+    assert stored(again.state)["buf"] == state["buf"]
+
+
+def test_a_version_1_state_and_signal_from_an_older_deployment_are_read(
+    app_env: dict[str, str], store: ActionStore
+) -> None:
+    """A state stored as a JSON object and signals as JSON objects (version 1) still apply."""
+    events = tilting_events(40, NOW_MS - 3600_000)
+    half = call_entity("old", None, [("events", {"v": 1, "events": events[:20]})])
+    legacy = stored(half.state)
+    legacy.update(v=1, day="2026-11-21")  # the v1 layout: same buffer lists, the day as text
+    legacy.pop("day_ms", None)
+    out = call_entity("old", json.dumps(legacy), [("events", {"v": 1, "events": events})])
+    assert json.loads(out.results[0]["result"]) == {"accepted": len(events) - 20, "duplicates": 20}
+    assert json.loads(out.state).startswith("p2:") and len(stored(out.state)["buf"]) == len(events)
+
+
+def test_a_signal_of_an_unknown_version_is_refused_and_counted_not_applied(app_env: dict[str, str]) -> None:
+    out = call_entity("future", None, [("events", "s9:AAAA"), ("events", {"v": 3, "events": []})])
+    assert [json.loads(r["result"]) for r in out.results] == [
+        {"error": "unsupported_signal_version: signal version 's9'"},
+        {"error": "unsupported_signal_version: signal version 3"},
+    ]
+    assert not out.state or stored(out.state).get("buf", []) == []
 
 
 def test_erasure_deletes_history_and_actions_and_replays_cannot_rebuild_them(
@@ -189,18 +220,18 @@ def test_erasure_deletes_history_and_actions_and_replays_cannot_rebuild_them(
     out = call_entity("gone", None, [("events", {"v": 1, "events": events})])
     assert store.player_actions("gone")
     erased = call_entity("gone", out.state, [("erase", {"requested": True})])
-    tomb = json.loads(erased.state)
+    tomb = stored(erased.state)
     assert not tomb.get("buf") and not tomb["agg"] and not tomb.get("outbox") and tomb["erased_ms"] >= now
     assert store.player_actions("gone") == []
     # A redelivered (or reordered) signal from before the erasure is dropped, not replayed.
     replay = call_entity("gone", erased.state, [("events", {"v": 1, "events": events})])
-    assert not json.loads(replay.state).get("buf") and store.player_actions("gone") == []
+    assert not stored(replay.state).get("buf") and store.player_actions("gone") == []
     # Events enqueued after the erasure start a new history.
     fresh = [
         {"id": "new-1", "type": "session.started", "t": now, "d": {}, "p": "0", "s": 5000, "q": now + 60_000}
     ]
     after = call_entity("gone", replay.state, [("events", {"v": 1, "events": fresh})])
-    assert [e[4] for e in json.loads(after.state)["buf"]] == ["new-1"]
+    assert [e[4] for e in stored(after.state)["buf"]] == ["new-1"]
 
 
 def test_entity_keeps_unwritten_actions_in_the_outbox(app_env: dict[str, str], monkeypatch) -> None:
@@ -212,16 +243,17 @@ def test_entity_keeps_unwritten_actions_in_the_outbox(app_env: dict[str, str], m
     monkeypatch.setenv("COSMOS_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     runtime.reset()
     out = call_entity("later", None, [("events", {"v": 1, "events": tilting_events(40, now - 3600_000)})])
-    pending = json.loads(out.state)["outbox"]
-    assert pending and all(item["attempts"] == 1 for item in pending)
+    pending = stored(out.state)["outbox"]
+    # The first write failed, so the rest were not tried (they wait for a reminder or the next operation).
+    assert pending and pending[0]["attempts"] == 1 and all(not i.get("attempts") for i in pending[1:])
 
     monkeypatch.setenv("COSMOS_ENDPOINT", good_endpoint)
     runtime.reset()
     more = [{"id": "late-1", "type": "bonus.claimed", "t": now - 1000, "d": {}, "p": "0", "s": 10_000}]
     out2 = call_entity("later", out.state, [("events", {"v": 1, "events": more})])
-    assert json.loads(out2.state).get("outbox", []) == []
+    assert stored(out2.state).get("outbox", []) == []
     store = ActionStore(runtime.settings().cosmos)
-    assert {a["id"] for a in store.player_actions("later")} == {p["doc"]["id"] for p in pending}
+    assert {a["id"] for a in store.player_actions("later")} == {p["rec"]["id"] for p in pending}
 
 
 def test_an_operation_without_input_is_reported_not_raised(app_env: dict[str, str]) -> None:
@@ -248,7 +280,7 @@ def test_an_erasure_that_cannot_reach_cosmos_keeps_only_a_marker_and_is_retried(
     monkeypatch.setenv("COSMOS_ENDPOINT", "http://127.0.0.1:9")
     runtime.reset()
     pending = call_entity("forget", out.state, [("erase", {"requested": True})])
-    kept = json.loads(pending.state)
+    kept = stored(pending.state)
     assert (
         pending.exists and kept["erasing"] is True and not kept.get("buf") and not kept["agg"]
     )  # history gone
@@ -256,7 +288,7 @@ def test_an_erasure_that_cannot_reach_cosmos_keeps_only_a_marker_and_is_retried(
     runtime.reset()
     late = [{"id": "late", "type": "deposit.made", "t": now, "d": {"amount": 5.0}, "p": "0", "s": 99_999}]
     done = call_entity("forget", pending.state, [("events", {"v": 1, "events": late})])
-    tomb = json.loads(done.state)
+    tomb = stored(done.state)
     assert (
         tomb["erased_ms"] > 0 and not tomb.get("erasing") and not tomb.get("buf")
     )  # the late event was dropped
@@ -357,7 +389,7 @@ def test_a_reinjected_event_is_read_at_its_first_position(app_env: dict[str, str
     capture = Capture()
     run_ingest([HubEvent(raw, 77, "7700", NOW_MS - 1000, "rita", first)], capture, partition="2")
     [(_, data)] = capture.posts
-    payload = json.loads(data)
-    [event] = payload["events"]
-    assert (event["p"], event["s"], event["q"]) == ("9", 4242, NOW_MS - 7_200_000)
-    assert payload["r"] == [["9", 4242, 4242]]  # not the batch's own position in partition 2
+    payload = sent_signal(data)
+    [event] = payload.events
+    assert (event.p, event.s, event.q) == ("9", 4242, NOW_MS - 7_200_000)
+    assert payload.ranges == [("9", 4242, 4242)]  # not the batch's own position in partition 2

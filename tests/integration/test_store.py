@@ -8,7 +8,7 @@ import pytest
 
 from devhost.faultproxy import behind_proxy
 from shared.config import CosmosSettings
-from shared.state import action_id
+from shared.entity import action_id
 from shared.store import ActionStore
 
 pytestmark = pytest.mark.cosmos

@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.events import Dropped, PlayerEvent, Rejected, parse
+from shared.events import DATA_SCHEMAS, Dropped, PlayerEvent, Rejected, parse
+from shared.eventtypes import SPECS, EventType
+from shared.signals import SignalEvent
 from tests.helpers import NOW_MS, T0_MS, body, cloud_event
 
 
@@ -18,16 +20,29 @@ def test_valid_round_event_is_routed_with_metadata() -> None:
     assert isinstance(result, PlayerEvent)
     assert result.player_id == "player-00042"
     assert result.time_ms == T0_MS
-    assert result.data == {"stake": 2.5, "payout": 0.0, "game": "slots", "sessionId": "s-1"}
-    assert result.to_signal() == {
-        "id": "e-1",
-        "type": "round.completed",
-        "t": T0_MS,
-        "d": result.data,
-        "tp": tp,
-        "p": "3",
-        "s": 17,
-    }
+    assert (result.kind, result.type) == (EventType.ROUND, "round.completed")
+    assert (result.a, result.b, result.ref) == (2.5, 0.0, None)  # stake, payout (shared.eventtypes)
+    assert result.to_signal() == SignalEvent(
+        id="e-1", kind=EventType.ROUND, t=T0_MS, a=2.5, b=0.0, tp=tp, p="3", s=17
+    )
+
+
+def test_a_response_carries_its_action_id_and_whether_it_was_accepted() -> None:
+    accepted = cloud_event(
+        "action.responded", data={"actionId": "act-1", "response": "accepted"}, event_id="r-1"
+    )
+    dismissed = cloud_event(
+        "action.responded", data={"actionId": "act-2", "response": "dismissed"}, event_id="r-2"
+    )
+    one, two = (parse(body(e), now_ms=NOW_MS) for e in (accepted, dismissed))
+    assert isinstance(one, PlayerEvent) and isinstance(two, PlayerEvent)
+    assert (one.kind, one.a, one.ref) == (EventType.RESPONDED, 1.0, "act-1")
+    assert (two.a, two.ref) == (0.0, "act-2")
+
+
+def test_every_event_type_has_one_spec_and_a_schema_the_parser_uses() -> None:
+    assert sorted(s.code for s in SPECS) == list(EventType)
+    assert set(DATA_SCHEMAS) == {s.name for s in SPECS}
 
 
 @pytest.mark.parametrize("event_type", ["page.viewed", "heartbeat"])
@@ -172,4 +187,4 @@ def test_a_batch_with_reinjected_events_claims_only_the_runs_it_holds() -> None:
     msgs = [Message(body(cloud_event(event_id=f"n{i}")), "3", 5000 + i) for i in range(3)]
     msgs += [Message(body(cloud_event(event_id=f"o{i}")), "3", 100 + i) for i in range(2)]
     msgs += [Message(body(cloud_event(event_id="x")), "7", 42)]
-    assert route(msgs, now_ms=NOW_MS).ranges() == [["3", 100, 101], ["3", 5000, 5002], ["7", 42, 42]]
+    assert route(msgs, now_ms=NOW_MS).ranges() == [("3", 100, 101), ("3", 5000, 5002), ("7", 42, 42)]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,12 +16,13 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from scripts.train_model import Dataset, collect, heuristic_scores, journey_rows
+from shared.entity import PlayerState, apply_events
 from shared.events import PlayerEvent, parse
-from shared.features import FEATURES, N_FEATURES
+from shared.features import FEATURES, N_FEATURES, Features
 from shared.journeys import LABELS, generate
 from shared.model import CARD_FILE, DEFAULT_MODEL_PATH, InterventionModel, ModelError, get_model
 from shared.policy import ACTION_TYPES, Rules
-from shared.state import PlayerState, apply_events
+from shared.signals import Signal
 
 START = datetime(2026, 12, 1, tzinfo=UTC)
 HOLDOUT_SEED = 4242
@@ -63,9 +66,15 @@ def test_get_model_is_one_instance_per_process() -> None:
     assert get_model() is get_model() is get_model(DEFAULT_MODEL_PATH)
 
 
+def named(row: np.ndarray | list[float]) -> Features:
+    """A training row (FEATURES order) as the named features the entity computes."""
+    return Features(**{name: float(v) for name, v in zip(FEATURES, row, strict=True)})
+
+
 def test_score_gives_action_probabilities_and_reasons(model: InterventionModel, holdout: Dataset) -> None:
     for row in holdout.X[:: max(1, len(holdout.X) // 200)]:
-        scores, reasons = model(list(map(float, row)))
+        scores, reasons, vector = model(named(row))
+        assert vector == pytest.approx(list(map(float, row)))  # the committed card's order is FEATURES
         assert set(scores) == set(ACTION_TYPES)
         assert all(0.0 <= p <= 1.0 for p in scores.values())
         assert sum(scores.values()) <= 1.0 + 1e-5
@@ -77,7 +86,7 @@ def test_score_batch_matches_single_scores(model: InterventionModel, holdout: Da
     batch = model.score_batch(holdout.X[:50])
     assert batch.shape == (50, len(LABELS))
     np.testing.assert_allclose(batch.sum(axis=1), 1.0, atol=1e-5)
-    single, _ = model.score(list(map(float, holdout.X[7])))
+    single = model.score(named(holdout.X[7])).scores
     assert single["break_suggestion"] == pytest.approx(
         float(batch[7, LABELS.index("break_suggestion")]), abs=1e-6
     )
@@ -85,7 +94,7 @@ def test_score_batch_matches_single_scores(model: InterventionModel, holdout: Da
 
 def test_wrong_width_is_refused(model: InterventionModel) -> None:
     with pytest.raises(ValueError):
-        model.score([0.0] * (N_FEATURES - 1))
+        model.score_vector([0.0] * (N_FEATURES - 1))
     with pytest.raises(ValueError):
         model.score_batch(np.zeros((2, N_FEATURES + 1), dtype=np.float32))
 
@@ -97,10 +106,64 @@ def _copy_model(tmp_path: Path, card: dict) -> Path:
     return target
 
 
-def test_load_fails_fast_when_card_features_differ(tmp_path: Path, card: dict) -> None:
-    swapped = dict(card, features=[FEATURES[1], FEATURES[0], *FEATURES[2:]])
-    with pytest.raises(ModelError, match="FEATURES"):
-        InterventionModel(_copy_model(tmp_path, swapped))
+def test_load_fails_fast_when_the_card_names_other_features(tmp_path: Path, card: dict) -> None:
+    renamed = dict(card, features=["stake_median", *FEATURES[1:]])
+    with pytest.raises(ModelError, match="missing \\['events_in_buffer'\\], unexpected \\['stake_median'\\]"):
+        InterventionModel(_copy_model(tmp_path, renamed))
+    twice = dict(card, features=[FEATURES[0], *FEATURES[:-1]])
+    with pytest.raises(ModelError, match="a name twice"):
+        InterventionModel(_copy_model(tmp_path, twice))
+
+
+def _permuted_model(tmp_path: Path, card: dict, order: list[str]) -> Path:
+    """The committed model retrained, in effect, on columns in ``order``: a Gather puts each column
+    back where the original graph expects it, and the card lists ``order``."""
+    original = onnx.load(str(DEFAULT_MODEL_PATH))
+    back = [order.index(name) for name in FEATURES]  # original column i comes from input column back[i]
+    gather = onnx.helper.make_graph(
+        [onnx.helper.make_node("Gather", ["features", "idx"], ["reordered"], axis=1)],
+        "reorder",
+        [onnx.helper.make_tensor_value_info("features", onnx.TensorProto.FLOAT, [None, N_FEATURES])],
+        [onnx.helper.make_tensor_value_info("reordered", onnx.TensorProto.FLOAT, [None, N_FEATURES])],
+        [onnx.helper.make_tensor("idx", onnx.TensorProto.INT64, [N_FEATURES], back)],
+    )
+    pre = onnx.helper.make_model(
+        gather, opset_imports=list(original.opset_import), ir_version=original.ir_version
+    )
+    renamed = onnx.compose.add_prefix(original, "m_")
+    merged = onnx.compose.merge_models(pre, renamed, io_map=[("reordered", "m_features")])
+    merged.graph.output[0].name = card["output"]["name"]
+    for node in merged.graph.node:
+        node.output[:] = [
+            card["output"]["name"] if o == "m_" + card["output"]["name"] else o for o in node.output
+        ]
+    data = merged.SerializeToString()
+    target = tmp_path / DEFAULT_MODEL_PATH.name
+    target.write_bytes(data)
+    permuted = dict(card, features=order, onnx_sha256=hashlib.sha256(data).hexdigest())
+    (tmp_path / CARD_FILE).write_text(json.dumps(permuted), encoding="utf-8")
+    return target
+
+
+def test_the_row_is_built_by_name_so_a_permuted_feature_order_scores_the_same(
+    tmp_path: Path, card: dict, model: InterventionModel, holdout: Dataset
+) -> None:
+    """A model whose card lists the features in another order gets every value in the column of its
+    name: its scores equal the committed model's. Built by position, they would not."""
+    order = list(FEATURES)
+    random.Random(7).shuffle(order)
+    assert order != list(FEATURES)
+    permuted = InterventionModel(_permuted_model(tmp_path, card, order))
+    assert permuted.features == tuple(order)
+    moved = 0
+    for row in holdout.X[:: max(1, len(holdout.X) // 100)]:
+        features = named(row)
+        got, want = permuted.score(features), model.score(features)
+        assert got.vector == [getattr(features, name) for name in order]
+        assert got.scores == pytest.approx(want.scores, abs=1e-6)
+        positional = permuted.score_vector([float(v) for v in row])  # the old, positional build
+        moved += max(abs(positional[a] - want.scores[a]) for a in ACTION_TYPES) > 1e-3
+    assert moved > 0  # the permutation matters: a positional row would have scored differently
 
 
 def test_load_fails_fast_when_onnx_is_not_the_carded_file(tmp_path: Path, card: dict) -> None:
@@ -148,9 +211,10 @@ def test_model_as_the_entity_scorer_suggests_breaks_to_a_tilting_player() -> Non
         if isinstance(parsed, PlayerEvent):
             signal = parsed.to_signal()
             effects = apply_events(
-                state, journey.player_id, [signal], signal["t"], model, Rules(), model.version
+                state, journey.player_id, Signal([signal]), signal.t, model.score, Rules(), model.version
             )
             actions.extend(effects.actions)
-    assert any(a["type"] == "break_suggestion" for a in actions)
-    assert all(a["modelVersion"] == model.version for a in actions)
-    assert all(any(r.startswith("feature:") for r in a["reasons"]) for a in actions)
+    assert any(a.type == "break_suggestion" for a in actions)
+    assert all(a.model == model.version for a in actions)
+    assert all(any(r.startswith("feature:") for r in a.reasons) for a in actions)
+    assert all(len(a.features) == N_FEATURES for a in actions)

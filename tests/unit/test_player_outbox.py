@@ -5,9 +5,12 @@ which are tested against the real Cosmos DB server and Azurite elsewhere."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from shared import state as st
+import msgspec
+
+from shared import entity as st
 from shared.player import REMINDER_MAX_S, reminder_delay_s, run_operation
 from shared.policy import Rules
 from shared.store import WriteReport
@@ -27,6 +30,9 @@ class FakeStore:
         if self.mode == "refuse":
             return WriteReport(refused={i: 413 for i in ids})
         return WriteReport(written=set(ids))
+
+    def record_outcome(self, player_id: str, outcome: st.OutcomeRecord) -> str:
+        return "recorded"
 
     def delete_player_data(self, player_id: str) -> int:
         return 0
@@ -55,26 +61,35 @@ class FakeReminders:
 
 
 def with_outbox(n: int = 1, attempts: int = 0) -> dict[str, Any]:
-    state = st.PlayerState()
-    for i in range(n):
-        doc = {"id": f"act-{i}", "type": "break_suggestion", "eventTime": "2026-11-21T10:00:00.000Z"}
-        state.outbox.append(st.OutboxItem(doc=doc, since_ms=NOW_MS - 60_000, attempts=attempts))
-    return st.dump_state(state)
+    """A state as version 1 stored it (a JSON object, outbox items holding documents): every test
+    here also proves such a state is upgraded on load."""
+    doc = {"type": "break_suggestion", "eventTime": "2026-11-21T10:00:00.000Z", "status": "pending"}
+    items = [
+        {"doc": dict(doc, id=f"act-{i}"), "since_ms": NOW_MS - 60_000, "attempts": attempts} for i in range(n)
+    ]
+    return {"v": 1, "outbox": items}
+
+
+def plain(outcome: Any) -> Any:
+    """The outcome with its state as plain data (what a test compares)."""
+    return dataclasses.replace(outcome, state=msgspec.to_builtins(outcome.state))
 
 
 def flush(raw: dict[str, Any], store: FakeStore, reminders: FakeReminders | None, now: int = NOW_MS) -> Any:
-    return run_operation(
-        "p-1",
-        "flush",
-        raw,
-        {"reason": "reminder"},
-        now_ms=now,
-        scorer=lambda f: ({}, []),
-        model_version="m",
-        rules=Rules(),
-        store=store,
-        reminders=reminders,
-        reminder_first_s=10,
+    return plain(
+        run_operation(
+            "p-1",
+            "flush",
+            raw,
+            {"reason": "reminder"},
+            now_ms=now,
+            scorer=lambda f: st.Scored({}, [], []),
+            model_version="m",
+            rules=Rules(),
+            store=store,
+            reminders=reminders,
+            reminder_first_s=10,
+        )
     )
 
 
@@ -120,17 +135,19 @@ def test_reminder_delays_are_bounded_and_spread_between_players() -> None:
 
 
 def op(name: str, raw: Any, store: FakeStore, reminders: FakeReminders, now: int, payload: Any = None) -> Any:
-    return run_operation(
-        "p-1",
-        name,
-        raw,
-        payload if payload is not None else {"reason": "reminder"},
-        now_ms=now,
-        scorer=lambda f: ({}, []),
-        model_version="m",
-        rules=Rules(),
-        store=store,
-        reminders=reminders,
+    return plain(
+        run_operation(
+            "p-1",
+            name,
+            raw,
+            payload if payload is not None else {"reason": "reminder"},
+            now_ms=now,
+            scorer=lambda f: st.Scored({}, [], []),
+            model_version="m",
+            rules=Rules(),
+            store=store,
+            reminders=reminders,
+        )
     )
 
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Mapping
 
 import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st_h
 
-from shared import state as st
+from shared import entity as st
+from shared import signals
+from shared.entity.dedupe import is_duplicate
+from shared.entity.model import MAX_SUPPRESSED_PENDING
+from shared.eventtypes import EventType
+from shared.features import Features
 from shared.policy import BREAK, Rules
 from shared.routing import Message, route
 from tests.helpers import T0_MS, body, cloud_event, round_event, signal_event
@@ -19,12 +23,10 @@ from tests.helpers import T0_MS, body, cloud_event, round_event, signal_event
 MIN = 60_000
 
 
-def break_when_losing(vector: list[float]) -> tuple[Mapping[str, float], list[str]]:
+def break_when_losing(features: Features) -> st.Scored:
     """A transparent scorer: break score grows with the loss streak."""
-    from shared.features import FEATURES
-
-    streak = vector[FEATURES.index("loss_streak")]
-    return {BREAK: min(1.0, streak / 5.0), "help_offer": 0.0, "bonus_offer": 0.0}, ["loss_streak"]
+    scores = {BREAK: min(1.0, features.loss_streak / 5.0), "help_offer": 0.0, "bonus_offer": 0.0}
+    return st.Scored(scores, ["loss_streak"], [features.loss_streak])
 
 
 RULES = Rules(warm_up_events=3)
@@ -39,20 +41,26 @@ def losing_session(n: int, start_ms: int = T0_MS, seq0: int = 1, prefix: str = "
 
 
 def run(state: st.PlayerState, events: list[dict], now_ms: int = T0_MS + 3600_000) -> st.Effects:
-    return st.apply(state, "p1", "events", {"events": events}, now_ms, break_when_losing, RULES, "m-test")
+    """Apply events as this version's signal (encoded, as ingest sends it)."""
+    payload = signals.encode(signals.Signal([signals.from_v1(ev) for ev in events]))
+    return st.apply(state, "p1", "events", payload, now_ms, break_when_losing, RULES, "m-test")
 
 
 def test_loss_streak_triggers_one_break_action() -> None:
     state = st.PlayerState()
     eff = run(state, losing_session(12))
-    assert [a["type"] for a in eff.actions] == [BREAK]
+    assert [a.type for a in eff.actions] == [BREAK]
     action = eff.actions[0]
-    assert action["triggerEventId"] == "r4"  # fifth loss: streak 5 -> score 1.0
-    assert action["id"] == st.action_id("p1", "r4", BREAK)
-    assert action["status"] == "pending" and action["modelVersion"] == "m-test"
-    assert "feature:loss_streak" in action["reasons"] and "rule:cooldown" in action["reasons"]
+    assert action.trigger == "r4"  # fifth loss: streak 5 -> score 1.0
+    assert action.id == st.action_id("p1", "r4", BREAK)
+    assert action.status == "pending" and action.model == "m-test"
+    assert "feature:loss_streak" in action.reasons and "rule:cooldown" in action.reasons
     assert eff.rejections.get("cooldown", 0) >= 1  # the streak of 10 hit the cooldown
-    assert [item.doc["id"] for item in state.outbox] == [action["id"]]
+    # The streak's tenth loss was a candidate the cooldown stopped: recorded as suppressed.
+    assert [(r.trigger, r.status, r.rejected_by) for r in eff.suppressed] == [
+        ("r9", "suppressed", "cooldown")
+    ]
+    assert [item.id for item in state.outbox] == [action.id, eff.suppressed[0].id]
 
 
 def test_replayed_batch_is_fully_deduplicated() -> None:
@@ -82,8 +90,8 @@ def test_reordered_signals_give_the_same_buffer_and_actions() -> None:
     run(reordered, events[6:])
     eff = run(reordered, events[:6])
     assert eff.accepted == 6 and eff.duplicates == 0
-    assert [e[st.ID] for e in reordered.buf] == [e[st.ID] for e in in_order.buf]
-    assert [e[st.T] for e in reordered.buf] == sorted(e[st.T] for e in reordered.buf)
+    assert [e.id for e in reordered.buf] == [e.id for e in in_order.buf]
+    assert [e.t for e in reordered.buf] == sorted(e.t for e in reordered.buf)
 
 
 def test_late_event_is_inserted_by_time_but_does_not_trigger() -> None:
@@ -92,7 +100,7 @@ def test_late_event_is_inserted_by_time_but_does_not_trigger() -> None:
     late = signal_event("late-dep", "deposit.made", T0_MS + 5_000, {"amount": 10.0}, seq=50)
     eff = run(state, [late])
     assert eff.accepted == 1 and eff.triggers == 0
-    assert [e[st.ID] for e in state.buf][:2] == ["r-start", "late-dep"]
+    assert [e.id for e in state.buf][:2] == ["r-start", "late-dep"]
 
 
 def test_redelivered_evicted_event_is_a_duplicate() -> None:
@@ -100,7 +108,7 @@ def test_redelivered_evicted_event_is_a_duplicate() -> None:
     events = losing_session(st.MAX_BUFFER_EVENTS + 40)
     run(state, events)
     assert len(state.buf) == st.MAX_BUFFER_EVENTS
-    oldest_kept = state.buf[0][st.T]
+    oldest_kept = state.buf[0].t
     evicted = [e for e in events if e["t"] < oldest_kept]
     assert len(evicted) >= 40
     eff = run(state, copy.deepcopy(evicted))
@@ -112,8 +120,8 @@ def test_buffer_is_bounded_by_age() -> None:
     run(state, losing_session(5))
     later = T0_MS + st.MAX_BUFFER_AGE_MS + 10 * MIN
     run(state, [round_event("much-later", later, 1.0, 1.0, seq=100)])
-    assert all(e[st.T] >= later - st.MAX_BUFFER_AGE_MS for e in state.buf)
-    assert [e[st.ID] for e in state.buf] == ["much-later"]
+    assert all(e.t >= later - st.MAX_BUFFER_AGE_MS for e in state.buf)
+    assert [e.id for e in state.buf] == ["much-later"]
     assert state.agg.events == 7  # lifetime counters keep the history
 
 
@@ -121,9 +129,12 @@ def test_state_stays_small() -> None:
     state = st.PlayerState()
     for k in range(10):
         run(state, losing_session(60, start_ms=T0_MS + k * 3600_000, seq0=1 + k * 100, prefix=f"s{k}r"))
-    size = len(msgspec.json.encode(state))
+        st.bound_suppressed(state)  # what the shell does after a flush that failed
+    size = len(st.codec.encode(state))  # as stored, with an outbox nothing could write
     assert len(state.buf) <= st.MAX_BUFFER_EVENTS
     assert size < 16 * 1024, size
+    pending = [i for i in state.outbox if i.rec.status == "suppressed"]  # type: ignore[union-attr]
+    assert len(pending) == MAX_SUPPRESSED_PENDING
 
 
 def test_batching_does_not_change_decisions() -> None:
@@ -134,7 +145,7 @@ def test_batching_does_not_change_decisions() -> None:
     actions = []
     for ev in events:
         actions += run(singles, [ev]).actions
-    strip = lambda docs: [{k: v for k, v in d.items() if k != "decidedAt"} for d in docs]  # noqa: E731
+    strip = lambda recs: [msgspec.structs.replace(r, decided_ms=0) for r in recs]  # noqa: E731
     assert strip(actions) == strip(eff_whole.actions)
     assert msgspec.json.encode(singles.buf) == msgspec.json.encode(whole.buf)
 
@@ -162,7 +173,7 @@ def test_outbox_is_retried_then_expires() -> None:
     assert len(state.outbox) == 1
     assert st.acknowledge(state, set(), now) == 0
     assert len(state.outbox) == 1 and state.outbox[0].attempts == 1
-    doc_id = state.outbox[0].doc["id"]
+    doc_id = state.outbox[0].id
     assert st.acknowledge(state, {doc_id}, now + 1000) == 0 and state.outbox == []
     state2 = st.PlayerState()
     run(state2, losing_session(5), now_ms=now)
@@ -170,14 +181,12 @@ def test_outbox_is_retried_then_expires() -> None:
     assert state2.outbox == []
 
 
-def test_state_round_trips_through_json() -> None:
+def test_state_round_trips_through_its_stored_form() -> None:
     state = st.PlayerState()
-    run(state, losing_session(8))
-    dumped = st.dump_state(state)
-    import json
-
-    again = st.load_state(json.dumps(dumped))
-    assert msgspec.json.encode(again) == msgspec.json.encode(state)
+    run(state, losing_session(12))
+    stored = st.codec.encode(state)
+    assert isinstance(stored, str) and stored.startswith("p2:")
+    assert st.load_state(stored) == state
     assert st.load_state(None) == st.PlayerState()
 
 
@@ -207,7 +216,7 @@ def test_opt_out_and_back_in() -> None:
     assert eff.actions == [] and eff.rejections.get("opt_out", 0) >= 1
     run(state, [signal_event("o2", "player.optin", T0_MS + 2 * MIN, seq=100)])
     eff = run(state, [round_event(f"z{i}", T0_MS + 3 * MIN + i * 1000, 2, 0, seq=101 + i) for i in range(5)])
-    assert [a["type"] for a in eff.actions] == [BREAK]
+    assert [a.type for a in eff.actions] == [BREAK]
 
 
 def test_signal_inputs_are_never_falsy() -> None:
@@ -218,8 +227,8 @@ def test_signal_inputs_are_never_falsy() -> None:
     inputs = batch.signal_inputs()
     assert set(inputs) == {"player-00042"}
     for payload in inputs.values():
-        assert isinstance(payload, dict) and payload and payload["events"]
-        assert bool(payload) is True
+        assert isinstance(payload, str) and bool(payload) is True
+        assert [e.id for e in signals.decode(payload).events] == ["e0", "e1", "e2"]
 
 
 def signals_of(events: list[dict], per_batch: int, partition: str = "0") -> list[dict]:
@@ -267,9 +276,10 @@ def test_seen_ranges_stay_bounded_and_fold_into_a_floor() -> None:
         st.mark_seen(state, "0", k * 100, k * 100 + 10)
     assert len(state.seen["0"]) == st.SEEN_RANGES
     assert state.floor["0"] == (40 - st.SEEN_RANGES - 1) * 100 + 10
-    assert st._is_duplicate(state, {"id": "x", "p": "0", "s": 5}) is True  # below the floor
-    assert st._is_duplicate(state, {"id": "x", "p": "0", "s": 3905}) is True  # in a kept range
-    assert st._is_duplicate(state, {"id": "x", "p": "0", "s": 3950}) is False  # a gap: never seen
+    at = lambda seq: signals.SignalEvent("x", EventType.ROUND, T0_MS, p="0", s=seq)  # noqa: E731
+    assert is_duplicate(state, at(5)) is True  # below the floor
+    assert is_duplicate(state, at(3905)) is True  # in a kept range
+    assert is_duplicate(state, at(3950)) is False  # a gap: never seen
 
 
 def test_a_long_session_keeps_its_length_after_its_start_left_the_buffer() -> None:
@@ -277,10 +287,10 @@ def test_a_long_session_keeps_its_length_after_its_start_left_the_buffer() -> No
 
     state = st.PlayerState()
     run(state, losing_session(150))
-    assert all(e[st.CODE] != 0 for e in state.buf)  # the start was evicted
+    assert all(e.kind != EventType.SESSION_STARTED for e in state.buf)  # the start was evicted
     t = state.newest_ms
-    vector = feat.compute(state.buf, state.agg, state.last_action_ms, t)
-    assert vector[feat.FEATURES.index("session_minutes")] == pytest.approx((t - T0_MS) / MIN)
+    features = feat.compute(state.buf, state.agg, state.last_action_ms, t)
+    assert features.session_minutes == pytest.approx((t - T0_MS) / MIN)
     run(state, [signal_event("end", "session.ended", t + 1000, seq=1000)])
     assert state.agg.session_count_closed == 1
     assert state.agg.session_minutes_sum == pytest.approx((t + 1000 - T0_MS) / MIN)
@@ -329,7 +339,7 @@ def test_any_reordering_or_replay_of_signals_gives_the_same_history(
         apply_signal(in_order, copy.deepcopy(payload))
     for payload in shuffled:
         apply_signal(mixed, copy.deepcopy(payload))
-    assert [e[st.ID] for e in mixed.buf] == [e[st.ID] for e in in_order.buf]
+    assert [e.id for e in mixed.buf] == [e.id for e in in_order.buf]
     for counter in ("events", "sessions", "deposits", "deposit_failures", "first_ms"):
         assert getattr(mixed.agg, counter) == getattr(in_order.agg, counter), counter
     assert mixed.opted_out == in_order.opted_out

@@ -1,0 +1,124 @@
+"""How the entity's state is stored: one compact string, decoded once per entity batch.
+
+The state crosses the Durable protocol as ``"p2:" + base64(MessagePack)``: the SDK
+stores and returns it as a JSON string (no per-key work in its JSON layers), and
+one typed msgspec call decodes it. Within one entity batch the SDK hands back the
+exact string object the previous operation set, so ``StateCache`` decodes a
+player's state once per batch rather than once per operation.
+
+Version 1 states (the JSON object an earlier deployment stored) are read and
+upgraded on load (``upgrade``); the next ``set_state`` writes version 2.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from shared.entity.model import ActionRecord, OutboxItem, PlayerState
+from shared.policy import ACTION_TYPES
+from shared.timeutil import DAY_MS, parse_iso_ms
+
+PREFIX = "p2:"
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(PlayerState)
+
+
+class StateError(ValueError):
+    """A stored state this code cannot read (a newer version): the operation fails, nothing is lost."""
+
+
+def encode(state: PlayerState) -> str:
+    return PREFIX + base64.b64encode(_ENCODER.encode(state)).decode("ascii")
+
+
+def decode(raw: Any) -> PlayerState:
+    """The state from what the Durable runtime stored (this version's string, a v1 object, or None)."""
+    if raw is None or raw == "":
+        return PlayerState()
+    if isinstance(raw, str):
+        if raw.startswith(PREFIX):
+            return _DECODER.decode(base64.b64decode(raw[len(PREFIX) :]))
+        if raw[:1] == "{":  # a v1 state handed over as its JSON text
+            return upgrade(msgspec.json.decode(raw))
+        raise StateError(f"unknown entity state format {raw[:8]!r}")
+    if isinstance(raw, dict):
+        return upgrade(raw)
+    raise StateError(f"unexpected entity state of type {type(raw).__name__}")
+
+
+def upgrade(old: dict[str, Any]) -> PlayerState:
+    """A version 1 state (JSON object) as version 2: same buffer layout; the day as its start in ms;
+    outbox documents as records."""
+    if int(old.get("v", 1)) > 2:
+        raise StateError(f"entity state version {old.get('v')} is newer than this code")
+    fields = dict(old)
+    fields["v"] = 2
+    day = fields.pop("day", None)
+    if isinstance(day, str) and day:
+        fields["day_ms"] = int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() * 1000)
+    outbox = []
+    for item in fields.pop("outbox", None) or []:
+        if "doc" in item:
+            item = dict(item)
+            item["rec"] = msgspec.to_builtins(_record_from_doc(item.pop("doc")))
+        outbox.append(item)
+    fields["outbox"] = outbox
+    return msgspec.convert(fields, PlayerState)
+
+
+def _record_from_doc(doc: dict[str, Any]) -> ActionRecord:
+    t = parse_iso_ms(doc["eventTime"])
+    return ActionRecord(
+        id=doc["id"],
+        type=doc["type"],
+        status=doc.get("status", "pending"),
+        score=float(doc.get("score", 0.0)),
+        scores=[float(doc.get("score", 0.0)) if a == doc["type"] else 0.0 for a in ACTION_TYPES],
+        features=[],
+        model=str(doc.get("modelVersion", "")),
+        trigger=str(doc.get("triggerEventId", "")),
+        t=t,
+        decided_ms=parse_iso_ms(doc["decidedAt"]) if doc.get("decidedAt") else t,
+        reasons=list(doc.get("reasons", [])),
+        tp=doc.get("traceparent"),
+    )
+
+
+def day_start(t_ms: int) -> int:
+    return t_ms - t_ms % DAY_MS
+
+
+class StateCache:
+    """The decoded state of the entities this worker ran last, keyed by entity and by the very
+    string object the SDK holds: reused only while the SDK hands back that same object (within
+    one batch), so it can never serve a stale state."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._items: dict[str, tuple[str, PlayerState]] = {}
+        self._lock = threading.Lock()
+
+    def load(self, key: str, raw: Any) -> PlayerState:
+        hit = self._items.get(key)
+        if hit is not None and hit[0] is raw:
+            return hit[1]
+        return decode(raw)
+
+    def store(self, key: str, state: PlayerState) -> str:
+        encoded = encode(state)
+        with self._lock:
+            if len(self._items) >= self._size and key not in self._items:
+                self._items.clear()
+            self._items[key] = (encoded, state)
+        return encoded
+
+    def forget(self, key: str) -> None:
+        self._items.pop(key, None)
+
+
+__all__ = ["OutboxItem", "PlayerState", "StateCache", "decode", "encode", "upgrade"]

@@ -1,0 +1,138 @@
+"""When to score, and what a score becomes: an action, suppressed candidates, or nothing.
+
+Everything is decided on event time, so replaying the same events gives the same
+decisions whatever the batching, the redeliveries or the wall clock. Only the
+newest event the entity has seen can trigger (a late event changes history, it
+does not start an intervention about the past).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from typing import NamedTuple, Protocol
+
+from shared import features as feat
+from shared.entity.model import ActionRecord, Entry, OutboxItem, PlayerState
+from shared.eventtypes import ALWAYS_TRIGGER, EventType
+from shared.policy import ACTION_TYPES, PolicyContext, Rules, decide
+from shared.signals import SignalEvent
+from shared.timeutil import DAY_MS
+
+ROUNDS_PER_SCORE = 10
+LOSS_STREAK_TRIGGER = 5
+
+
+class Scored(NamedTuple):
+    scores: Mapping[str, float]  # per action type
+    top: list[str]  # the features that drove them (for the action's reasons)
+    vector: list[float]  # the scored row, in the model card's order
+
+
+# A scorer maps the features of a moment to per-action probabilities (shared.model.InterventionModel).
+Scorer = Callable[[feat.Features], Scored]
+
+
+class TriggerSpan(Protocol):
+    """What a tracing hook hands back around one trigger (see shared.tracing)."""
+
+    traceparent: str | None
+
+    def outcome(self, action_type: str | None, rejections: Mapping[str, int]) -> None: ...
+
+
+# Called around each trigger with the signal event; None means no tracing.
+TriggerHook = Callable[[SignalEvent], AbstractContextManager[TriggerSpan]]
+
+
+def action_id(player_id: str, trigger_event_id: str, action_type: str) -> str:
+    """Deterministic: a replay of the same trigger creates the same document, once."""
+    digest = hashlib.sha256(f"{player_id}\x1f{trigger_event_id}\x1f{action_type}".encode()).hexdigest()
+    return f"act-{digest[:32]}"
+
+
+def is_trigger(state: PlayerState, entry: Entry) -> bool:
+    kind = entry.kind
+    if kind in ALWAYS_TRIGGER:
+        return True
+    if kind == EventType.SESSION_STARTED:
+        return state.agg.sessions >= 2
+    if kind == EventType.ROUND:
+        state.rounds_since_score += 1
+        if state.rounds_since_score >= ROUNDS_PER_SCORE:
+            return True
+        streak = feat.loss_streak(state.buf)
+        return streak > 0 and streak % LOSS_STREAK_TRIGGER == 0
+    return False
+
+
+class Decided(NamedTuple):
+    action: ActionRecord | None
+    suppressed: list[ActionRecord]
+    rejections: dict[str, int]
+
+
+def score_and_decide(
+    state: PlayerState,
+    player_id: str,
+    ev: SignalEvent,
+    now_ms: int,
+    scorer: Scorer,
+    rules: Rules,
+    model_version: str,
+    span: TriggerSpan | None = None,
+) -> Decided:
+    """Score the moment of ``ev`` and put what the policy decides in the outbox."""
+    state.rounds_since_score = 0
+    t = ev.t
+    features = feat.compute(state.buf, state.agg, state.last_action_ms, t)
+    scored = scorer(features)
+    day = t - t % DAY_MS
+    if day != state.day_ms:
+        state.day_ms, state.day_count = day, 0
+    ctx = PolicyContext(
+        event_time_ms=t,
+        day_count=state.day_count,
+        last_action_ms=state.last_action_ms,
+        opted_out=state.opted_out,
+        history_events=len(state.buf),
+        features=features,
+        lag_ms=now_ms - ev.q if ev.q is not None else None,
+    )
+    decision = decide(scored.scores, ctx, rules, scored.top)
+    if span is not None:
+        span.outcome(decision.action_type, decision.rejections)
+    if decision.action_type is None and not decision.suppressed:
+        return Decided(None, [], decision.rejections)
+    all_scores = [round(float(scored.scores.get(a, 0.0)), 6) for a in ACTION_TYPES]
+    vector = [round(float(v), 6) for v in scored.vector]
+
+    def record(atype: str, status: str, reasons: list[str], rule: str | None = None) -> ActionRecord:
+        return ActionRecord(
+            id=action_id(player_id, ev.id, atype),
+            type=atype,
+            status=status,
+            score=round(float(scored.scores[atype]), 6),
+            scores=all_scores,
+            features=vector,
+            model=model_version,
+            trigger=ev.id,
+            t=t,
+            decided_ms=now_ms,
+            reasons=reasons,
+            rejected_by=rule,
+            tp=ev.tp,
+        )
+
+    trace = span.traceparent if span is not None else None
+    suppressed = [record(atype, "suppressed", [], rule) for atype, rule in decision.suppressed]
+    for rec in suppressed:
+        state.outbox.append(OutboxItem(rec, since_ms=now_ms, enqueued_ms=ev.q, trace=trace))
+    action = None
+    if decision.action_type is not None:
+        action = record(decision.action_type, "pending", decision.reasons)
+        state.last_action_ms[action.type] = t
+        state.day_count += 1
+        state.outbox.append(OutboxItem(action, since_ms=now_ms, enqueued_ms=ev.q, trace=trace))
+    return Decided(action, suppressed, decision.rejections)

@@ -1,0 +1,137 @@
+"""The entity's data model: typed, named structs with short keys in the stored form.
+
+The stored form is compact (``shared.entity.codec``: MessagePack, buffer entries
+as arrays); the code only ever sees names. Field names double as the stored keys,
+so renaming a field is a state migration (``codec.upgrade``).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+STATE_VERSION = 2
+MAX_BUFFER_EVENTS = 96
+MAX_BUFFER_AGE_MS = 6 * 3600 * 1000
+EVICTED_ID_RING = 32
+SEEN_RANGES = 16  # per partition: a signal reordered behind 16 later ones is taken as a replay
+SEEN_RANGES_TOTAL = 24  # across partitions, so a player spread over many partitions stays small
+OUTBOX_TTL_MS = 3600 * 1000
+MAX_REFUSED = 20
+# Suppressed-decision records waiting in the outbox at most (the newest are kept): while Cosmos
+# is down a player in a cooldown would otherwise grow its state without bound.
+MAX_SUPPRESSED_PENDING = 8
+
+
+class Entry(msgspec.Struct, array_like=True):
+    """One buffered event. Stored as ``[t, kind, a, b, id, p, s]`` (the v1 list layout)."""
+
+    t: int  # event time, epoch ms
+    kind: int  # shared.eventtypes.EventType
+    a: float  # first lifted number (a round's stake, an amount, 1.0 for an accepted response)
+    b: float  # second (a round's payout)
+    id: str  # CloudEvent id
+    p: str | None = None  # Event Hubs partition
+    s: int | None = None  # sequence number
+
+
+class Aggregates(msgspec.Struct, omit_defaults=True):
+    """Lifetime counters. The counts are commutative (reordering cannot skew them);
+    the session lengths are not: a session end that arrives before its start is
+    not measured."""
+
+    first_ms: int = 0
+    events: int = 0
+    sessions: int = 0
+    session_minutes_sum: float = 0.0
+    session_count_closed: int = 0
+    deposits: int = 0
+    deposit_failures: int = 0
+    accepted: int = 0
+    dismissed: int = 0
+    last_end_ms: int = 0
+    prev_end_ms: int = 0
+    # Start of the newest session; survives the start event's eviction from the buffer.
+    session_open_ms: int = 0
+
+
+class ActionRecord(msgspec.Struct, tag="a", tag_field="k", omit_defaults=True):
+    """A decision to write: an action sent (``pending``) or a candidate a guardrail stopped
+    (``suppressed``, with the rule). ``shared.store.action_document`` makes the Cosmos document."""
+
+    id: str
+    type: str
+    status: str  # "pending" | "suppressed"
+    score: float
+    scores: list[float]  # per shared.policy.ACTION_TYPES
+    features: list[float]  # in the model card's order for ``model``
+    model: str
+    trigger: str  # the trigger event's id
+    t: int  # the trigger's event time
+    decided_ms: int
+    reasons: list[str] = msgspec.field(default_factory=list)
+    rejected_by: str | None = None
+    tp: str | None = None  # the trigger event's traceparent
+
+
+class OutcomeRecord(msgspec.Struct, tag="o", tag_field="k"):
+    """A player's response to an action, to record on the action's document."""
+
+    action_id: str
+    response: str  # "accepted" | "dismissed"
+    t: int  # the response event's time
+
+
+class OutboxItem(msgspec.Struct, omit_defaults=True):
+    rec: ActionRecord | OutcomeRecord
+    since_ms: int
+    attempts: int = 0
+    # When the trigger event reached Event Hubs: the start of the action's latency.
+    enqueued_ms: int | None = None
+    # W3C traceparent of the decision's span: the Cosmos write continues that trace.
+    trace: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The document this item writes (an outcome's is its action's)."""
+        rec = self.rec
+        return rec.id if isinstance(rec, ActionRecord) else "outcome:" + rec.action_id
+
+
+class RefusedAction(msgspec.Struct, omit_defaults=True):
+    """An action Cosmos DB refused for good (400, 413): kept, bounded, with the reason."""
+
+    id: str
+    type: str
+    status: int
+    at_ms: int
+
+
+class PlayerState(msgspec.Struct, omit_defaults=True):
+    v: int = STATE_VERSION
+    buf: list[Entry] = msgspec.field(default_factory=list)
+    seen: dict[str, list[list[int]]] = msgspec.field(default_factory=dict)
+    floor: dict[str, int] = msgspec.field(default_factory=dict)
+    # Newest enqueued time seen per partition: a redelivery is never newer, so an
+    # event that is newer yet falls in a seen range means the sequence restarted.
+    qhi: dict[str, int] = msgspec.field(default_factory=dict)
+    evicted: list[str] = msgspec.field(default_factory=list)
+    agg: Aggregates = msgspec.field(default_factory=Aggregates)
+    newest_ms: int = 0
+    rounds_since_score: int = 0
+    opted_out: bool = False
+    opt_ms: int = 0
+    last_action_ms: dict[str, int] = msgspec.field(default_factory=dict)
+    # Start (epoch ms) of the UTC day the daily cap counts, and the actions counted in it.
+    day_ms: int = 0
+    day_count: int = 0
+    outbox: list[OutboxItem] = msgspec.field(default_factory=list)
+    # When the outbox reminder the entity asked for is due (wall clock ms); 0: none pending.
+    remind_ms: int = 0
+    # Reminders asked in a row for an erasure or sweep that keeps failing: their back-off.
+    retries: int = 0
+    refused: list[RefusedAction] = msgspec.field(default_factory=list)
+    # An erasure whose Cosmos deletes have not succeeded yet: only dedupe marks are kept.
+    erasing: bool = False
+    # When the player was erased (wall clock): events enqueued before it are
+    # replays of the erased history and are dropped.
+    erased_ms: int = 0
