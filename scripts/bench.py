@@ -372,11 +372,12 @@ def table(report: dict[str, Any]) -> str:
         if key is not None:
             value = f"{_fmt(k.get(key))} {unit}"
         elif label.startswith("entity state"):
-            value = f"{_fmt(k['state_bytes_mean'], 0)} / {_fmt(k['state_bytes_max'])} bytes"
+            value = f"{_fmt(k.get('state_bytes_mean'), 0)} / {_fmt(k.get('state_bytes_max'))} bytes"
         elif label.startswith("action latency"):
-            value = f"{_fmt(k['latency_ms_p50'], 0)} / {_fmt(k['latency_ms_p99'], 0)} ms"
+            value = f"{_fmt(k.get('latency_ms_p50'), 0)} / {_fmt(k.get('latency_ms_p99'), 0)} ms"
         else:
-            value = f"{_fmt(k['rss_mb_start'])} / {_fmt(k['rss_mb_end'])} MB ({report['rss']['note']})"
+            rss = f"{_fmt(k.get('rss_mb_start'))} / {_fmt(k.get('rss_mb_end'))} MB"
+            value = f"{rss} ({report['rss']['note']})"
         lines.append(f"  {label:<34}  {value}")
     lines.append("")
     lines.append("  targets (issue 10):")

@@ -13,8 +13,8 @@ Durable SDK and the same feature, model and policy code as the engine:
   written through the same ``ActionStore``.
 
 It triggers on the same rule as the engine (the always-triggering types, a second session's
-start, every tenth round and each fifth loss in a row), so both designs score about as often and
-the comparison is the design, not the amount of scoring.
+start, the tenth round since it last scored and each fifth loss in a row), so both designs
+score about as often and the comparison is the design, not the amount of scoring.
 
 ADAPTER: ``_Domain`` below is the one place that knows the domain's feature, model and policy
 API; when that API changes, only it needs to follow.
@@ -205,7 +205,7 @@ async def naive_ingest(
     await asyncio.gather(*sends)
 
 
-def _is_trigger(events: list[dict[str, Any]], ev: dict[str, Any]) -> bool:
+def _is_trigger(events: list[dict[str, Any]], ev: dict[str, Any], scored_at: int) -> bool:
     etype = ev["type"]
     if etype in ALWAYS:
         return True
@@ -214,7 +214,7 @@ def _is_trigger(events: list[dict[str, Any]], ev: dict[str, Any]) -> bool:
     if etype != "round.completed":
         return False
     rounds = [e for e in events if e["type"] == "round.completed"]
-    if len(rounds) % 10 == 0:
+    if sum(1 for e in rounds if e["t"] > scored_at) >= 10:
         return True
     streak = 0
     for e in reversed(rounds):
@@ -233,7 +233,8 @@ def _now_ms() -> int:
 
 @app.entity_trigger(context_name="context", entity_name=ENTITY)
 def naive_player(context: df.DurableEntityContext) -> None:
-    """The state is one list of dicts: the buffered events (time order) and the actions sent."""
+    """The state is one list of dicts: the buffered events (time order), the actions sent, and
+    when it last scored."""
     state: list[dict[str, Any]] = context.get_state(list)
     if context.operation_name == "load":  # the benchmark's warm start
         context.set_state(context.get_input())
@@ -243,10 +244,12 @@ def naive_player(context: df.DurableEntityContext) -> None:
         context.set_state(state)
         return
     state.append(ev)
-    events = sorted((e for e in state if "action" not in e), key=lambda e: e["t"])
+    events = sorted((e for e in state if "id" in e), key=lambda e: e["t"])
     actions = [e for e in state if "action" in e][-20:]
+    scored_at = max((e["scored"] for e in state if "scored" in e), default=0)
     events = [e for e in events if e["t"] >= events[-1]["t"] - MAX_AGE_MS][-MAX_EVENTS:]
-    if events[-1] is ev and _is_trigger(events, ev):
+    if events[-1] is ev and _is_trigger(events, ev, scored_at):
+        scored_at = ev["t"]
         atype = domain().decide(events, actions, ev, _now_ms())
         if atype is not None:
             from shared import runtime
@@ -256,12 +259,17 @@ def naive_player(context: df.DurableEntityContext) -> None:
             get_store(runtime.settings().cosmos).create_actions([doc])
             actions.append({"action": atype, "t": ev["t"]})
             stats.actions += 1
-    context.set_state(events + actions)
+    context.set_state([*events, *actions, {"scored": scored_at}])
 
 
 def warm_state(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The naive state after ``records``, built directly (no scoring)."""
-    events = sorted(records, key=lambda e: e["t"])
-    if events:
-        events = [e for e in events if e["t"] >= events[-1]["t"] - MAX_AGE_MS][-MAX_EVENTS:]
-    return events
+    """The naive state after ``records``, built directly: the trigger rule is replayed to know
+    when it last scored, nothing is scored."""
+    events: list[dict[str, Any]] = []
+    scored_at = 0
+    for ev in sorted(records, key=lambda e: e["t"]):
+        events.append(ev)
+        events = [e for e in events if e["t"] >= ev["t"] - MAX_AGE_MS][-MAX_EVENTS:]
+        if _is_trigger(events, ev, scored_at):
+            scored_at = ev["t"]
+    return [*events, {"scored": scored_at}]
