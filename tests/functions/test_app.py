@@ -43,6 +43,15 @@ def test_app_indexes_the_expected_functions() -> None:
         "erase_player",
         "health",
         "outbox_reminder",
+        # the daily summary (functions/summaries.py)
+        "summary_timer",
+        "daily_summary",
+        "summary_hour",
+        "summary_scan_hour",
+        "summary_write_part",
+        "summary_write_index",
+        "start_day_summary",
+        "get_day_summary",
     }
 
 
