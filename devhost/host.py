@@ -53,6 +53,7 @@ from shared.config import is_local_endpoint
 log = logging.getLogger(__name__)
 
 SAMPLE_SECONDS = 1.0
+SETTLE_S = 30.0  # --summary: how long to wait for outboxes to empty before the players read them
 STORAGE_SETTINGS = (
     "AzureWebJobsStorage",
     "AzureWebJobsStorage__blobServiceUri",
@@ -566,7 +567,10 @@ class Pipeline:
         if self.engine is None:
             raise RunError("--summary needs the app's summary orchestrations (functions/summaries.py)")
         if isinstance(self.source, SyntheticSource):
+            await self.settle()  # every action written before the players read them
             await self.respond(self.source.config)
+        else:
+            await self.settle()
         day = self.cfg.summary_day or summary_day_of_window(self.start_ms, self.cfg.duration_s)
         status, body = await self.call_http("POST", "summaries/{day}", {"day": day})
         if status != 202:
@@ -587,7 +591,22 @@ class Pipeline:
             self.event_log.append(responder.log_items(responses), {responder.MARKER: len(responses)})
             log.info("appended %d responses to %s actions", len(responses), "pending")
         await asyncio.gather(*(p.run() for p in self.pumps))
-        await self.scheduler.drained()
+        await self.settle()
+
+    async def settle(self, timeout_s: float = SETTLE_S) -> None:
+        """Wait until the entities are idle and no outbox holds an unwritten action (their reminders
+        write them), so that what the summary reads is everything the run decided and recorded."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            await self.scheduler.drained()
+            if not self.unfinished_entities():
+                return
+            if time.monotonic() > deadline:
+                log.warning(
+                    "entities still hold unwritten actions after %.0fs; summarising anyway", timeout_s
+                )
+                return
+            await asyncio.sleep(0.25)
 
     async def call_http(self, method: str, route: str, params: dict[str, str]) -> tuple[int, Any]:
         """Invoke one of the app's HTTP functions through the worker path, as the host would."""
