@@ -545,8 +545,8 @@ def main(argv: list[str] | None = None) -> int:
             paced_events = int(bw.REFERENCE_EPS * e2e_size.paced_seconds)
             progress.set_description("devhost: writing the reference mix")
             unpaced_file, paced_file = work / "unpaced.jsonl", work / "paced.jsonl"
-            bw.write_jsonl(source, unpaced_file, e2e_size.unpaced_events, sizes.reference_players, now_ms)
-            bw.write_jsonl(source, paced_file, paced_events, sizes.reference_players, now_ms)
+            bw.write_jsonl(source, unpaced_file, e2e_size.unpaced_events, now_ms)
+            bw.write_jsonl(source, paced_file, paced_events, now_ms)
             progress.set_description("devhost: unpaced")
             unpaced = bench_e2e.devhost(unpaced_file, work / "unpaced")
             keys["e2e_events_per_s"] = unpaced.summary["events_per_second"]

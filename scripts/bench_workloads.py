@@ -402,10 +402,24 @@ def workloads(source: Source, sizes: Sizes, host: HostBatching) -> list[Workload
     return out
 
 
-def write_jsonl(source: Source, path: Path, events: int, players: int, end_ms: int) -> int:
-    """The reference mix as one CloudEvent per line for the devhost (``--source jsonl``), its event
-    times shifted to end at ``end_ms`` (the devhost dead-letters events from the future)."""
-    items, _, _ = stream(source, "devhost", players=players, events=events, noise="reference", end_ms=end_ms)
+# The devhost starts from empty entities, and the policy's warm-up rule holds back any action
+# for a player with fewer than 6 events: its reference mix gives each player about this many
+# used events, so that actions (and with them the latency) are measured.
+DEVHOST_USED_PER_PLAYER = 25
+
+
+def devhost_players(events: int) -> int:
+    used = events * REFERENCE_USED_EPS / REFERENCE_EPS
+    return max(50, int(used / DEVHOST_USED_PER_PLAYER))
+
+
+def write_jsonl(source: Source, path: Path, events: int, end_ms: int) -> int:
+    """The reference mix for the devhost (``--source jsonl``), one CloudEvent per line, from
+    ``devhost_players(events)`` players, its event times shifted to end at ``end_ms`` (the
+    devhost dead-letters events from the future)."""
+    items, _, _ = stream(
+        source, "devhost", players=devhost_players(events), events=events, noise="reference", end_ms=end_ms
+    )
     with path.open("wb") as f:
         for _, _, body in items:
             f.write(body + b"\n")
