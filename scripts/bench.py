@@ -383,6 +383,13 @@ def table(report: dict[str, Any]) -> str:
     ):
         if key is not None:
             value = f"{_fmt(k.get(key))} {unit}"
+            run = report["e2e"].get({"e2e_events_per_s": "unpaced", "paced_rate": "paced"}.get(key, ""), {})
+            if run.get("cpu"):
+                c = run["cpu"]
+                value += (
+                    f"  (cores: event loop {c['loop_thread_cores']}, other threads "
+                    f"{c['other_threads_cores']}, Cosmos + Azurite {c['servers_cores']})"
+                )
         elif label.startswith("entity state"):
             value = f"{_fmt(k.get('state_bytes_mean'), 0)} / {_fmt(k.get('state_bytes_max'))} bytes"
         elif label.startswith("action latency"):
@@ -550,14 +557,21 @@ def main(argv: list[str] | None = None) -> int:
             progress.set_description("devhost: unpaced")
             unpaced = bench_e2e.devhost(unpaced_file, work / "unpaced")
             keys["e2e_events_per_s"] = unpaced.summary["events_per_second"]
-            e2e["unpaced"] = _devhost_figures(unpaced.summary)
+            e2e["unpaced"] = {
+                **_devhost_figures(unpaced.summary),
+                "cpu": bench_e2e.cpu_split(unpaced, unpaced.total),
+            }
             progress.set_description(f"devhost: paced {e2e_size.paced_seconds:.0f} s")
             paced = bench_e2e.devhost(
                 paced_file, work / "paced", rate=bw.REFERENCE_EPS, sample_s=0.25 if args.tiny else 0.5
             )
             paced_summary = paced.summary
             figures = bench_e2e.paced_figures(paced.summary, bw.REFERENCE_EPS)
-            e2e["paced"] = {**figures, **_devhost_figures(paced.summary)}
+            e2e["paced"] = {
+                **figures,
+                **_devhost_figures(paced.summary),
+                "cpu": bench_e2e.cpu_split(paced, paced.total),
+            }
             keys["paced_rate"] = figures["achieved_rate"]
             lat = figures["latency_ms"] or {}
             keys["latency_ms_p50"], keys["latency_ms_p99"] = lat.get("p50"), lat.get("p99")

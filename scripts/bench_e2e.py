@@ -125,6 +125,9 @@ class DevhostRun:
     report: Path
     # (seconds since the subprocess started, RSS MB of the devhost process, events checkpointed)
     rss: list[tuple[float, float, int]] = field(default_factory=list)
+    # (seconds, CPU s of the main thread (the event loop), of its other threads (entity workers
+    # and helpers), of its child processes (the Cosmos DB server, Azurite)), per sample
+    cpu: list[tuple[float, float, float, float]] = field(default_factory=list)
     total: int = 0
     wall_s: float = 0.0
 
@@ -185,7 +188,13 @@ def devhost(
                 proc.terminate()
                 raise RuntimeError(f"the devhost run took longer than {timeout_s:.0f} s")
             with contextlib.suppress(psutil.Error):
-                run.rss.append((time.monotonic() - started, ps.memory_info().rss / 2**20, progress[0]))
+                now = time.monotonic() - started
+                run.rss.append((now, ps.memory_info().rss / 2**20, progress[0]))
+                threads = ps.threads()
+                main = sum(t.user_time + t.system_time for t in threads if t.id == proc.pid)
+                rest = sum(t.user_time + t.system_time for t in threads if t.id != proc.pid)
+                kids = sum(sum(c.cpu_times()[:2]) for c in ps.children(recursive=True))
+                run.cpu.append((now, main, rest, kids))
             time.sleep(sample_s)
     finally:
         if proc.poll() is None:
@@ -215,6 +224,28 @@ def rss_window(run: DevhostRun, total: int) -> tuple[float | None, float | None,
         return None, None, "too few samples while the events were processed"
     end = during[-1]
     return start[1], end[1], f"from {start[0]:.0f} s to {end[0]:.0f} s after the devhost started"
+
+
+def cpu_split(run: DevhostRun, total: int) -> dict[str, Any]:
+    """Where the devhost's CPU went while it processed the middle of the run (10% to the last
+    sample before all events were checkpointed): cores used by its event-loop thread, by its
+    other threads, and by the servers it started. A loop thread near 1.0 bounds the run."""
+    marks = [(t, n) for t, _, n in run.rss]
+    lo = next((t for t, n in marks if n >= 0.1 * total), None)
+    hi = max((t for t, n in marks if 0 < n < total), default=None)
+    at = {round(c[0], 3): c for c in run.cpu}
+    if lo is None or hi is None or hi <= lo:
+        return {}
+    a, b = at.get(round(lo, 3)), at.get(round(hi, 3))
+    if a is None or b is None:
+        return {}
+    wall = b[0] - a[0]
+    return {
+        "seconds": round(wall, 1),
+        "loop_thread_cores": round((b[1] - a[1]) / wall, 2),
+        "other_threads_cores": round((b[2] - a[2]) / wall, 2),
+        "servers_cores": round((b[3] - a[3]) / wall, 2),
+    }
 
 
 def paced_figures(summary: dict[str, Any], rate: float) -> dict[str, Any]:
