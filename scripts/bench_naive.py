@@ -73,12 +73,14 @@ class _Domain:
         self.policy = importlib.import_module("shared.policy")
         self.model = importlib.import_module("shared.model").get_model()
         self.rules = self.policy.Rules()
-        try:  # entity core v2: named entries, one table of event types
-            self.entry = importlib.import_module("shared.entity.model").Entry
+        try:  # entity core v2: named entries (a struct), one table of event types
+            entry = importlib.import_module("shared.entity.model").Entry
+            fields = entry.__struct_fields__
+            self.entry = lambda **values: entry(**{f: values.get(f, 0) for f in fields})
             types = importlib.import_module("shared.eventtypes")
             self.codes = {name: int(spec.code) for name, spec in types.BY_NAME.items()}
-        except ModuleNotFoundError:  # v1: positional list entries
-            self.entry = lambda *fields: list(fields)
+        except ModuleNotFoundError:  # v1: positional lists [t, code, a, b, id, partition, sequence]
+            self.entry = lambda **v: [v["t"], v["kind"], v["a"], v["b"], v["id"], v["p"], v["s"]]
             self.codes = dict(importlib.import_module("shared.state").TYPE_CODES)
 
     def _entry(self, ev: dict[str, Any]) -> Any:
@@ -90,7 +92,10 @@ class _Domain:
             a = float(d["amount"])
         elif etype == "action.responded":
             a = 1.0 if d.get("response") == "accepted" else 0.0
-        return self.entry(ev["t"], self.codes[etype], a, b, ev["id"], ev.get("p"), ev.get("s"))
+        # Fields features never read (the id, its hash, the position) are filled, not computed.
+        return self.entry(
+            t=ev["t"], kind=self.codes[etype], a=a, b=b, id=ev["id"], p=ev.get("p"), s=ev.get("s")
+        )
 
     def features(self, events: list[dict[str, Any]], actions: list[dict[str, Any]], t: int) -> Any:
         """The domain's features as of ``t``, recomputed from the list."""
