@@ -647,11 +647,11 @@ class Pipeline:
     def unfinished_entities(self) -> list[str]:
         """Entities whose state still holds an outbox or an unfinished erasure."""
         out = []
+        from shared.entity import load_state  # the app's own reading of its state
+
         for key, raw in self.db.entity_states("player").items():
-            state = json.loads(raw)
-            if isinstance(state, str):  # the SDK stores the state as a JSON string
-                state = json.loads(state)
-            if isinstance(state, dict) and (state.get("outbox") or state.get("erasing")):
+            state = load_state(json.loads(raw))
+            if state.outbox or state.erasing:
                 out.append(key)
         return out
 

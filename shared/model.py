@@ -175,9 +175,17 @@ _lock = threading.Lock()
 _instances: dict[Path, InterventionModel] = {}
 
 
+_default: InterventionModel | None = None
+
+
 def get_model(path: Path | str | None = None) -> InterventionModel:
     """The process-wide model for ``path`` (default: the committed model), loaded on first use."""
-    key = Path(path or DEFAULT_MODEL_PATH).resolve()
+    global _default
+    if path is None:
+        if _default is None:
+            _default = get_model(DEFAULT_MODEL_PATH)
+        return _default  # every operation asks: no path resolution (syscalls) on this path
+    key = Path(path).resolve()
     model = _instances.get(key)
     if model is None:
         with _lock:

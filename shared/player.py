@@ -15,8 +15,10 @@ for good (400, 413) leaves the outbox and is kept, bounded, in ``refused``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -83,7 +85,8 @@ def run_operation(
     reminder_first_s: int = REMINDER_FIRST_S,
     hash_player_ids: bool = True,
 ) -> Outcome:
-    ref = telemetry.player_ref(player_id, hash_player_ids)
+    # The telemetry id (a hash) is computed only if a traced event or write needs it.
+    ref = functools.cache(lambda: telemetry.player_ref(player_id, hash_player_ids))
     state = raw_state if isinstance(raw_state, st.PlayerState) else st.load_state(raw_state)
     from_reminder = isinstance(payload, dict) and payload.get("reason") == "reminder"
     if op == "erase" and from_reminder and state.erased_ms and not state.erasing:
@@ -116,7 +119,7 @@ def run_operation(
 
 def _flush(
     player_id: str,
-    ref: str,
+    ref: Callable[[], str],
     state: st.PlayerState,
     store: Store,
     effects: st.Effects,
@@ -319,7 +322,8 @@ def _record(
         m.action_write_failures.add(failures)
     if effects.outbox_expired:
         m.outbox_expired.add(effects.outbox_expired)
-    m.outbox_size.record(len(state.outbox))
+    if state.outbox or written or failures:  # an empty outbox that stayed empty is not news
+        m.outbox_size.record(len(state.outbox))
     for item in written:
         if isinstance(item.rec, st.ActionRecord) and item.rec.status == "pending":
             m.action_latency.record(max(0, now_ms - st.latency_start_ms(item)), {"type": item.rec.type})

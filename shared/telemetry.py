@@ -158,8 +158,16 @@ def rebind() -> Instruments:
     return _instruments
 
 
+_tracer: trace.Tracer | None = None
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer(TRACER_NAME)
+    """The project's tracer, built once: before a TracerProvider is installed it is the API's proxy,
+    which follows the global provider once set (get_tracer itself costs microseconds per call)."""
+    global _tracer
+    if _tracer is None:
+        _tracer = trace.get_tracer(TRACER_NAME)
+    return _tracer
 
 
 _hash_key: bytes | None = None

@@ -14,7 +14,7 @@ span, no context injection and no extra bytes in the signal. Metrics count all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -147,7 +147,7 @@ class _TriggerSpan:
 _UNTRACED = _TriggerSpan(None)
 
 
-def trigger_hook(player_ref: str, model_version: str) -> TriggerHook:
+def trigger_hook(player_ref: Callable[[], str], model_version: str) -> TriggerHook:
     """A span around each trigger of a traced event: its parent is the ingest or signal span."""
     tracer = telemetry.tracer()
 
@@ -157,7 +157,7 @@ def trigger_hook(player_ref: str, model_version: str) -> TriggerHook:
         if not parent:
             yield _UNTRACED
             return
-        attrs = event_attributes(ev, player_ref)
+        attrs = event_attributes(ev, player_ref())
         attrs[MODEL_VERSION] = model_version
         with tracer.start_as_current_span(
             "entity.event", context=context_from(parent), attributes=attrs
@@ -181,7 +181,7 @@ def traced_scorer(scorer: Scorer, model_version: str) -> Scorer:
 
 
 @contextmanager
-def write_span(traceparent: str | None, action_id: str, player_ref: str) -> Iterator[Span]:
+def write_span(traceparent: str | None, action_id: str, player_ref: Callable[[], str]) -> Iterator[Span]:
     """The action's write, continuing its decision's trace (a no-op span for untraced actions)."""
     if not traceparent:
         yield trace.INVALID_SPAN
@@ -190,6 +190,6 @@ def write_span(traceparent: str | None, action_id: str, player_ref: str) -> Iter
         "cosmos.create action",
         context=context_from(traceparent),
         kind=SpanKind.CLIENT,
-        attributes={ACTION_ID: action_id, PLAYER: player_ref, "db.system": "cosmosdb"},
+        attributes={ACTION_ID: action_id, PLAYER: player_ref(), "db.system": "cosmosdb"},
     ) as span:
         yield span

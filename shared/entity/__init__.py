@@ -29,7 +29,7 @@ from shared.entity.decide import (
     is_trigger,
     score_and_decide,
 )
-from shared.entity.dedupe import covered_ranges, is_duplicate, mark_seen, note_position
+from shared.entity.dedupe import covered_ranges, id_hash, is_duplicate, mark_seen, note_position
 from shared.entity.history import entry_of, evict, insert, update_aggregates
 from shared.entity.model import (
     MAX_BUFFER_AGE_MS,
@@ -93,11 +93,12 @@ def apply_events(
         if state.erased_ms and (ev.q is None or ev.q <= state.erased_ms):
             effects.reject("erased")
             continue
-        if is_duplicate(state, ev):
+        h = id_hash(ev.id)
+        if is_duplicate(state, ev, h):
             effects.duplicates += 1
             continue
         note_position(state, ev)
-        entry = entry_of(ev)
+        entry = entry_of(ev, h)
         is_newest = entry.t >= state.newest_ms
         insert(state, entry)
         if is_newest:
@@ -183,6 +184,7 @@ __all__ = [
     "apply_events",
     "bound_suppressed",
     "codec",
+    "id_hash",
     "latency_start_ms",
     "load_state",
     "mark_seen",

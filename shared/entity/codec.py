@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from shared.entity.dedupe import id_hash
 from shared.entity.model import ActionRecord, OutboxItem, PlayerState
 from shared.policy import ACTION_TYPES
 from shared.timeutil import DAY_MS, parse_iso_ms
@@ -58,6 +59,9 @@ def upgrade(old: dict[str, Any]) -> PlayerState:
         raise StateError(f"entity state version {old.get('v')} is newer than this code")
     fields = dict(old)
     fields["v"] = 2
+    # v1 entries were [t, kind, a, b, id, partition, sequence]; v2 keeps the id's hash only.
+    fields["buf"] = [[e[0], e[1], e[2], e[3], id_hash(str(e[4]))] for e in fields.get("buf") or []]
+    fields["evicted"] = [id_hash(str(i)) for i in fields.get("evicted") or []]
     day = fields.pop("day", None)
     if isinstance(day, str) and day:
         fields["day_ms"] = int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() * 1000)

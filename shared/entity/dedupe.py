@@ -11,12 +11,17 @@ ones fold into a floor). An incoming event is a duplicate when
   partition's floor (a redelivered batch, or a replayed signal),
 unless it was enqueued after anything seen on its partition (a redelivery never is).
 
-Every check is O(log n) or O(ranges): the buffer is sorted by (time, id), and a
-duplicate by id has the same event time, so one bisect finds it.
+Every check is O(log n) or O(ranges): the buffer is sorted by (time, id hash), and a
+duplicate by id has the same event time, so one bisect finds it. Ids are kept as
+32-bit hashes (``id_hash``): a distinct event is taken for a duplicate only if it
+has the same millisecond as a buffered one *and* the same hash (odds ~2⁻³² per
+such pair), or, at the buffer's oldest instant, matches one of the 32 evicted
+hashes (~2⁻²⁷).
 """
 
 from __future__ import annotations
 
+import hashlib
 from bisect import bisect_left
 from operator import attrgetter
 
@@ -35,8 +40,14 @@ def _in_ranges(state: PlayerState, part: str, seq: int) -> bool:
     return False
 
 
-def is_duplicate(state: PlayerState, ev: SignalEvent) -> bool:
-    if _id_seen(state, ev):
+def id_hash(event_id: str) -> int:
+    """A stable 32-bit hash of an event id (Python's hash() is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=4).digest(), "big")
+
+
+def is_duplicate(state: PlayerState, ev: SignalEvent, h: int) -> bool:
+    """``h``: ``id_hash(ev.id)``."""
+    if _id_seen(state, ev.t, h):
         return True
     part, seq = ev.p, ev.s
     if part is None or seq is None:
@@ -46,17 +57,17 @@ def is_duplicate(state: PlayerState, ev: SignalEvent) -> bool:
     return _in_ranges(state, part, seq)
 
 
-def _id_seen(state: PlayerState, ev: SignalEvent) -> bool:
-    buf, t = state.buf, ev.t
+def _id_seen(state: PlayerState, t: int, h: int) -> bool:
+    buf = state.buf
     if buf and t >= buf[0].t:
         i = bisect_left(buf, t, key=_T)
         while i < len(buf) and buf[i].t == t:
-            if buf[i].id == ev.id:
+            if buf[i].h == h:
                 return True
             i += 1
         if t > buf[0].t:
             return False  # evicted events are never newer than the oldest buffered one
-    return ev.id in state.evicted
+    return h in state.evicted
 
 
 def note_position(state: PlayerState, ev: SignalEvent) -> None:

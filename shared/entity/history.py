@@ -16,19 +16,24 @@ from shared.entity.model import EVICTED_ID_RING, MAX_BUFFER_AGE_MS, MAX_BUFFER_E
 from shared.eventtypes import EventType
 from shared.signals import SignalEvent
 
-_KEY = attrgetter("t", "id")
+_KEY = attrgetter("t", "h")
 
 
-def entry_of(ev: SignalEvent) -> Entry:
-    return Entry(ev.t, ev.kind, ev.a, ev.b, ev.id, ev.p, ev.s)
+def _compact(x: float) -> float:
+    """An integral amount as an int: 1 byte stored instead of 9 (read back as the same float)."""
+    return int(x) if x.is_integer() and -(2**53) < x < 2**53 else x
+
+
+def entry_of(ev: SignalEvent, h: int) -> Entry:
+    return Entry(ev.t, ev.kind, _compact(ev.a), _compact(ev.b), h)
 
 
 def insert(state: PlayerState, entry: Entry) -> None:
     buf = state.buf
-    if not buf or (buf[-1].t, buf[-1].id) <= (entry.t, entry.id):
+    if not buf or (buf[-1].t, buf[-1].h) <= (entry.t, entry.h):
         buf.append(entry)
     else:
-        buf.insert(bisect_right(buf, (entry.t, entry.id), key=_KEY), entry)
+        buf.insert(bisect_right(buf, (entry.t, entry.h), key=_KEY), entry)
 
 
 def evict(state: PlayerState) -> None:
@@ -39,7 +44,7 @@ def evict(state: PlayerState) -> None:
         drop += 1
     if drop:
         evicted = state.evicted
-        evicted.extend(e.id for e in buf[:drop])
+        evicted.extend(e.h for e in buf[:drop])
         del evicted[:-EVICTED_ID_RING]
         del buf[:drop]
 

@@ -23,15 +23,16 @@ MAX_SUPPRESSED_PENDING = 8
 
 
 class Entry(msgspec.Struct, array_like=True):
-    """One buffered event. Stored as ``[t, kind, a, b, id, p, s]`` (the v1 list layout)."""
+    """One buffered event, stored as ``[t, kind, a, b, h]``: what features and dedupe need, no more
+    (the state crosses the Durable protocol on every operation, so its size is its CPU cost)."""
 
     t: int  # event time, epoch ms
     kind: int  # shared.eventtypes.EventType
-    a: float  # first lifted number (a round's stake, an amount, 1.0 for an accepted response)
-    b: float  # second (a round's payout)
-    id: str  # CloudEvent id
-    p: str | None = None  # Event Hubs partition
-    s: int | None = None  # sequence number
+    # The lifted numbers (a round's stake and payout, an amount, 1 for an accepted response); an
+    # integral one is kept as an int (1 byte stored, not 9).
+    a: int | float
+    b: int | float
+    h: int  # 32-bit hash of the CloudEvent id (dedupe.id_hash): an id of any length in 5 bytes
 
 
 class Aggregates(msgspec.Struct, omit_defaults=True):
@@ -114,7 +115,7 @@ class PlayerState(msgspec.Struct, omit_defaults=True):
     # Newest enqueued time seen per partition: a redelivery is never newer, so an
     # event that is newer yet falls in a seen range means the sequence restarted.
     qhi: dict[str, int] = msgspec.field(default_factory=dict)
-    evicted: list[str] = msgspec.field(default_factory=list)
+    evicted: list[int] = msgspec.field(default_factory=list)  # id hashes of recently evicted events
     agg: Aggregates = msgspec.field(default_factory=Aggregates)
     newest_ms: int = 0
     rounds_since_score: int = 0

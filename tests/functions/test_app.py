@@ -18,6 +18,7 @@ import pytest
 import function_app
 from devhost import protocol
 from shared import signals
+from shared.entity import id_hash
 from shared.store import ActionStore
 from tests.apphost import BASE, Capture, call_entity, hub_events, run_ingest, sent_signal, stored
 from tests.helpers import NOW_MS, body, cloud_event
@@ -199,15 +200,26 @@ def test_entity_runs_through_the_sdk_batch_protocol(app_env: dict[str, str], sto
 def test_a_version_1_state_and_signal_from_an_older_deployment_are_read(
     app_env: dict[str, str], store: ActionStore
 ) -> None:
-    """A state stored as a JSON object and signals as JSON objects (version 1) still apply."""
+    """A state stored as a JSON object (version 1: buffer entries ``[t, kind, a, b, id, partition,
+    sequence]``, the day as text) and signals as JSON objects still apply after an upgrade; the
+    buffered ids still catch a producer's duplicates."""
     events = tilting_events(40, NOW_MS - 3600_000)
-    half = call_entity("old", None, [("events", {"v": 1, "events": events[:20]})])
-    legacy = stored(half.state)
-    legacy.update(v=1, day="2026-11-21")  # the v1 layout: same buffer lists, the day as text
-    legacy.pop("day_ms", None)
-    out = call_entity("old", json.dumps(legacy), [("events", {"v": 1, "events": events})])
-    assert json.loads(out.results[0]["result"]) == {"accepted": len(events) - 20, "duplicates": 20}
-    assert json.loads(out.state).startswith("p2:") and len(stored(out.state)["buf"]) == len(events)
+    kinds = {"session.started": 0, "round.completed": 2, "deposit.made": 3}
+    v1_buf = [
+        [e["t"], kinds[e["type"]], e["d"].get("stake", e["d"].get("amount", 0.0)), 0.0, e["id"], "0", e["s"]]
+        for e in events[:20]
+    ]
+    v1_state = {"v": 1, "buf": v1_buf, "agg": {"events": 20, "sessions": 1}, "day": "2026-11-21"}
+    resent = [{k: v for k, v in e.items() if k not in ("p", "s")} for e in events[:20]]  # no position
+    out = call_entity(
+        "old", json.dumps(v1_state), [("events", {"v": 1, "events": resent}), ("events", v2(events[20:]))]
+    )
+    results = [json.loads(r["result"]) for r in out.results]
+    rest = len(events) - 20
+    assert results == [{"accepted": 0, "duplicates": 20}, {"accepted": rest, "duplicates": 0}]
+    after = stored(out.state)
+    assert json.loads(out.state).startswith("p2:") and len(after["buf"]) == len(events)
+    assert after["agg"]["events"] == len(events) and after["day_ms"] > 0
 
 
 def test_a_signal_of_an_unknown_version_is_refused_and_counted_not_applied(app_env: dict[str, str]) -> None:
@@ -240,7 +252,7 @@ def test_erasure_deletes_history_and_actions_and_replays_cannot_rebuild_them(
         {"id": "new-1", "type": "session.started", "t": now, "d": {}, "p": "0", "s": 5000, "q": now + 60_000}
     ]
     after = call_entity("gone", replay.state, [("events", {"v": 1, "events": fresh})])
-    assert [e[4] for e in stored(after.state)["buf"]] == ["new-1"]
+    assert [e[4] for e in stored(after.state)["buf"]] == [id_hash("new-1")]
 
 
 def test_entity_keeps_unwritten_actions_in_the_outbox(app_env: dict[str, str], monkeypatch) -> None:
