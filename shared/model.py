@@ -87,7 +87,9 @@ def _check_session(session: ort.InferenceSession, card: dict[str, Any]) -> tuple
 
 class _Scratch(threading.local):
     row: np.ndarray
+    out: np.ndarray
     work: np.ndarray
+    binding: Any
 
 
 class InterventionModel:
@@ -112,6 +114,7 @@ class InterventionModel:
         std = np.array([stats[f]["std"] for f in self.features], dtype=np.float64)
         self._inv_std = 1.0 / np.where(std > 0, std, 1.0)
         self._importance = np.array([stats[f]["importance"] for f in self.features], dtype=np.float64)
+        self._weight = self._inv_std * self._importance
         self._scratch = _Scratch()
         log.info("loaded model %s from %s", self.version, path)
 
@@ -119,22 +122,29 @@ class InterventionModel:
         """The input row: each feature's value at the column the card gives its name."""
         return self._row_of(features)
 
-    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+        """This thread's input row, output row, work array, and an ONNX I/O binding to the first two
+        (the runtime reads and writes them in place: no per-call arrays or name lookups)."""
         scratch = self._scratch
         try:
-            return scratch.row, scratch.work
+            return scratch.row, scratch.out, scratch.work, scratch.binding
         except AttributeError:
-            scratch.row = np.zeros((1, N_FEATURES), dtype=np.float32)
-            scratch.work = np.zeros(N_FEATURES, dtype=np.float64)
-            return scratch.row, scratch.work
+            row = np.zeros((1, N_FEATURES), dtype=np.float32)
+            out = np.zeros((1, len(self.labels)), dtype=np.float32)
+            binding = self._session.io_binding()
+            binding.bind_cpu_input(self._input, row)
+            binding.bind_output(self._output, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+            scratch.row, scratch.out, scratch.work, scratch.binding = row, out, np.zeros(N_FEATURES), binding
+            return row, out, scratch.work, binding
 
     def score(self, features: Features) -> Scored:
         """Per-action probabilities, the features that drove them, and the row that was scored."""
         values = self.vector(features)
-        row, work = self._buffers()
+        row, out, work, binding = self._buffers()
         row[0] = values
-        proba = self._session.run([self._output], {self._input: row})[0][0]
-        scores = {action: float(proba[col]) for action, col in self._columns}
+        self._session.run_with_iobinding(binding)
+        proba = out[0].tolist()
+        scores = {action: proba[col] for action, col in self._columns}
         return Scored(scores, self._top(row[0], work), list(values))
 
     __call__ = score
@@ -149,10 +159,9 @@ class InterventionModel:
 
     def _top(self, row: np.ndarray, work: np.ndarray, k: int = TOP_FEATURES) -> list[str]:
         np.subtract(row, self._mean, out=work)
-        np.multiply(work, self._inv_std, out=work)
         np.abs(work, out=work)
-        np.multiply(work, self._importance, out=work)
-        order = np.argsort(-work, kind="stable")[:k]
+        np.multiply(work, self._weight, out=work)  # |z| x importance
+        order = np.argsort(-work, kind="stable")[:k].tolist()
         return [self.features[i] for i in order if work[i] > 0]
 
     def top_features(self, vector: Sequence[float] | np.ndarray, k: int = TOP_FEATURES) -> list[str]:

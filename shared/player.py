@@ -171,6 +171,8 @@ def _write_outcome(
     try:
         result = store.record_outcome(player_id, rec)
     except PermanentWriteFailure as exc:
+        log.error("outcome refused by Cosmos DB for good", extra={"action_id": rec.action_id})
+        counts["refused"] = counts.get("refused", 0) + 1
         report.refused[item_id] = exc.status
         return report
     except (WriteFailed, CircuitOpen, AzureError, OSError) as exc:

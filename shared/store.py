@@ -303,8 +303,11 @@ class ActionStore:
                 f"read of action {outcome.action_id}",
                 lambda: list(
                     self.actions.query_items(
-                        "SELECT * FROM c WHERE c.id = @id",
-                        parameters=[{"name": "@id", "value": outcome.action_id}],
+                        "SELECT * FROM c WHERE c.playerId = @p AND c.id = @id",
+                        parameters=[
+                            {"name": "@p", "value": player_id},
+                            {"name": "@id", "value": outcome.action_id},
+                        ],
                         partition_key=player_id,
                     )
                 ),

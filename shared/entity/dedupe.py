@@ -21,7 +21,7 @@ hashes (~2⁻²⁷).
 
 from __future__ import annotations
 
-import hashlib
+import zlib
 from bisect import bisect_left
 from operator import attrgetter
 
@@ -41,8 +41,9 @@ def _in_ranges(state: PlayerState, part: str, seq: int) -> bool:
 
 
 def id_hash(event_id: str) -> int:
-    """A stable 32-bit hash of an event id (Python's hash() is salted per process)."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=4).digest(), "big")
+    """A stable 32-bit hash of an event id: CRC-32 (Python's hash() is salted per process). Not a
+    defence against a producer crafting collisions, which could only drop its own player's events."""
+    return zlib.crc32(event_id.encode())
 
 
 def is_duplicate(state: PlayerState, ev: SignalEvent, h: int) -> bool:
@@ -85,6 +86,12 @@ def note_position(state: PlayerState, ev: SignalEvent) -> None:
 def mark_seen(state: PlayerState, part: str, lo: int, hi: int) -> None:
     """Record that every event of this player in [lo, hi] of ``part`` has been delivered."""
     if part in state.floor and hi <= state.floor[part]:
+        return
+    runs = state.seen.get(part)
+    if runs and runs[-1][0] <= lo <= runs[-1][1] + 1:
+        # The common case: the batch after the newest seen one (or overlapping it) extends it.
+        if hi > runs[-1][1]:
+            runs[-1][1] = hi
         return
     ranges = sorted([*state.seen.get(part, []), [lo, hi]])
     merged: list[list[int]] = []

@@ -39,6 +39,8 @@ def insert(state: PlayerState, entry: Entry) -> None:
 def evict(state: PlayerState) -> None:
     buf = state.buf
     horizon = state.newest_ms - MAX_BUFFER_AGE_MS
+    if len(buf) <= MAX_BUFFER_EVENTS and (not buf or buf[0].t >= horizon):
+        return
     drop = max(0, len(buf) - MAX_BUFFER_EVENTS)
     while drop < len(buf) and buf[drop].t < horizon:
         drop += 1

@@ -154,3 +154,49 @@ def test_unknown_player_dead_letters_spread_over_partitions(store: ActionStore) 
         for n in range(200)
     }
     assert len(keys) > 16 and all(k.startswith("unknown-") for k in keys)
+
+
+def test_an_outcome_is_recorded_once_and_the_first_response_stands(store: ActionStore) -> None:
+    from shared.entity import OutcomeRecord
+    from shared.timeutil import parse_iso_ms
+
+    doc = action("p9", "e1")
+    store.create_action(doc)
+    at = parse_iso_ms(doc["eventTime"]) + 42_000
+    assert store.record_outcome("p9", OutcomeRecord(doc["id"], "accepted", at)) == "recorded"
+    [row] = store.player_actions("p9")
+    assert (row["status"], row["respondedAt"], row["responseLatencyMs"]) == (
+        "accepted",
+        "2026-11-21T10:00:42.000Z",
+        42_000,
+    )
+    assert row["reasons"] == doc["reasons"] and row["ttl"] == store.settings.action_ttl_seconds
+    # A replayed or second response changes nothing; an unknown or another player's action is counted.
+    assert store.record_outcome("p9", OutcomeRecord(doc["id"], "dismissed", at + 1)) == "already"
+    assert store.player_actions("p9")[0]["status"] == "accepted"
+    assert store.record_outcome("p9", OutcomeRecord("act-nope", "accepted", at)) == "unknown"
+    assert store.record_outcome("p8", OutcomeRecord(doc["id"], "accepted", at)) == "unknown"
+    suppressed = dict(action("p9", "e2"), status="suppressed", rejectedBy="cooldown")
+    store.create_action(suppressed)
+    assert store.record_outcome("p9", OutcomeRecord(suppressed["id"], "accepted", at)) == "unknown"
+
+
+def test_a_concurrent_change_between_read_and_replace_is_read_again(store: ActionStore, monkeypatch) -> None:
+    """The replace is conditional on the ETag read: a change in between gives 412, then a fresh read."""
+    from shared.entity import OutcomeRecord
+
+    doc = action("p7", "e1")
+    store.create_action(doc)
+    real_replace = store.actions.replace_item
+    calls = []
+
+    def meddling_replace(item, body, **kwargs):  # another writer gets in first, once
+        if not calls:
+            calls.append(1)
+            real_replace(item, dict(body, status="pending", note="other writer"))
+        return real_replace(item, body, **kwargs)
+
+    monkeypatch.setattr(store.actions, "replace_item", meddling_replace)
+    assert store.record_outcome("p7", OutcomeRecord(doc["id"], "dismissed", 1_800_000_000_000)) == "recorded"
+    row = store.player_actions("p7")[0]
+    assert row["status"] == "dismissed" and row["note"] == "other writer"
