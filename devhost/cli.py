@@ -192,7 +192,9 @@ def parser() -> argparse.ArgumentParser:
         "--settings", type=Path, help="local.settings.json with COSMOS_* (default ./local.settings.json)"
     )
     report.add_argument("--url", help="GET /api/summaries/{day} of a running app")
-    report.add_argument("--json", help="a report file: reports/summary-<day>.json (written by run --summary)")
+    report.add_argument(
+        "--json", help="a report file: reports/summary-<day>.json (from run --summary; default: the newest)"
+    )
     report.add_argument("--png", type=Path, help="where the PNG goes (default reports/summary-<day>.png)")
     parked = sub.add_parser("parked", help="list or re-inject the trigger batches the app parked")
     parked.add_argument("action", choices=("list", "reinject"), help="list them, or put them back in the log")
@@ -227,6 +229,13 @@ def _summary(args: argparse.Namespace) -> int:
     from devhost.settings import LOCAL_SETTINGS
     from scripts import summary_report
 
+    if args.day is None and args.url is None and args.json is None:
+        # No source named: the newest report a `run --summary` wrote.
+        newest = max(Path("reports").glob("summary-*.json"), key=lambda p: p.stat().st_mtime, default=None)
+        if newest is None:
+            print("devhost summary: no reports/summary-<day>.json yet (run --summary first); or --day/--url")
+            return 2
+        args.json = str(newest)
     argv = [f"--{k}={v}" for k in ("day", "url", "json", "png") if (v := getattr(args, k)) is not None]
     settings = args.settings or (LOCAL_SETTINGS if args.day and LOCAL_SETTINGS.exists() else None)
     if settings is not None:
