@@ -15,7 +15,6 @@ for good (400, 413) leaves the outbox and is kept, bounded, in ``refused``.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 from collections.abc import Callable
@@ -61,6 +60,20 @@ def reminder_delay_s(player_id: str, attempts: int, first_s: int = REMINDER_FIRS
     return max(1, int(base * (1 + 0.2 * jitter)))
 
 
+class _PlayerRef:
+    """The player as telemetry names it (a hash), computed only if a traced event or write needs it."""
+
+    __slots__ = ("_hashed", "_id", "_ref")
+
+    def __init__(self, player_id: str, hashed: bool) -> None:
+        self._id, self._hashed, self._ref = player_id, hashed, ""
+
+    def __call__(self) -> str:
+        if not self._ref:
+            self._ref = telemetry.player_ref(self._id, self._hashed)
+        return self._ref
+
+
 @dataclass
 class Outcome:
     state: st.PlayerState | None  # None: the entity is deleted (never, today: erasure keeps a tombstone)
@@ -85,8 +98,7 @@ def run_operation(
     reminder_first_s: int = REMINDER_FIRST_S,
     hash_player_ids: bool = True,
 ) -> Outcome:
-    # The telemetry id (a hash) is computed only if a traced event or write needs it.
-    ref = functools.cache(lambda: telemetry.player_ref(player_id, hash_player_ids))
+    ref = _PlayerRef(player_id, hash_player_ids)
     state = raw_state if isinstance(raw_state, st.PlayerState) else st.load_state(raw_state)
     from_reminder = isinstance(payload, dict) and payload.get("reason") == "reminder"
     if op == "erase" and from_reminder and state.erased_ms and not state.erasing:

@@ -14,6 +14,7 @@ span, no context injection and no extra bytes in the signal. Metrics count all.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -147,24 +148,26 @@ class _TriggerSpan:
 _UNTRACED = _TriggerSpan(None)
 
 
+@contextmanager
+def _trigger_span(
+    ev: SignalEvent, player_ref: Callable[[], str], model_version: str
+) -> Iterator[_TriggerSpan]:
+    parent = ev.tc or ev.tp
+    if not parent:
+        yield _UNTRACED
+        return
+    attrs = event_attributes(ev, player_ref())
+    attrs[MODEL_VERSION] = model_version
+    with telemetry.tracer().start_as_current_span(
+        "entity.event", context=context_from(parent), attributes=attrs
+    ) as span:
+        yield _TriggerSpan(span)
+
+
 def trigger_hook(player_ref: Callable[[], str], model_version: str) -> TriggerHook:
-    """A span around each trigger of a traced event: its parent is the ingest or signal span."""
-    tracer = telemetry.tracer()
-
-    @contextmanager
-    def hook(ev: SignalEvent) -> Iterator[_TriggerSpan]:
-        parent = ev.tc or ev.tp
-        if not parent:
-            yield _UNTRACED
-            return
-        attrs = event_attributes(ev, player_ref())
-        attrs[MODEL_VERSION] = model_version
-        with tracer.start_as_current_span(
-            "entity.event", context=context_from(parent), attributes=attrs
-        ) as span:
-            yield _TriggerSpan(span)
-
-    return hook
+    """A span around each trigger of a traced event: its parent is the ingest or signal span.
+    (A partial of one module-level context manager: nothing is decorated per operation.)"""
+    return functools.partial(_trigger_span, player_ref=player_ref, model_version=model_version)
 
 
 def traced_scorer(scorer: Scorer, model_version: str) -> Scorer:
