@@ -387,8 +387,9 @@ def table(report: dict[str, Any]) -> str:
             if run.get("cpu"):
                 c = run["cpu"]
                 value += (
-                    f"  (cores: event loop {c['loop_thread_cores']}, other threads "
-                    f"{c['other_threads_cores']}, Cosmos + Azurite {c['servers_cores']})"
+                    f"  ({c['process_cpu_us_per_event']:,.0f} us CPU per event in the devhost; cores: "
+                    f"event loop {c['loop_thread_cores']}, other threads {c['other_threads_cores']}, "
+                    f"Cosmos + Azurite {c['servers_cores']})"
                 )
         elif label.startswith("entity state"):
             value = f"{_fmt(k.get('state_bytes_mean'), 0)} / {_fmt(k.get('state_bytes_max'))} bytes"

@@ -240,8 +240,13 @@ def cpu_split(run: DevhostRun, total: int) -> dict[str, Any]:
     if a is None or b is None:
         return {}
     wall = b[0] - a[0]
+    done = {round(t, 3): n for t, _, n in run.rss}
+    events = done[round(hi, 3)] - done[round(lo, 3)]
     return {
         "seconds": round(wall, 1),
+        "events": events,
+        # The devhost process's CPU (every thread: host, hub, queues, worker, functions) per event.
+        "process_cpu_us_per_event": round((b[1] + b[2] - a[1] - a[2]) / max(1, events) * 1e6, 1),
         "loop_thread_cores": round((b[1] - a[1]) / wall, 2),
         "other_threads_cores": round((b[2] - a[2]) / wall, 2),
         "servers_cores": round((b[3] - a[3]) / wall, 2),
