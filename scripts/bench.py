@@ -387,8 +387,8 @@ def table(report: dict[str, Any]) -> str:
             if run.get("cpu"):
                 c = run["cpu"]
                 value += (
-                    f"  ({c['process_cpu_us_per_event']:,.0f} us CPU per event in the devhost; cores: "
-                    f"event loop {c['loop_thread_cores']}, other threads {c['other_threads_cores']}, "
+                    f"  ({_fmt(c.get('process_cpu_us_per_event'), 0)} us CPU per event in the devhost; "
+                    f"cores: event loop {c['loop_thread_cores']}, other threads {c['other_threads_cores']}, "
                     f"Cosmos + Azurite {c['servers_cores']})"
                 )
         elif label.startswith("entity state"):
@@ -496,7 +496,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-e2e", action="store_true", help="skip the devhost runs and the HTTP signal")
     ap.add_argument("--no-profile", action="store_true", help="skip the cProfile pass per workload")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument(
+        "--table", type=Path, metavar="BENCH_JSON", help="print the table of an existing report and exit"
+    )
     args = ap.parse_args(argv)
+    if args.table is not None:
+        print(table(json.loads(args.table.read_text(encoding="utf-8"))))
+        return 0
 
     from tqdm import tqdm
 
