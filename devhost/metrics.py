@@ -147,6 +147,7 @@ class Metrics:
 
     def snapshot(self) -> Snapshot:
         snap = Snapshot()
+        telemetry.tally.flush()  # the counts the app summed in process since the last flush
         data = self.reader.get_metrics_data()
         for rm in data.resource_metrics if data else []:
             for sm in rm.scope_metrics:

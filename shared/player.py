@@ -318,20 +318,21 @@ def _record(
     failures: int,
     now_ms: int,
 ) -> None:
-    """Count the operation into the shared OpenTelemetry instruments."""
-    m = telemetry.instruments()
-    m.entity_operations.add(1, {"op": op})
-    if effects.duplicates:
-        m.events_duplicate.add(effects.duplicates)
-    if effects.scored:
-        m.scores.add(effects.scored)
+    """Count the operation into the shared OpenTelemetry instruments (the per-operation counts
+    through the process's tally: telemetry.Tally)."""
+    m, tally = telemetry.instruments(), telemetry.tally
+    tally.add(m.entity_operations, 1, (("op", op),))
+    tally.add(m.events_duplicate, effects.duplicates)
+    tally.add(m.scores, effects.scored)
     for action in effects.actions:
-        m.actions.add(1, {"type": action.type})
+        tally.add(m.actions, 1, (("type", action.type),))
     for suppressed in effects.suppressed:
-        m.actions_suppressed.add(1, {"type": suppressed.type, "rule": suppressed.rejected_by or ""})
+        attrs = (("type", suppressed.type), ("rule", suppressed.rejected_by or ""))
+        tally.add(m.actions_suppressed, 1, attrs)
     if effects.suppressed_dropped:  # unwritten suppressed records dropped to bound the state
         m.outbox_expired.add(len(effects.suppressed_dropped), {"kind": "suppressed"})
-    telemetry.add_counts(m.rejections, effects.rejections, "rule")
+    for rule, n in effects.rejections.items():
+        tally.add(m.rejections, n, (("rule", rule),))
     if failures:
         m.action_write_failures.add(failures)
     if effects.outbox_expired:

@@ -9,11 +9,14 @@ there is one set of numbers, not three.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
 import logging
 import math
 import os
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -154,6 +157,7 @@ def instruments() -> Instruments:
 def rebind() -> Instruments:
     """Rebuild the instruments on the current global MeterProvider (devhost, tests)."""
     global _instruments
+    tally.flush()  # counts made on the old instruments go to them
     _instruments = Instruments(metrics.get_meter(METER_NAME))
     return _instruments
 
@@ -187,6 +191,47 @@ def player_ref(player_id: str, hashed: bool = True) -> str:
     if _hash_key is not None:
         return hmac.new(_hash_key, player_id.encode(), hashlib.sha256).hexdigest()[:16]
     return hashlib.sha256(player_id.encode()).hexdigest()[:16]
+
+
+class Tally:
+    """Per-operation counts summed in process and handed to OpenTelemetry at most once a second.
+
+    An OpenTelemetry SDK ``Counter.add`` costs ~5 us (attribute set, view match, lock); an entity
+    operation adds 2-6 counts, which was ~10% of its CPU. ``add`` here is a dict update under a
+    lock. A daemon thread flushes every ``interval`` seconds, ``flush()`` on demand (the devhost
+    before it reads its metrics) and at exit: a count reaches the exporter at most ``interval``
+    later than it would have, never lost while the process lives."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[Any, tuple[tuple[str, str], ...]], int] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, counter: Any, n: int, attrs: tuple[tuple[str, str], ...] = ()) -> None:
+        if not n:
+            return
+        key = (counter, attrs)
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + n
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="pi-tally", daemon=True)
+                self._thread.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        for (counter, attrs), n in counts.items():
+            counter.add(n, dict(attrs) if attrs else None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._interval)
+            self.flush()
+
+
+tally = Tally()
+atexit.register(tally.flush)
 
 
 def add_counts(counter: Any, counts: Mapping[str, int], key: str) -> None:

@@ -97,32 +97,31 @@ def day_start(t_ms: int) -> int:
     return t_ms - t_ms % DAY_MS
 
 
-class StateCache:
-    """The decoded state of the entities this worker ran last, keyed by entity and by the very
-    string object the SDK holds: reused only while the SDK hands back that same object (within
-    one batch), so it can never serve a stale state."""
+class StateCache(threading.local):
+    """The decoded state of the entity this thread ran last, kept with the very string object the
+    SDK holds: an entity batch runs its operations one after another on one thread, and the SDK
+    hands each the string the previous one set, so the state is decoded once per batch. Reused
+    only while the SDK hands back that same object, so it can never serve a stale state; one
+    slot per thread, so it holds no memory for entities that are not running."""
 
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._items: dict[str, tuple[str, PlayerState]] = {}
-        self._lock = threading.Lock()
+    def __init__(self) -> None:
+        self._key: str | None = None
+        self._encoded: str | None = None
+        self._state: PlayerState | None = None
 
     def load(self, key: str, raw: Any) -> PlayerState:
-        hit = self._items.get(key)
-        if hit is not None and hit[0] is raw:
-            return hit[1]
+        if self._state is not None and key == self._key and raw is self._encoded:
+            return self._state
         return decode(raw)
 
     def store(self, key: str, state: PlayerState) -> str:
         encoded = encode(state)
-        with self._lock:
-            if len(self._items) >= self._size and key not in self._items:
-                self._items.clear()
-            self._items[key] = (encoded, state)
+        self._key, self._encoded, self._state = key, encoded, state
         return encoded
 
     def forget(self, key: str) -> None:
-        self._items.pop(key, None)
+        if key == self._key:
+            self._key = self._encoded = self._state = None
 
 
 __all__ = ["OutboxItem", "PlayerState", "StateCache", "decode", "encode", "upgrade"]
