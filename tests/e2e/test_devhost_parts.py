@@ -206,7 +206,14 @@ def test_the_real_app_is_indexed_with_resolved_binding_expressions() -> None:
         ingest.client_args == ["client"] and ingest.retry is not None and ingest.retry.max_retry_count == -1
     )
     assert index.entity("player").name == "player"
-    assert {f.name for f in index.by_trigger("httpTrigger")} == {"get_player", "erase_player", "health"}
+    assert {f.name for f in index.by_trigger("httpTrigger")} == {
+        "get_player",
+        "erase_player",
+        "health",
+        "start_day_summary",
+        "get_day_summary",
+    }
+    assert [f.name for f in index.by_trigger("timerTrigger")] == ["summary_timer"]
     with pytest.raises(SettingsError, match="EVENTHUB_NAME"):
         index_app(function_app.app, {"EVENTHUB_CONSUMER_GROUP": "cg", "OUTBOX_REMINDER_QUEUE": "q"})
 
