@@ -151,7 +151,7 @@ def measure_workloads(
     from scripts import bench_naive
 
     t0 = time.monotonic()
-    engine, naive = bench_cpu.engine(), bench_cpu.naive()
+    engine, naive, platform_floor = bench_cpu.engine(), bench_cpu.naive(), bench_cpu.floor()
     templates = {
         "engine": bench_cpu.engine_templates(engine, proc, source, host.max_entity_batch),
         "naive": bench_cpu.naive_templates(naive, proc, source),
@@ -193,6 +193,16 @@ def measure_workloads(
                 progress.update(1)
         decode_s = bench_cpu.worker_decode_s(engine, w.batches)
         results[w.name] = _workload_figures(w, runs, counts, counts_naive, repeats, decode_s)
+        progress.set_description(f"{w.name}: platform share")
+        fl = bench_cpu.run_workload(platform_floor, proc, w, templates["engine"], host.max_entity_batch)
+        results[w.name].update(
+            {
+                "platform_cpu_us_per_event": _us(fl.function_s, w.events),
+                "platform_ingest_cpu_us_per_event": _us(fl.ingest_s, w.events),
+                "platform_entity_cpu_us_per_operation": _us(fl.entity_s, fl.operations),
+                "platform_signals_per_event": fl.signals / w.events,
+            }
+        )
         if profile:
             progress.set_description(f"{w.name}: profile")
             prof = cProfile.Profile()
@@ -361,6 +371,8 @@ def table(report: dict[str, Any]) -> str:
     row("worker decode (outside the function)", "worker_decode_us_per_event")
     row("floor: msgspec decode", "floor_decode_us_per_event", 2)
     row("ratio to floor", "ratio_to_floor")
+    row("platform share (SDK path, no logic)", "platform_cpu_us_per_event")
+    row("  its entity per operation", "platform_entity_cpu_us_per_operation")
     row("naive design", "naive_cpu_us_per_event")
     row("speedup vs naive", "speedup_vs_naive", 2)
     row("signals per event", "signals_per_event", 3)
@@ -435,6 +447,11 @@ def plot(report: dict[str, Any], path: Path, paced: dict[str, Any] | None) -> No
         )
         if target is not None:
             ax.hlines(float(target["target"].split()[1]), i - 0.45, i - 0.15, colors="k", linestyles="--")
+    shares = [ws[n].get("platform_cpu_us_per_event") for n in names]
+    if all(v is not None for v in shares):
+        ax.scatter(
+            [i - 0.3 for i in x], shares, color="k", marker="_", s=300, zorder=3, label="platform share"
+        )
     ax.set_xticks(list(x), titles)
     ax.set_ylabel("µs CPU per event")
     ax.set_title("function CPU per event (dashed: target)")

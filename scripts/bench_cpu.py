@@ -203,6 +203,12 @@ def naive() -> Design:
     return design("naive", bench_naive.app)
 
 
+def floor() -> Design:
+    from scripts import bench_floor
+
+    return design("platform", bench_floor.app)
+
+
 def _binding_key(d: Design) -> tuple[str, tuple[str, ...]]:
     return str(d.ingest.trigger["name"]), tuple(sorted(d.client_args))
 
