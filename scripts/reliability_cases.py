@@ -92,7 +92,7 @@ def fuzz_ingest(endpoint: str, key: str, database: str, cases: int) -> dict[str,
     from devhost.bindings import HubEvent
     from devhost.indexing import index_app
     from devhost.worker import RetryContext
-    from shared import runtime
+    from shared import runtime, signals
     from shared.events import Rejected, make_event, parse
     from shared.store import get_store
 
@@ -110,7 +110,8 @@ def fuzz_ingest(endpoint: str, key: str, database: str, cases: int) -> dict[str,
         posts: list[str] = []
 
         async def post(url: str, data: Any = None, *a: Any, **k: Any) -> list[Any]:
-            posts.append(str(data))
+            # The event ids the signal carries (decoded: the signal is an encoded string).
+            posts.append(" ".join(e.id for e in signals.decode(json.loads(data)).events))
             return [202, ""]
 
         per_batch = 25

@@ -221,11 +221,11 @@ def test_the_real_app_is_indexed_with_resolved_binding_expressions() -> None:
 def test_an_unsupported_binding_is_refused_with_the_function_named() -> None:
     app = df.DFApp()
 
-    @app.timer_trigger(schedule="0 0 2 * * *", arg_name="timer")
-    def nightly(timer: func.TimerRequest) -> None:  # pragma: no cover - never invoked
+    @app.blob_trigger(arg_name="blob", path="uploads/{name}", connection="AzureWebJobsStorage")
+    def nightly(blob: func.InputStream) -> None:  # pragma: no cover - never invoked
         pass
 
-    with pytest.raises(UnsupportedBinding, match=r"'nightly'.*'timerTrigger'.*func start"):
+    with pytest.raises(UnsupportedBinding, match=r"'nightly'.*'blobTrigger'.*func start"):
         index_app(app, {})
 
 
