@@ -31,6 +31,18 @@ from shared.signals import Signal
 from tests.helpers import NOW_MS
 
 BASE = "http://127.0.0.1:7071"
+# Every function the app registers (function_app.py), by blueprint.
+APP_FUNCTIONS = frozenset(
+    {
+        "ingest",  # functions/ingest.py
+        "player",  # functions/player_entity.py
+        *("get_player", "erase_player", "health"),  # functions/api.py
+        "outbox_reminder",  # functions/reminders.py
+        # functions/summaries.py
+        *("summary_timer", "daily_summary", "summary_hour", "summary_scan_hour"),
+        *("summary_write_part", "summary_write_index", "start_day_summary", "get_day_summary"),
+    }
+)
 HUB = "player-events"
 
 

@@ -20,7 +20,16 @@ from devhost import protocol
 from shared import signals
 from shared.entity import id_hash
 from shared.store import ActionStore
-from tests.apphost import BASE, Capture, call_entity, hub_events, run_ingest, sent_signal, stored
+from tests.apphost import (
+    APP_FUNCTIONS,
+    BASE,
+    Capture,
+    call_entity,
+    hub_events,
+    run_ingest,
+    sent_signal,
+    stored,
+)
 from tests.helpers import NOW_MS, body, cloud_event
 
 pytestmark = pytest.mark.cosmos
@@ -37,23 +46,7 @@ def bindings(name: str) -> list[dict[str, Any]]:
 
 
 def test_app_indexes_the_expected_functions() -> None:
-    assert set(functions_by_name()) == {
-        "ingest",
-        "player",
-        "get_player",
-        "erase_player",
-        "health",
-        "outbox_reminder",
-        # the daily summary (functions/summaries.py)
-        "summary_timer",
-        "daily_summary",
-        "summary_hour",
-        "summary_scan_hour",
-        "summary_write_part",
-        "summary_write_index",
-        "start_day_summary",
-        "get_day_summary",
-    }
+    assert set(functions_by_name()) == APP_FUNCTIONS
 
 
 def test_ingest_bindings_use_settings_and_identity_prefix() -> None:

@@ -19,6 +19,7 @@ import pytest
 import function_app
 from devhost import worker
 from devhost.indexing import _get_functions, index_app
+from tests.apphost import APP_FUNCTIONS
 
 SETTINGS = {
     "EVENTHUB_NAME": "player-events",
@@ -53,22 +54,7 @@ def _one_trigger_app(annotation: Any) -> Any:
 def test_the_real_app_loads_every_function() -> None:
     """functions.py Registry.add_function: what the worker runs when the host asks it to load."""
     loaded = _load_all(function_app.app)
-    assert set(loaded) == {
-        "ingest",
-        "player",
-        "get_player",
-        "erase_player",
-        "health",
-        "outbox_reminder",
-        "summary_timer",
-        "daily_summary",
-        "summary_hour",
-        "summary_scan_hour",
-        "summary_write_part",
-        "summary_write_index",
-        "start_day_summary",
-        "get_day_summary",
-    }
+    assert set(loaded) == APP_FUNCTIONS
     assert loaded["ingest"].requires_context and loaded["ingest"].is_async
 
 
