@@ -147,7 +147,8 @@ def measure_workloads(
     profile: bool,
     progress: Any,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Per workload: the engine and the naive design alternated ``repeats`` times; medians."""
+    """Per workload: the engine, the naive design and the platform's share, in a rotating order,
+    ``repeats`` times each; medians."""
     from scripts import bench_naive
 
     t0 = time.monotonic()
@@ -156,6 +157,7 @@ def measure_workloads(
         "engine": bench_cpu.engine_templates(engine, proc, source, host.max_entity_batch),
         "naive": bench_cpu.naive_templates(naive, proc, source),
     }
+    templates["platform"] = templates["engine"]  # the same bytes cross the protocol
     warm = {
         "journeys": len(source.journeys),
         "warm_up_events": sum(len(b.events) for b in source.history),
@@ -165,12 +167,12 @@ def measure_workloads(
     }
     results: dict[str, Any] = {}
     for w in workloads:
-        runs: dict[str, list[bench_cpu.RunStats]] = {"engine": [], "naive": []}
+        runs: dict[str, list[bench_cpu.RunStats]] = {"engine": [], "naive": [], "platform": []}
         counts: list[dict[str, Any]] = []
         counts_naive: dict[str, int] = {}
         for rep in range(repeats):
-            order = (engine, naive) if rep % 2 == 0 else (naive, engine)
-            for d in order:
+            designs = (engine, naive, platform_floor)
+            for d in designs[rep % 3 :] + designs[: rep % 3]:
                 progress.set_description(f"{w.name}: {d.name} {rep + 1}/{repeats}")
                 before = proc.meter.snapshot()
                 bench_naive.stats.scored = bench_naive.stats.actions = 0
@@ -187,22 +189,12 @@ def measure_workloads(
                             "rejections": delta.by("pi.rejections", "rule"),
                         }
                     )
-                else:
+                elif d is naive:
                     counts_naive = {"scored": bench_naive.stats.scored, "actions": bench_naive.stats.actions}
                 runs[d.name].append(stats)
                 progress.update(1)
         decode_s = bench_cpu.worker_decode_s(engine, w.batches)
         results[w.name] = _workload_figures(w, runs, counts, counts_naive, repeats, decode_s)
-        progress.set_description(f"{w.name}: platform share")
-        fl = bench_cpu.run_workload(platform_floor, proc, w, templates["engine"], host.max_entity_batch)
-        results[w.name].update(
-            {
-                "platform_cpu_us_per_event": _us(fl.function_s, w.events),
-                "platform_ingest_cpu_us_per_event": _us(fl.ingest_s, w.events),
-                "platform_entity_cpu_us_per_operation": _us(fl.entity_s, fl.operations),
-                "platform_signals_per_event": fl.signals / w.events,
-            }
-        )
         if profile:
             progress.set_description(f"{w.name}: profile")
             prof = cProfile.Profile()
@@ -272,6 +264,12 @@ def _workload_figures(
         "naive_state_bytes_mean": statistics.fmean(naive_sizes) if naive_sizes else 0.0,
         "naive_state_bytes_max": max(naive_sizes, default=0),
         "speedup_vs_naive": _median(naive_fn) / _median(fn),
+        "platform_cpu_us_per_event": _median([_us(r.function_s, n) for r in runs["platform"]]),
+        "platform_cpu_us_per_event_runs": [round(_us(r.function_s, n), 2) for r in runs["platform"]],
+        "platform_ingest_cpu_us_per_event": _median([_us(r.ingest_s, n) for r in runs["platform"]]),
+        "platform_entity_cpu_us_per_operation": _median(
+            [_us(r.entity_s, r.operations) for r in runs["platform"]]
+        ),
         "repeats": repeats,
     }
 
@@ -491,7 +489,9 @@ def plot(report: dict[str, Any], path: Path, paced: dict[str, Any] | None) -> No
     rss = report.get("rss", {}).get("samples") or []
     if rss:
         ax.plot([r[0] for r in rss], [r[1] for r in rss])
-        ax.set_xlabel("seconds since the devhost started")
+        for edge in report["rss"].get("window_seconds") or ():
+            ax.axvline(edge, color="k", linestyle=":", linewidth=0.8)
+        ax.set_xlabel("seconds since the devhost started (dotted: rss_mb_start, rss_mb_end)")
         ax.set_ylabel("RSS (MB)")
         ax.set_title("devhost memory, paced run")
     else:
@@ -528,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     e2e_size = E2E_TINY if args.tiny else (E2E_SOAK if args.soak else E2E_FULL)
     host = bw.HostBatching.read(HOST_JSON)
     proc = bench_cpu.setup_process()
-    steps = 3 * 2 * args.repeats
+    steps = 3 * 3 * args.repeats
     progress = tqdm(total=steps, unit="run", disable=args.no_progress, dynamic_ncols=True)
     progress.set_description("workloads")
     source = bw.make_source(sizes.journeys, args.seed)
@@ -606,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
             rss = {
                 "note": f"{soak} {e2e_size.paced_seconds:.0f} s paced run, {window}",
                 "samples": [[round(t, 2), round(mb, 1), n] for t, mb, n in paced.rss],
+                "window_seconds": paced.window,
             }
     progress.close()
     report: dict[str, Any] = {

@@ -130,6 +130,7 @@ class DevhostRun:
     cpu: list[tuple[float, float, float, float]] = field(default_factory=list)
     total: int = 0
     wall_s: float = 0.0
+    window: tuple[float, float] | None = None  # the seconds rss_window measured between
 
 
 def devhost(
@@ -223,6 +224,7 @@ def rss_window(run: DevhostRun, total: int) -> tuple[float | None, float | None,
     if start is None or not during:
         return None, None, "too few samples while the events were processed"
     end = during[-1]
+    run.window = (start[0], end[0])
     return start[1], end[1], f"from {start[0]:.0f} s to {end[0]:.0f} s after the devhost started"
 
 
