@@ -270,6 +270,8 @@ def _workload_figures(
         "platform_entity_cpu_us_per_operation": _median(
             [_us(r.entity_s, r.operations) for r in runs["platform"]]
         ),
+        # The speedup a design with no logic at all would reach: the naive design / the platform's share.
+        "speedup_ceiling": _median(naive_fn) / _median([_us(r.function_s, n) for r in runs["platform"]]),
         "repeats": repeats,
     }
 
@@ -373,6 +375,7 @@ def table(report: dict[str, Any]) -> str:
     row("  its entity per operation", "platform_entity_cpu_us_per_operation")
     row("naive design", "naive_cpu_us_per_event")
     row("speedup vs naive", "speedup_vs_naive", 2)
+    row("  ceiling (naive / platform share)", "speedup_ceiling", 2)
     row("signals per event", "signals_per_event", 3)
     row("entity ops per event", "entity_ops_per_event", 3)
     row("ops per entity batch", "ops_per_entity_batch", 2)
