@@ -20,7 +20,8 @@ help:
 	@echo "              counted per scenario; writes reports/reliability.json and .png (about 10 minutes)"
 	@echo "make lint   - ruff + mypy"
 	@echo "make train  - retrain the ONNX model and rewrite its model card"
-	@echo "make bench  - benchmark the hot paths; writes reports/bench.json"
+	@echo "make bench  - CPU per event vs a naive design and the SDK floor, devhost unpaced and paced;"
+	@echo "              reports/bench.json and .png (about 10 minutes; SOAK=1 adds a 5-minute soak)"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH"; exit 1; }

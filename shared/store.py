@@ -23,7 +23,7 @@ from azure.core.exceptions import AzureError, ServiceRequestError, ServiceRespon
 from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey, exceptions
 from tenacity import (
     RetryCallState,
-    retry,
+    Retrying,
     retry_if_exception,
     stop_after_attempt,
     wait_random_exponential,
@@ -99,7 +99,9 @@ class _WaitRetryAfter(wait_base):
         return float(self.fallback(retry_state))
 
 
-transient_retry = retry(
+# One Retrying object for every call (its per-call state is thread-local): decorating per call
+# rebuilt a wrapper (functools.update_wrapper) on every Cosmos request.
+transient_retry = Retrying(
     retry=retry_if_exception(_is_transient),
     wait=_WaitRetryAfter(wait_random_exponential(multiplier=0.1, max=2.0)),
     stop=stop_after_attempt(TRANSIENT_ATTEMPTS),
@@ -148,7 +150,7 @@ class ActionStore:
         """
         ticket = self.breaker.before()
         try:
-            result = transient_retry(fn)(*args, **kwargs)
+            result = transient_retry(fn, *args, **kwargs)
         except (
             exceptions.CosmosResourceExistsError,
             exceptions.CosmosResourceNotFoundError,
