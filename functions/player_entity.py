@@ -52,14 +52,15 @@ def player(context: df.DurableEntityContext) -> None:
             reminder_first_s=settings.outbox_reminder_seconds,
             hash_player_ids=settings.hash_player_ids_in_telemetry,
         )
+        encoded = None if outcome.state is None else _STATES.store(key, outcome.state)
     except BaseException:
-        # The operation may have changed the decoded state before it failed; the SDK keeps the
-        # state the last operation set, so the next one must decode that, not reuse this.
+        # The operation (or its encoding) may have changed the decoded state before it failed; the
+        # SDK keeps the state the last operation set, so the next one must decode that, not reuse this.
         _STATES.forget(key)
         raise
     context.set_result(outcome.result)  # before destruct: set_result marks the entity as existing
-    if outcome.state is None:
+    if encoded is None:
         _STATES.forget(key)
         context.destruct_on_exit()
     else:
-        context.set_state(_STATES.store(key, outcome.state))
+        context.set_state(encoded)

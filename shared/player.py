@@ -191,6 +191,10 @@ def _write_outcome(
         log.warning("outcome write failed; kept in outbox: %s", exc, extra={"action_id": rec.action_id})
         report.failed[item_id] = str(exc)
         return report
+    except Exception as exc:  # noqa: BLE001 - never wedge the entity: retried, and expires like any item
+        log.exception("outcome write raised; kept in outbox", extra={"action_id": rec.action_id})
+        report.failed[item_id] = f"{type(exc).__name__}: {exc}"
+        return report
     counts[result] = counts.get(result, 0) + 1
     report.written.add(item_id)
     return report

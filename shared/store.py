@@ -324,7 +324,10 @@ class ActionStore:
             body = {k: v for k, v in doc.items() if not k.startswith("_")}
             body["status"] = outcome.response
             body["respondedAt"] = iso_ms(outcome.t)
-            body["responseLatencyMs"] = max(0, outcome.t - parse_iso_ms(doc["eventTime"]))
+            try:
+                body["responseLatencyMs"] = max(0, outcome.t - parse_iso_ms(doc["eventTime"]))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                pass  # a document edited by hand without a readable eventTime: no latency
             try:
                 self._call(
                     f"outcome of action {outcome.action_id}",

@@ -158,6 +158,7 @@ def rebind() -> Instruments:
     """Rebuild the instruments on the current global MeterProvider (devhost, tests)."""
     global _instruments
     tally.flush()  # counts made on the old instruments go to them
+    flush_at_exit()  # after the new provider's own exit handler, so the flush runs before it
     _instruments = Instruments(metrics.get_meter(METER_NAME))
     return _instruments
 
@@ -231,7 +232,17 @@ class Tally:
 
 
 tally = Tally()
-atexit.register(tally.flush)
+
+
+def flush_at_exit() -> None:
+    """(Re-)register the tally's flush at exit. ``atexit`` runs handlers last-in first-out, so this
+    is called after a MeterProvider is installed (``configure``): the counts are flushed before the
+    provider's own exit handler shuts it down."""
+    atexit.unregister(tally.flush)
+    atexit.register(tally.flush)
+
+
+flush_at_exit()
 
 
 def add_counts(counter: Any, counts: Mapping[str, int], key: str) -> None:

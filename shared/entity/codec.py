@@ -30,7 +30,8 @@ _DECODER = msgspec.msgpack.Decoder(PlayerState)
 
 
 class StateError(ValueError):
-    """A stored state this code cannot read (a newer version): the operation fails, nothing is lost."""
+    """A stored state this code cannot read (a newer version, after a rollback): the operation fails
+    with an error result, its input is not applied, and the stored state is kept."""
 
 
 def encode(state: PlayerState) -> str:

@@ -21,7 +21,7 @@ _KEY = attrgetter("t", "h")
 
 def _compact(x: float) -> float:
     """An integral amount as an int: 1 byte stored instead of 9 (read back as the same float)."""
-    return int(x) if x.is_integer() and -(2**53) < x < 2**53 else x
+    return int(x) if isinstance(x, float) and x.is_integer() and -(2**53) < x < 2**53 else x
 
 
 def entry_of(ev: SignalEvent, h: int) -> Entry:

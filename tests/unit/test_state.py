@@ -382,3 +382,17 @@ def test_opt_out_wins_a_tie() -> None:
         for n, kind in enumerate(order):
             run(state, [signal_event(f"x{n}", kind, T0_MS, seq=n)])
         assert state.opted_out is True, order
+
+
+def test_a_signal_built_with_integral_amounts_applies_and_stores_them_compactly() -> None:
+    """Amounts arrive as floats from msgspec; a signal built in Python may carry ints: both apply."""
+    state = st.PlayerState()
+    events = [
+        signals.SignalEvent(f"i{i}", EventType.ROUND, T0_MS + i * 1000, 2, 0, p="0", s=i) for i in range(3)
+    ]
+    events.append(signals.SignalEvent("f", EventType.ROUND, T0_MS + 5000, 2.5, 0.0, p="0", s=3))
+    signal = signals.Signal(events)
+    eff = st.apply(state, "p1", "events", signal, T0_MS + 3600_000, break_when_losing, RULES, "m")
+    assert eff.accepted == 4
+    assert [(e.a, type(e.a)) for e in state.buf] == [(2, int)] * 3 + [(2.5, float)]
+    assert st.load_state(st.codec.encode(state)) == state

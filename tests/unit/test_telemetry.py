@@ -284,3 +284,21 @@ def test_the_real_distro_instruments_no_http_client(tmp_path) -> None:
     assert seen["sampler"] == "ApplicationInsightsSampler0.25"
     assert seen["shared_handlers"] == ["LoggingHandler"]
     assert seen["shared_propagates"] is False
+
+
+def test_counts_in_the_tally_are_exported_when_the_process_exits() -> None:
+    """telemetry.Tally sums per-operation counts in process; at exit it must flush them before the
+    MeterProvider's own exit handler shuts the exporter down (atexit runs last-in first-out)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os; os.environ['TELEMETRY_CONSOLE'] = '1'\n"
+        "from shared import telemetry\n"
+        "telemetry.configure()\n"
+        "m = telemetry.instruments()\n"
+        "telemetry.tally.add(m.entity_operations, 7, (('op', 'events'),))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert '"pi.entity.operations"' in out.stdout
+    assert '"value": 7' in out.stdout
