@@ -1,7 +1,7 @@
 """Conformance: Durable orchestrations and activities as the Durable extension runs a Python app.
 
 The engine (devhost/orchestrations.py) runs the real SDK (azure-functions-durable 1.7.0) through the
-worker path. Upstream sources, with the details in /work/shared/PLATFORM-orchestrations.md:
+worker path. Upstream sources (each case below names the one it follows):
 - EXT: Azure/azure-functions-durable-extension 2.x, src/WebJobs.Extensions.DurableTask/
   (OrchestrationTriggerAttributeBindingProvider.OrchestrationContextToString, OutOfProcOrchestrationShim,
   TaskOrchestrationShim, TaskActivityShim, DurableOrchestrationContext, DurableClient, HttpApiHandler);
