@@ -17,6 +17,7 @@ import azure.durable_functions as df
 import azure.functions as func
 import msgspec
 
+from scripts.bench_naive import hub_ingest
 from shared.journeys import NOISE_TYPES
 
 ENTITY = "FloorPlayer"
@@ -34,16 +35,7 @@ class _Event(msgspec.Struct):
 _decode = msgspec.json.Decoder(_Event).decode
 
 
-@app.function_name("floor_ingest")
-@app.event_hub_message_trigger(
-    arg_name="events",
-    event_hub_name="player-events",
-    connection="EventHubConnection",
-    consumer_group="$Default",
-    cardinality="many",
-    data_type=func.DataType.BINARY,
-)
-@app.durable_client_input(client_name="client")
+@hub_ingest(app, "floor_ingest")
 async def floor_ingest(
     events: List[func.EventHubEvent],  # noqa: UP006 - see the import
     client: df.DurableOrchestrationClient,

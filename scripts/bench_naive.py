@@ -178,16 +178,26 @@ def used_types() -> frozenset[str]:
     return frozenset(domain().codes)
 
 
-@app.function_name("naive_ingest")
-@app.event_hub_message_trigger(
-    arg_name="events",
-    event_hub_name="player-events",
-    connection="EventHubConnection",
-    consumer_group="$Default",
-    cardinality="many",
-    data_type=func.DataType.BINARY,
-)
-@app.durable_client_input(client_name="client")
+def hub_ingest(app: df.DFApp, name: str) -> Any:
+    """The trigger of a benchmark design's ingest function: the binding the real ``ingest`` has
+    (functions/ingest.py: cardinality many, binary bodies, a Durable client), on a fixed hub."""
+
+    def wrap(fn: Any) -> Any:
+        fn = app.durable_client_input(client_name="client")(fn)
+        fn = app.event_hub_message_trigger(
+            arg_name="events",
+            event_hub_name="player-events",
+            connection="EventHubConnection",
+            consumer_group="$Default",
+            cardinality="many",
+            data_type=func.DataType.BINARY,
+        )(fn)
+        return app.function_name(name)(fn)
+
+    return wrap
+
+
+@hub_ingest(app, "naive_ingest")
 async def naive_ingest(
     events: List[func.EventHubEvent],  # noqa: UP006 - see the import
     client: df.DurableOrchestrationClient,
