@@ -2,10 +2,12 @@
 
 import azure.durable_functions as df
 
-from functions import api, ingest, player_entity, reminders, summaries
+from functions import api, fastdecode, ingest, player_entity, reminders, summaries
 from shared import telemetry
 
 telemetry.configure()
+# Before the first trigger batch is decoded: the worker's EnqueuedTimeUtc parse, guarded (docs/platform.md).
+fastdecode.install()
 
 app = df.DFApp()
 app.register_functions(ingest.bp)
