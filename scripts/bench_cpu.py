@@ -20,14 +20,16 @@ export. All figures are process CPU time (``time.process_time``: every thread of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import cProfile
 import gc
 import os
 import pstats
+import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from azure.cosmos import exceptions as cosmos_errors
@@ -209,8 +211,14 @@ def floor() -> Design:
     return design("platform", bench_floor.app)
 
 
-def _binding_key(d: Design) -> tuple[str, tuple[str, ...]]:
-    return str(d.ingest.trigger["name"]), tuple(sorted(d.client_args))
+def _binding_key(d: Design) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return str(d.ingest.trigger["name"]), tuple(sorted(d.client_args.items()))
+
+
+def with_webhook(d: Design, base: str) -> Design:
+    """The same design with its durable client bound to another webhook (the full path's)."""
+    binding = protocol.client_binding_json(base, TASK_HUB)
+    return replace(d, client_args={arg: binding for arg in d.client_args})
 
 
 def invocation(d: Design, batch: Batch) -> worker.Invocation:
@@ -253,13 +261,18 @@ def worker_decode_s(d: Design, batches: list[Batch]) -> float:
 
 # -- one run ---------------------------------------------------------------------------------------
 class _Capture:
-    """The extension's webhook, in-process: records each signal, answers 202 (no HTTP)."""
+    """The extension's webhook, in-process: records each signal, answers 202 (no HTTP). With
+    ``forward`` (the full path) it records and then posts through the SDK's own aiohttp request
+    function to a real webhook in another process, so the client's HTTP CPU is in the measure."""
 
-    def __init__(self) -> None:
+    def __init__(self, forward: Callable[..., Any] | None = None) -> None:
         self.posts: list[tuple[str, Any]] = []
+        self.forward = forward
 
     async def post(self, url: str, data: Any = None, *args: Any, **kwargs: Any) -> list[Any]:
         self.posts.append((url, data))
+        if self.forward is not None:
+            return await self.forward(url, data, *args, **kwargs)  # type: ignore[no-any-return]
         return [202, ""]
 
 
@@ -270,6 +283,7 @@ class RunStats:
     events: int = 0
     ingest_s: float = 0.0
     entity_s: float = 0.0
+    decode_s: float = 0.0  # the worker's trigger decode (charged in the full path)
     trigger_batches: int = 0
     signals: int = 0
     operations: int = 0
@@ -299,19 +313,24 @@ class Runner:
         initial: Callable[[str], str | None],
         stats: RunStats,
         profile: cProfile.Profile | None = None,
+        http: bool = False,
     ) -> None:
         self.d, self.proc = d, proc
+        self.http = http
         self.profile = profile
         self.grouping, self.round_batches, self.max_entity_batch = grouping, round_batches, max_entity_batch
         self.initial = initial
         self.stats = stats
-        self.capture = _Capture()
+        forward = sys.modules[protocol.CLIENT_MODULE].post_async_request if http else None
+        self.capture = _Capture(forward)
         self.pending: dict[str, list[tuple[str, str | None]]] = {}
 
     async def ingest(self, batch: Batch) -> None:
         fn = self.d.ingest.fn
         self.proc.clock.now_ms = batch.now_ms
         inv, args = decoded_args(self.d, batch)
+        if self.http:
+            self.stats.decode_s += batch.decode_s[_binding_key(self.d)]
         if fn.requires_context:
             args["context"] = worker.Context(fn.name, fn.directory, inv.invocation_id, inv.retry)
         c2 = cpu()
@@ -370,12 +389,16 @@ class Runner:
                 self.entity(key, ops[i : i + self.max_entity_batch])
 
     async def run(self, batches: list[Batch]) -> RunStats:
-        with protocol.client_transport(self.capture.post):
-            for i, batch in enumerate(batches):
-                await self.ingest(batch)
-                per_round = self.round_batches if self.grouping == "backlog" else 1
-                if (i + 1) % per_round == 0 or i == len(batches) - 1:
-                    self.flush(batch.now_ms)
+        try:
+            with protocol.client_transport(self.capture.post):
+                for i, batch in enumerate(batches):
+                    await self.ingest(batch)
+                    per_round = self.round_batches if self.grouping == "backlog" else 1
+                    if (i + 1) % per_round == 0 or i == len(batches) - 1:
+                        self.flush(batch.now_ms)
+        finally:
+            if self.http:  # the SDK's module-level aiohttp session belongs to this event loop
+                await close_sdk_session()
         return self.stats
 
 
@@ -390,6 +413,7 @@ def run(
     max_entity_batch: int,
     initial: Callable[[str], str | None],
     profile: cProfile.Profile | None = None,
+    http: bool = False,
 ) -> RunStats:
     stats = RunStats(d.name, workload)
     runner = Runner(
@@ -401,6 +425,7 @@ def run(
         initial=initial,
         stats=stats,
         profile=profile,
+        http=http,
     )
     gc.collect()
     gc.freeze()  # the benchmark's own data (workloads, templates) is not the functions' garbage
@@ -418,6 +443,8 @@ def run(
 def run_workload(
     d: Design, proc: Process, w: Workload, templates: dict[int, str | None], max_entity_batch: int, **kw: Any
 ) -> RunStats:
+    """One run of a design over a workload, warm states from ``templates``."""
+
     def initial(key: str) -> str | None:
         j = w.player_journey.get(key)
         return templates.get(j) if j is not None else None
@@ -433,6 +460,83 @@ def run_workload(
         initial=initial,
         **kw,
     )
+
+
+# -- the full path --------------------------------------------------------------------------------
+async def close_sdk_session() -> None:
+    """Close the Durable SDK's module-level aiohttp session (it is bound to the loop that made it)."""
+    mod: Any = sys.modules.get("azure.durable_functions.models.utils.http_utils")
+    if mod is not None:
+        await mod._close_session()
+        mod._session_lock = asyncio.Lock()
+
+
+class CosmosWrites:
+    """Counts the Cosmos DB requests that write (POST/PUT/PATCH/DELETE under ``/docs``) at the
+    HTTP transport every azure-cosmos client sends through; reads and metadata are not writes."""
+
+    WRITE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[CosmosWrites]:
+        from azure.core.pipeline.transport import RequestsTransport
+
+        original = RequestsTransport.send
+        counter = self
+
+        def send(transport: Any, request: Any, **kwargs: Any) -> Any:
+            if request.method in counter.WRITE and "/docs" in request.url:
+                if not request.headers.get("x-ms-documentdb-isquery"):
+                    counter.count += 1
+            return original(transport, request, **kwargs)
+
+        RequestsTransport.send = send  # type: ignore[method-assign]
+        try:
+            yield self
+        finally:
+            RequestsTransport.send = original  # type: ignore[method-assign]
+
+
+@dataclass
+class FullPath:
+    base: str  # the loopback webhook (another process)
+    writes: CosmosWrites
+
+
+@contextlib.contextmanager
+def full_path(proc: Process) -> Iterator[FullPath]:
+    """What the functions pay in Azure besides their logic: the store's real Cosmos client against a
+    local Cosmos DB server (another process), and a webhook in another process answering signals."""
+    from devhost.servers import CosmosServer
+    from devhost.settings import emulator_key
+    from scripts import bench_e2e
+    from shared import runtime, store
+
+    server = CosmosServer()
+    saved_env = {k: os.environ.get(k) for k in ("COSMOS_ENDPOINT", "COSMOS_KEY")}
+    saved_store = store._store
+    try:
+        os.environ["COSMOS_ENDPOINT"] = server.start()
+        os.environ["COSMOS_KEY"] = emulator_key()
+        runtime.reset()
+        cs = runtime.settings().cosmos
+        store.ensure_containers(store.make_client(cs), cs)
+        store._store = None  # get_store builds the app's own client, as in Azure
+        writes = CosmosWrites()
+        with bench_e2e.webhook_server() as base, writes.counting():
+            yield FullPath(base, writes)
+    finally:
+        store._store = saved_store
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        runtime.reset()
+        server.stop()
 
 
 # -- warm states -----------------------------------------------------------------------------------

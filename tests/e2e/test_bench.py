@@ -26,6 +26,10 @@ PER_WORKLOAD = (
     "naive_cpu_us_per_event",
     "speedup_vs_naive",
     "worker_decode_us_per_event",
+    "path_cpu_us_per_event",
+    "path_decode_us_per_event",
+    "path_ingest_us_per_event",
+    "path_entity_us_per_event",
 )
 SCALARS = (
     "signal_http_cpu_us",
@@ -36,6 +40,7 @@ SCALARS = (
     "paced_rate",
     "latency_ms_p50",
     "latency_ms_p99",
+    "latency_ms_p99_low_rate",
     "rss_mb_start",
     "rss_mb_end",
 )
@@ -57,7 +62,18 @@ def test_the_benchmark_runs_at_the_tiny_size_and_writes_every_key(tmp_path: Path
         assert all(isinstance(v, float) and v > 0 for v in keys[key].values()), (key, keys[key])
     for key in SCALARS:
         assert isinstance(keys[key], int | float) and keys[key] > 0, (key, keys[key])
-    assert {t["key"] for t in report["targets"]} >= {"function_cpu_us_per_event", "speedup_vs_naive"}
+    assert {t["key"] for t in report["targets"]} >= {
+        "path_cpu_us_per_event",
+        "cosmos_writes_per_action",
+        "function_cpu_us_per_event",
+        "speedup_vs_naive",
+    }
+    # The full path is the sum of its parts, and it includes the worker decode the functions exclude.
+    for name, path in keys["path_cpu_us_per_event"].items():
+        parts = sum(keys[f"path_{p}_us_per_event"][name] for p in ("decode", "ingest", "entity"))
+        assert path == pytest.approx(parts) and path > keys["path_decode_us_per_event"][name] > 0
+    # Every path run wrote to the real Cosmos server (actions, suppressed decisions, dead letters).
+    assert all(w["cosmos_writes"] > 0 for w in report["workloads"].values())
     assert all(t["met"] in (True, False) for t in report["targets"]), report["targets"]
     steady = report["workloads"]["steady"]
     assert steady["batch_size"] == 32 and "minEventBatchSize" in report["batching"]["steady_batch_arithmetic"]
@@ -65,4 +81,4 @@ def test_the_benchmark_runs_at_the_tiny_size_and_writes_every_key(tmp_path: Path
     assert report["workloads"]["reference"]["noise_events"] > report["workloads"]["reference"]["used_events"]
     assert report["machine"]["cores"] and report["machine"]["python"]
     assert (tmp_path / "bench.png").stat().st_size > 10_000
-    assert "targets (issue 10)" in proc.stdout
+    assert "targets (issue 10)" in proc.stdout and "targets (issue 17)" in proc.stdout
