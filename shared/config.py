@@ -116,6 +116,11 @@ class Settings:
     park_after_retries: int = 12
     # First delay of an outbox reminder (then doubling to 5 min): see shared/player.py.
     outbox_reminder_seconds: int = 10
+    # How ingest gets a batch's signals to the entities (docs/performance.md, "Signals").
+    signal_path: str = "orchestration"
+
+
+SIGNAL_PATHS = ("orchestration", "client")
 
 
 def is_local_endpoint(endpoint: str) -> bool:
@@ -162,6 +167,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             f"DISABLED_ACTION_TYPES names unknown action types {sorted(disabled - set(ACTION_TYPES))}; "
             f"known: {', '.join(ACTION_TYPES)}"
         )
+    signal_path = (env.get("SIGNAL_PATH") or "orchestration").strip().lower()
+    if signal_path not in SIGNAL_PATHS:
+        raise ConfigError(f"SIGNAL_PATH must be one of {', '.join(SIGNAL_PATHS)}, got {signal_path!r}")
     return Settings(
         cosmos=cosmos,
         eventhub_name=env.get(EVENTHUB_NAME) or "player-events",
@@ -174,4 +182,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         stale_after_seconds=_float(env, "STALE_AFTER_SECONDS", 900.0),
         park_after_retries=_positive(env, "INGEST_PARK_AFTER_RETRIES", 12),
         outbox_reminder_seconds=max(1, _positive(env, "OUTBOX_REMINDER_SECONDS", 10)),
+        signal_path=signal_path,
     )
