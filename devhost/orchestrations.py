@@ -1538,22 +1538,8 @@ class OrchestrationEngine:
                 return PythonOutcome("missing", message=str(exc))
         assert entry is not None
         spec = entry[1]
-        raw_input = started.get("Input")
-        payload = {
-            "history": events,
-            "input": _jtoken(raw_input) if raw_input is not None else None,
-            "instanceId": instance_id,
-            "isReplaying": bool(started.get("IsPlayed")),
-            "parentInstanceId": parent_id,
-            "upperSchemaVersion": UPPER_SCHEMA_VERSION,
-            "upperSchemaVersionNew": UPPER_SCHEMA_VERSION_NEW,
-            "longRunningTimerIntervalDuration": "3.00:00:00",
-            "maximumShortTimerDuration": "6.00:00:00",
-            "defaultHttpAsyncRequestSleepTimeMillseconds": DEFAULT_HTTP_SLEEP_MS,
-        }
-        # JObject.ToString(): indented; a script trigger without dataType is bound as a string.
         inputs: dict[str, Datum] = {
-            str(spec.trigger["name"]): Datum(json.dumps(payload, indent=2, ensure_ascii=False), "string")
+            str(spec.trigger["name"]): Datum(trigger_json(instance_id, started, parent_id, events), "string")
         }
         if self.client_binding is not None:
             inputs.update({arg: client_datum(self.client_binding) for arg in spec.client_args})
@@ -1764,6 +1750,48 @@ class OrchestrationEngine:
                 FailureDetails=None,
             )
         return OutMessage(str(target["InstanceId"]), str(target["ExecutionId"]), to_ms(now), event)
+
+
+def trigger_json(
+    instance_id: str, started: Mapping[str, Any], parent_id: str | None, events: list[dict[str, Any]]
+) -> str:
+    """The ``orchestrationTrigger`` input of one episode (``OrchestrationContextToString``)."""
+    raw_input = started.get("Input")
+    payload = {
+        "history": events,
+        "input": _jtoken(raw_input) if raw_input is not None else None,
+        "instanceId": instance_id,
+        "isReplaying": bool(started.get("IsPlayed")),
+        "parentInstanceId": parent_id,
+        "upperSchemaVersion": UPPER_SCHEMA_VERSION,
+        "upperSchemaVersionNew": UPPER_SCHEMA_VERSION_NEW,
+        "longRunningTimerIntervalDuration": "3.00:00:00",
+        "maximumShortTimerDuration": "6.00:00:00",
+        "defaultHttpAsyncRequestSleepTimeMillseconds": DEFAULT_HTTP_SLEEP_MS,
+    }
+    # JObject.ToString(): indented; a script trigger without dataType is bound as a string.
+    return json.dumps(payload, indent=2, ensure_ascii=False)
+
+
+def first_episode_json(name: str, instance_id: str, input_json: str | None, now: datetime) -> str:
+    """The trigger input of a just-started instance's first episode: its history is the
+    ``OrchestratorStarted`` of the episode and the client's ``ExecutionStarted`` (tests and the
+    benchmark run a start through the real orchestrator function with it)."""
+    started = _execution_started(now, instance_id, uuid.uuid4().hex, name, input_json, None, 0)
+    events = [history_event(EventType.ORCHESTRATOR_STARTED, at=now), started]
+    return trigger_json(instance_id, started, None, events)
+
+
+def signal_actions(state: Mapping[str, Any]) -> list[tuple[str, str, str, Any]]:
+    """(entity name, key, operation, input) of every SignalEntity action an orchestrator returned
+    (schema 2: the one-element outer array of every action yielded so far)."""
+    out: list[tuple[str, str, str, Any]] = []
+    for group in state.get("actions") or []:
+        for action in group:
+            if action.get("actionType") == 9:
+                name, key = _parse_scheduler_id(str(action.get("instanceId")))
+                out.append((name, key, str(action.get("operation")), action.get("input")))
+    return out
 
 
 def _execution_started(
