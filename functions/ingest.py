@@ -11,6 +11,8 @@ retries again: an outage never turns into loss.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 from datetime import UTC
@@ -29,6 +31,12 @@ log = logging.getLogger(__name__)
 bp = df.Blueprint()
 
 ENTITY_NAME = "Player"
+# The orchestration that delivers one trigger batch's signals (SIGNAL_PATH=orchestration).
+DELIVERY_ORCHESTRATOR = "deliver_signals"
+# Largest orchestration input (characters of the signal list): Azure Storage moves inputs over
+# 45 KB to blobs on its own; the Durable Task Scheduler refuses payloads near 1 MiB. A larger
+# batch is split into several orchestrations, deterministically.
+DELIVERY_MAX_INPUT_CHARS = 256 * 1024
 SIGNAL_CONCURRENCY = 32
 # Dead-letter writes in flight per invocation (blocking Cosmos calls, each on a worker thread).
 DEADLETTER_CONCURRENCY = 8
@@ -87,6 +95,14 @@ def enqueued_ms(event: func.EventHubEvent) -> int | None:
 
 
 async def _signal_all(client: df.DurableOrchestrationClient, batch: RoutedBatch, spans: IngestSpans) -> None:
+    if runtime.settings().signal_path == "client":
+        await _signal_each(client, batch, spans)
+    else:
+        await _signal_by_orchestration(client, batch, spans)
+
+
+async def _signal_each(client: df.DurableOrchestrationClient, batch: RoutedBatch, spans: IngestSpans) -> None:
+    """One client signal per player: one HTTP request to the extension's webhook each."""
     gate = asyncio.Semaphore(SIGNAL_CONCURRENCY)
     ranges = batch.ranges()
 
@@ -103,6 +119,96 @@ async def _signal_all(client: df.DurableOrchestrationClient, batch: RoutedBatch,
                 group.create_task(one(pid, events))
     except ExceptionGroup as failed:
         raise failed.exceptions[0] from failed
+
+
+def delivery_chunks(items: list[list[str]], limit: int = DELIVERY_MAX_INPUT_CHARS) -> list[list[list[str]]]:
+    """The batch's [player, signal] pairs cut into orchestration inputs of at most ``limit``
+    characters each (one pair over the limit travels alone), in order: the same batch always
+    gives the same chunks, so a redelivery starts the same instances."""
+    chunks: list[list[list[str]]] = []
+    size = limit + 1
+    for item in items:
+        n = len(item[0]) + len(item[1]) + 8
+        if size + n > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += n
+    return chunks
+
+
+def delivery_instance_id(ranges: list[tuple[str, int, int]], chunk: int) -> str:
+    """The delivery orchestration of one chunk of one trigger batch. Deterministic: the same
+    events (hub, consumer group, partition and sequence ranges) give the same id, so a batch the
+    host delivers again starts the same instance, never a second set of signals alongside."""
+    settings = runtime.settings()
+    key = json.dumps([settings.eventhub_name, settings.eventhub_consumer_group, ranges, chunk])
+    return "signals-" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+async def _signal_by_orchestration(
+    client: df.DurableOrchestrationClient, batch: RoutedBatch, spans: IngestSpans
+) -> None:
+    """One orchestration per batch (per chunk) that signals each player's entity: one HTTP
+    request for the whole batch, and the signals become the orchestrator's fire-and-forget
+    actions (docs/performance.md, "Signals")."""
+    if not batch.signals:
+        return
+    ranges = batch.ranges()
+    items: list[list[str]] = []
+    for pid, events in batch.signals.items():
+        with spans.signal(pid, events) as traced:
+            items.append([pid, signals.encode(Signal(traced, ranges))])
+    for n, chunk in enumerate(delivery_chunks(items)):
+        await _start_delivery(client, delivery_instance_id(ranges, n), chunk)
+
+
+class DeliveryRefused(RuntimeError):
+    """The Durable backend did not take a batch's delivery orchestration: the batch is retried."""
+
+    def __init__(self, instance_id: str, cause: BaseException) -> None:
+        super().__init__(f"delivery orchestration {instance_id} not started: {cause!r}")
+
+
+# An instance in one of these states already holds this batch's signals (same id, same input).
+_UNDERWAY = frozenset(
+    {
+        df.OrchestrationRuntimeStatus.Running,
+        df.OrchestrationRuntimeStatus.Pending,
+        df.OrchestrationRuntimeStatus.ContinuedAsNew,
+    }
+)
+
+
+async def _start_delivery(
+    client: df.DurableOrchestrationClient, instance_id: str, chunk: list[list[str]]
+) -> None:
+    try:
+        await client.start_new(DELIVERY_ORCHESTRATOR, instance_id, chunk)
+        return
+    except Exception as exc:
+        refused = exc
+    # Starting an id that is Running or Pending is refused (500). The same id carries the same
+    # events, so an instance under way delivers them: the batch is done. Anything else (the
+    # backend is down, the status cannot be read) fails the batch: retried, then parked.
+    try:
+        status = await client.get_status(instance_id)
+    except Exception as exc:
+        raise DeliveryRefused(instance_id, refused) from exc
+    if status is not None and status.runtime_status in _UNDERWAY:
+        log.info("delivery %s already under way: this batch was delivered again", instance_id)
+        return
+    raise DeliveryRefused(instance_id, refused) from refused
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=DELIVERY_ORCHESTRATOR)
+def deliver_signals(context: df.DurableOrchestrationContext) -> int:
+    """Signal each player of one trigger batch: fire-and-forget actions, one episode, no replay
+    of anything (it awaits nothing). Entities dedupe a signal delivered twice."""
+    pairs = context.get_input() or []
+    for player_id, payload in pairs:
+        context.signal_entity(df.EntityId(ENTITY_NAME, player_id), "events", payload)
+    return len(pairs)
 
 
 def _write_dead_letter(store: ActionStore, dl: DeadLetter) -> bool:

@@ -14,17 +14,18 @@ import asyncio
 import json
 import os
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 import function_app
-from devhost import bindings, protocol
+from devhost import bindings, orchestrations, protocol
 from devhost.bindings import HttpReply, HubEvent
 from devhost.host import entity_runner
 from devhost.indexing import AppIndex, index_app
 from devhost.transport import as_sent
-from devhost.worker import RetryContext
+from devhost.worker import Datum, Invocation, RetryContext
 from shared import signals
 from shared.entity import load_state
 from shared.signals import Signal
@@ -34,7 +35,7 @@ BASE = "http://127.0.0.1:7071"
 # Every function the app registers (function_app.py), by blueprint.
 APP_FUNCTIONS = frozenset(
     {
-        "ingest",  # functions/ingest.py
+        *("ingest", "deliver_signals"),  # functions/ingest.py
         "player",  # functions/player_entity.py
         *("get_player", "erase_player", "health"),  # functions/api.py
         "outbox_reminder",  # functions/reminders.py
@@ -54,15 +55,66 @@ def index() -> AppIndex:
 class Capture:
     """In-process stand-in for the extension's webhook: records what the SDK sent, answers 202.
 
-    URLs are recorded as aiohttp would send them (dot segments removed)."""
+    URLs are recorded as aiohttp would send them (dot segments removed). ``signals()`` gives the
+    entity signals whichever way ingest sent them: client signals as posted, and each delivery
+    orchestration started (SIGNAL_PATH=orchestration) run through the real orchestrator function,
+    its SignalEntity actions read back as the extension reads them."""
 
-    def __init__(self, status: int = 202) -> None:
+    def __init__(self, status: int = 202, instance_status: str | None = None) -> None:
         self.posts: list[tuple[str, Any]] = []
+        self.gets: list[str] = []
         self.status = status
+        self.instance_status = instance_status  # what a status query answers (None: 404)
+
+    async def get(self, url: str, *args: Any, **kwargs: Any) -> list[Any]:
+        self.gets.append(as_sent(url))
+        if self.instance_status is None:
+            return [404, None]
+        instance_id = url.split("/instances/", 1)[1].split("?", 1)[0]
+        return [200, {"instanceId": instance_id, "runtimeStatus": self.instance_status, "name": "x"}]
 
     async def post(self, url: str, data: Any = None, *args: Any, **kwargs: Any) -> list[Any]:
         self.posts.append((as_sent(url), data))
+        if self.status == 202 and f"{protocol.WEBHOOK_PATH}orchestrators/" in url:
+            instance_id = url.rsplit("/", 1)[1]
+            return [202, {"id": instance_id}]
         return [self.status, ""]
+
+    def starts(self) -> list[tuple[str, str, Any]]:
+        """(orchestrator, instance id, the posted input) of every orchestration start."""
+        out = []
+        for url, data in self.posts:
+            path = url.split("?", 1)[0]
+            marker = f"{protocol.WEBHOOK_PATH}orchestrators/"
+            if marker in path:
+                name, _, instance_id = path.split(marker, 1)[1].partition("/")
+                out.append((name, instance_id, data))
+        return out
+
+    def signals(self) -> list[tuple[str, Any]]:
+        """Every entity signal as (webhook URL, JSON text of the input), in the order sent."""
+        out: list[tuple[str, Any]] = []
+        rpc = BASE + protocol.WEBHOOK_PATH
+        for url, data in self.posts:
+            if protocol.parse_entity_url(url) is not None:
+                out.append((url, data))
+        for name, instance_id, data in self.starts():
+            for entity, key, op, inp in run_first_episode(name, instance_id, data):
+                out.append((f"{rpc}entities/{entity.title()}/{key}?op={op}", inp))  # JSON text, as posted
+        return out
+
+
+def run_first_episode(name: str, instance_id: str, posted: Any) -> list[tuple[str, str, str, Any]]:
+    """A started orchestration's first episode through the worker path; its signal actions."""
+    spec = index().functions[name]
+    raw = orchestrations.first_episode_json(
+        name, instance_id, orchestrations.compact(posted), datetime.fromtimestamp(NOW_MS / 1000, UTC)
+    )
+    out = asyncio.run(spec.invoke(Invocation(inputs={str(spec.trigger["name"]): Datum(raw, "string")})))
+    assert out is not None and isinstance(out.value, str), out
+    state = json.loads(out.value)
+    assert state.get("isDone"), state
+    return orchestrations.signal_actions(state)
 
 
 def hub_events(
@@ -90,7 +142,7 @@ def run_ingest(
         client_args={arg: protocol.client_binding_json(BASE, "testhub") for arg in spec.client_args},
         retry=retry or RetryContext(0, -1),
     )
-    with protocol.client_transport(capture.post):
+    with protocol.client_transport(capture.post, capture.get):
         asyncio.run(spec.invoke(inv))
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from typing import Any
 
 import pytest
 
 import function_app
 from devhost import protocol
-from shared import signals
+from functions import ingest
+from shared import runtime, signals
 from shared.entity import id_hash
 from shared.store import ActionStore
 from tests.apphost import (
@@ -100,10 +102,10 @@ def test_ingest_signals_one_entity_per_player_and_dead_letters_bad_input(
     capture = Capture()
     run_ingest(hub_events(raws, seq0=100), capture, partition="7")
 
-    urls = sorted(url for url, _ in capture.posts)
+    urls = sorted(url for url, _ in capture.signals())
     rpc = BASE + protocol.WEBHOOK_PATH
     assert urls == [rpc + "entities/Player/alice?op=events", rpc + "entities/Player/bob?op=events"]
-    payloads = {protocol.parse_entity_url(url).key: json.loads(data) for url, data in capture.posts}
+    payloads = {protocol.parse_entity_url(url).key: json.loads(data) for url, data in capture.signals()}
     assert all(p.startswith("s2:") for p in payloads.values())  # a versioned, pre-encoded signal
     alice = signals.decode(payloads["alice"])
     assert [e.id for e in alice.events] == ["a1", "a2"]
@@ -130,9 +132,70 @@ def test_ingest_replay_writes_the_same_dead_letters_once(app_env: dict[str, str]
     assert len(rows) == 1
 
 
-def test_ingest_raises_when_the_signal_is_refused_so_the_batch_is_retried(app_env: dict[str, str]) -> None:
-    with pytest.raises(Exception, match="unexpected status code 500"):
+# How a refused signal shows: the client's own error, or the delivery orchestration's.
+REFUSED = "unexpected status code 500|delivery orchestration .* not started"
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("client", "unexpected status code 500"),
+        ("orchestration", "delivery orchestration signals-.* not started"),
+    ],
+)
+def test_ingest_raises_when_the_signal_is_refused_so_the_batch_is_retried(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, path: str, message: str
+) -> None:
+    monkeypatch.setenv("SIGNAL_PATH", path)
+    runtime.reset()
+    with pytest.raises(Exception, match=message):
         run_ingest(hub_events([body(cloud_event(at_ms=NOW_MS - 1000))], seq0=1), Capture(500), partition="0")
+
+
+@pytest.mark.parametrize("status", ["Running", "Pending"])
+def test_a_redelivered_batch_whose_delivery_is_under_way_is_done(
+    app_env: dict[str, str], status: str
+) -> None:
+    """Starting an instance id that is Running or Pending answers 500 (platform.md); the same id
+    means the same events, so the delivery under way carries them and the batch succeeds."""
+    capture = Capture(500, instance_status=status)
+    run_ingest(hub_events([body(cloud_event(at_ms=NOW_MS - 1000))], seq0=1), capture, partition="0")
+    [(name, instance_id, _)] = capture.starts()
+    assert name == "deliver_signals" and capture.gets and instance_id in capture.gets[0]
+
+
+def test_a_refused_start_whose_instance_is_not_under_way_fails_the_batch(app_env: dict[str, str]) -> None:
+    with pytest.raises(Exception, match="not started"):
+        run_ingest(
+            hub_events([body(cloud_event(at_ms=NOW_MS - 1000))], seq0=1),
+            Capture(500, instance_status="Failed"),
+            partition="0",
+        )
+
+
+def test_the_delivery_instance_is_the_batch_so_a_redelivery_starts_the_same_one(
+    app_env: dict[str, str],
+) -> None:
+    raws = [
+        body(cloud_event(player=p, event_id=f"{p}{i}", at_ms=NOW_MS - 1000)) for i, p in enumerate("abcab")
+    ]
+    first, again, later = Capture(), Capture(), Capture()
+    run_ingest(hub_events(raws, seq0=40), first, partition="3")
+    run_ingest(hub_events(raws, seq0=40), again, partition="3")
+    run_ingest(hub_events(raws, seq0=45), later, partition="3")
+    assert [i for _, i, _ in first.starts()] == [i for _, i, _ in again.starts()]
+    assert [i for _, i, _ in first.starts()] != [i for _, i, _ in later.starts()]
+    assert sorted(protocol.parse_entity_url(u).key for u, _ in first.signals()) == ["a", "b", "c"]
+
+
+def test_a_large_batch_is_split_into_deliveries_under_the_payload_cap() -> None:
+    items = [[f"p{i}", "s2:" + "x" * 3000] for i in range(200)]
+    chunks = ingest.delivery_chunks(items, limit=64 * 1024)
+    assert [pair for c in chunks for pair in c] == items  # all of them, in order
+    assert len(chunks) > 1 and all(len(json.dumps(c)) <= 64 * 1024 for c in chunks)
+    assert ingest.delivery_chunks([["p", "s2:" + "y" * 100_000]], limit=1000) == [
+        [["p", "s2:" + "y" * 100_000]]
+    ]
 
 
 def v2(events: list[dict[str, Any]]) -> str:
@@ -329,7 +392,7 @@ def test_a_dead_letter_cosmos_refuses_for_good_does_not_stall_the_partition(
         run_ingest(
             hub_events([b"{broken", body(cloud_event(at_ms=now - 1000))], seq0=1), capture, partition="2"
         )
-    assert len(capture.posts) == 1  # the valid event was signalled
+    assert len(capture.signals()) == 1  # the valid event was signalled
     assert proxy.faults_served >= 1 and "dead letter refused by Cosmos DB" in caplog.text
 
 
@@ -365,12 +428,12 @@ def test_a_batch_still_failing_after_the_bound_is_parked_or_else_retried(
     )
     runtime.reset()
     events = hub_events([body(cloud_event(at_ms=NOW_MS - 1000))], seq0=1)
-    with pytest.raises(Exception, match="unexpected status code 500"):
+    with pytest.raises(Exception, match=REFUSED):
         run_ingest(events, Capture(500), partition="0", retry=RetryContext(2, -1))
     # At the bound the app tries to park; the storage account is unreachable, so it raises.
     with pytest.raises(Exception) as failed:
         run_ingest(events, Capture(500), partition="0", retry=RetryContext(3, -1))
-    assert "unexpected status code 500" not in str(failed.value)
+    assert not re.search(REFUSED, str(failed.value)), failed.value
 
 
 def test_a_flood_of_bad_input_is_dead_lettered_concurrently(app_env: dict[str, str], monkeypatch) -> None:
@@ -402,7 +465,7 @@ def test_a_reinjected_event_is_read_at_its_first_position(app_env: dict[str, str
     raw = body(cloud_event(player="rita", event_id="r1", at_ms=NOW_MS - 7_300_000))
     capture = Capture()
     run_ingest([HubEvent(raw, 77, "7700", NOW_MS - 1000, "rita", first)], capture, partition="2")
-    [(_, data)] = capture.posts
+    [(_, data)] = capture.signals()
     payload = sent_signal(data)
     [event] = payload.events
     assert (event.p, event.s, event.q) == ("9", 4242, NOW_MS - 7_200_000)

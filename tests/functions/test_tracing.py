@@ -44,7 +44,7 @@ def test_event_to_action_is_one_trace(app_env, store: ActionStore, spans) -> Non
     raws = tilting_raws("tracy", now - 3600_000)
     capture = Capture()
     run_ingest(hub_events(raws, seq0=10), capture, partition="3")
-    [(_, data)] = capture.posts
+    [(_, data)] = capture.signals()
     out = call_entity("tracy", None, [("events", json.loads(data))])  # the encoded signal as sent
     assert not out.results[0]["isError"]
 
@@ -87,5 +87,5 @@ def test_events_without_traceparent_cost_no_span_and_no_extra_bytes(app_env, spa
         hub_events([body(cloud_event(player="nobody", at_ms=now - 1000))], seq0=1), capture, partition="0"
     )
     assert spans.get_finished_spans() == ()
-    [(_, data)] = capture.posts
+    [(_, data)] = capture.signals()
     assert sent_signal(data).events[0].tc is None

@@ -75,7 +75,7 @@ def test_the_app_declares_binary_so_bad_bodies_reach_python_and_are_dead_lettere
     )
     capture = Capture()
     run_ingest(hub_events([b"", good, b"\xff", nested, b"nope", dots, huge]), capture)
-    assert [p for p, _ in capture.posts] == [
+    assert [p for p, _ in capture.signals()] == [
         "http://127.0.0.1:7071/runtime/webhooks/durabletask/entities/Player/alice?op=events"
     ]
     rows = list(store.deadletters.query_items("SELECT * FROM c", enable_cross_partition_query=True))
