@@ -230,6 +230,10 @@ def measure_workloads(
         if path:
             progress.set_description(f"{w.name}: full path")
             results[w.name].update(measure_path(engine, proc, w, templates["engine"], host))
+            progress.set_description(f"{w.name}: full path, client signals")
+            client = measure_path(engine, proc, w, templates["engine"], host, signal_path="client")
+            results[w.name]["path_cpu_us_per_event_client_signals"] = client["path_cpu_us_per_event"]
+            results[w.name]["path_ingest_us_per_event_client_signals"] = client["path_ingest_us_per_event"]
         progress.set_description(f"{w.name}: floor")
         results[w.name]["floor_decode_us_per_event"] = floor_decode(list(w.bodies()), repeats)
         e = results[w.name]
@@ -244,6 +248,7 @@ def measure_path(
     w: bw.Workload,
     templates: dict[int, str | None],
     host: bw.HostBatching,
+    signal_path: str = "orchestration",
 ) -> dict[str, Any]:
     """The product's figure: everything a worker process spends per event in Azure. The worker's
     trigger decode of the host-shaped batches, the ingest function with the Durable SDK's real
@@ -251,7 +256,35 @@ def measure_path(
     SDK's batch protocol, and the store's real Cosmos client writing to a local Cosmos DB server
     (another process). Not included: the host and the Durable extension themselves (building the
     batches, queues, storing states), the servers' own CPU. One run per workload on a fresh server
-    (a second run would find its actions already written)."""
+    (a second run would find its actions already written). ``signal_path``: the app's
+    SIGNAL_PATH (one delivery orchestration per batch, or one client signal per player)."""
+    saved = os.environ.get("SIGNAL_PATH")
+    os.environ["SIGNAL_PATH"] = signal_path
+    try:
+        return _path_run(engine, proc, w, templates, host)
+    finally:
+        if saved is None:
+            os.environ.pop("SIGNAL_PATH", None)
+        else:
+            os.environ["SIGNAL_PATH"] = saved
+        bench_runtime_reset()
+
+
+def bench_runtime_reset() -> None:
+    from shared import runtime, store
+
+    fake = store._store
+    runtime.reset()
+    store._store = fake
+
+
+def _path_run(
+    engine: bench_cpu.Design,
+    proc: bench_cpu.Process,
+    w: bw.Workload,
+    templates: dict[int, str | None],
+    host: bw.HostBatching,
+) -> dict[str, Any]:
     with bench_cpu.full_path(proc) as fp:
         before = proc.meter.snapshot()
         stats = bench_cpu.run_workload(
@@ -262,9 +295,10 @@ def measure_path(
     n = w.events
     actions = delta.total("pi.actions")
     return {
-        "path_cpu_us_per_event": _us(stats.decode_s + stats.ingest_s + stats.entity_s, n),
+        "path_cpu_us_per_event": _us(stats.decode_s + stats.function_s, n),
         "path_decode_us_per_event": _us(stats.decode_s, n),
         "path_ingest_us_per_event": _us(stats.ingest_s, n),
+        "path_deliver_us_per_event": _us(stats.deliver_s, n),
         "path_entity_us_per_event": _us(stats.entity_s, n),
         "path_signals": stats.signals,
         "path_actions": actions,
@@ -295,6 +329,7 @@ def _workload_figures(
         "function_cpu_us_per_event": _median(fn),
         "function_cpu_us_per_event_runs": [round(x, 2) for x in fn],
         "ingest_cpu_us_per_event": _median([_us(r.ingest_s, n) for r in eng]),
+        "deliver_cpu_us_per_event": _median([_us(r.deliver_s, n) for r in eng]),
         "entity_cpu_us_per_event": _median([_us(r.entity_s, n) for r in eng]),
         "entity_cpu_us_per_operation": _median([_us(r.entity_s, r.operations) for r in eng]),
         "worker_decode_us_per_event": _us(decode_s, n),
@@ -428,12 +463,16 @@ def table(report: dict[str, Any]) -> str:
 
     row("FULL PATH (what a worker pays)", "path_cpu_us_per_event")
     row("  worker decode", "path_decode_us_per_event")
-    row("  ingest + signal client (HTTP)", "path_ingest_us_per_event")
+    row("  ingest + Durable client (HTTP)", "path_ingest_us_per_event")
+    row("  delivery orchestration", "path_deliver_us_per_event")
     row("  entity + Cosmos client", "path_entity_us_per_event")
+    row("  same, one client signal each", "path_cpu_us_per_event_client_signals")
+    row("    its ingest + Durable client", "path_ingest_us_per_event_client_signals")
     row("Cosmos writes per action", "cosmos_writes_per_action", 2)
     row("Cosmos writes per event", "cosmos_writes_per_event", 4)
-    row("function CPU (ingest + entity)", "function_cpu_us_per_event")
+    row("function CPU (no HTTP, no Cosmos)", "function_cpu_us_per_event")
     row("  ingest", "ingest_cpu_us_per_event")
+    row("  delivery orchestration", "deliver_cpu_us_per_event")
     row("  entity", "entity_cpu_us_per_event")
     row("  entity per operation", "entity_cpu_us_per_operation")
     row("worker decode (outside the function)", "worker_decode_us_per_event")
@@ -639,7 +678,9 @@ def main(argv: list[str] | None = None) -> int:
             "path_cpu_us_per_event",
             "path_decode_us_per_event",
             "path_ingest_us_per_event",
+            "path_deliver_us_per_event",
             "path_entity_us_per_event",
+            "path_cpu_us_per_event_client_signals",
             "cosmos_writes_per_action",
             "cosmos_writes_per_event",
         )

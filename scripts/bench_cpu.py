@@ -24,6 +24,7 @@ import contextlib
 import copy
 import cProfile
 import gc
+import json
 import os
 import pstats
 import sys
@@ -44,6 +45,7 @@ GROUP = "$Default"
 TASK_HUB = "benchhub"
 BASE = "http://127.0.0.1:7071"
 ENTITY_LAG_MS = 30
+START_MARK = protocol.WEBHOOK_PATH + "orchestrators/"
 SAMPLE_SIGNALS = 2000  # the trigger returned -> the entity batch runs
 ENV = {
     # A Cosmos account that is never contacted (the store's client is FakeCosmos).
@@ -174,6 +176,7 @@ class Design:
     entity: FunctionSpec
     entity_name: str
     client_args: dict[str, str]
+    orchestrators: dict[str, FunctionSpec] = field(default_factory=dict)
 
 
 def design(name: str, app: Any) -> Design:
@@ -190,6 +193,10 @@ def design(name: str, app: Any) -> Design:
         entity,
         str(entity.trigger.get("entityName", entity.name)),
         {arg: binding for arg in ingest.client_args},
+        {
+            str(f.trigger.get("orchestration") or f.name).lower(): f
+            for f in index.by_trigger("orchestrationTrigger")
+        },
     )
 
 
@@ -273,6 +280,8 @@ class _Capture:
         self.posts.append((url, data))
         if self.forward is not None:
             return await self.forward(url, data, *args, **kwargs)  # type: ignore[no-any-return]
+        if START_MARK in url:  # the start of an orchestration answers its management payload
+            return [202, {"id": url.split("?", 1)[0].rsplit("/", 1)[1]}]
         return [202, ""]
 
 
@@ -282,6 +291,7 @@ class RunStats:
     workload: str
     events: int = 0
     ingest_s: float = 0.0
+    deliver_s: float = 0.0  # the delivery orchestrations' episodes (SIGNAL_PATH=orchestration)
     entity_s: float = 0.0
     decode_s: float = 0.0  # the worker's trigger decode (charged in the full path)
     trigger_batches: int = 0
@@ -296,7 +306,7 @@ class RunStats:
 
     @property
     def function_s(self) -> float:
-        return self.ingest_s + self.entity_s
+        return self.ingest_s + self.deliver_s + self.entity_s
 
 
 class Runner:
@@ -345,14 +355,48 @@ class Runner:
         s.events += len(batch.events)
         s.trigger_batches += 1
         posts, self.capture.posts = self.capture.posts, []
-        s.signals += len(posts)
         for url, data in posts:
+            if START_MARK in url:
+                for key, op, payload in await self.deliver(url, data, batch.now_ms):
+                    self.signal(key, op, payload)
+                continue
             req = protocol.parse_entity_url(as_sent(url))
             if req is None or req.op is None:
                 raise RuntimeError(f"{self.d.name}: not an entity signal: {url}")
-            self.pending.setdefault(req.key, []).append((req.op, data))
-            if len(s.sample) < SAMPLE_SIGNALS:
-                s.sample.append((req.key, data))
+            self.signal(req.key, req.op, data)
+
+    def signal(self, key: str, op: str, data: str | None) -> None:
+        s = self.stats
+        s.signals += 1
+        self.pending.setdefault(key, []).append((op, data))
+        if len(s.sample) < SAMPLE_SIGNALS:
+            s.sample.append((key, data))
+
+    async def deliver(self, url: str, posted: Any, now_ms: int) -> list[tuple[str, str, str | None]]:
+        """A delivery orchestration's first (and only) episode, as the extension runs it: the
+        trigger payload built (not timed: the extension's work), the real orchestrator function
+        through the worker path (timed), its SignalEntity actions read back."""
+        from datetime import UTC, datetime
+
+        from devhost import orchestrations
+        from devhost.worker import Datum, Invocation
+
+        name, _, instance_id = url.split("?", 1)[0].split(START_MARK, 1)[1].partition("/")
+        spec = self.d.orchestrators[name.lower()]
+        at = datetime.fromtimestamp(now_ms / 1000, UTC)
+        raw = orchestrations.first_episode_json(name, instance_id, orchestrations.compact(posted), at)
+        inv = Invocation(inputs={str(spec.trigger["name"]): Datum(raw, "string")})
+        c0 = cpu()
+        if self.profile is not None:
+            self.profile.enable()
+        out = await spec.invoke(inv)
+        if self.profile is not None:
+            self.profile.disable()
+        self.stats.deliver_s += cpu() - c0
+        state = json.loads(out.value)
+        if not state.get("isDone"):
+            raise RuntimeError(f"{self.d.name}: delivery {instance_id} did not finish in one episode")
+        return [(key, op, inp) for _, key, op, inp in orchestrations.signal_actions(state)]
 
     def entity(self, key: str, ops: list[tuple[str, str | None]]) -> None:
         spec = self.d.entity
@@ -529,13 +573,13 @@ def full_path(proc: Process) -> Iterator[FullPath]:
         with bench_e2e.webhook_server() as base, writes.counting():
             yield FullPath(base, writes)
     finally:
-        store._store = saved_store
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        runtime.reset()
+        runtime.reset()  # forgets the store too: the in-memory one is put back after it
+        store._store = saved_store
         server.stop()
 
 

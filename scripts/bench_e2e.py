@@ -35,8 +35,13 @@ async def accepted(request):
     await request.read()
     return web.Response(status=202)
 
+async def started(request):
+    await request.read()
+    return web.json_response({"id": request.match_info["id"]}, status=202)
+
 app = web.Application()
 app.router.add_post("/runtime/webhooks/durabletask/entities/{name}/{key}", accepted)
+app.router.add_post("/runtime/webhooks/durabletask/orchestrators/{name}/{id}", started)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
 
@@ -49,7 +54,8 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def webhook_server() -> Iterator[str]:
-    """A loopback aiohttp server in its own process that answers every entity signal 202."""
+    """A loopback aiohttp server in its own process that answers every entity signal and every
+    orchestration start 202, as the extension's webhook does."""
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(port)], cwd=ROOT)
     try:

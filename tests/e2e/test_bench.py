@@ -29,6 +29,7 @@ PER_WORKLOAD = (
     "path_cpu_us_per_event",
     "path_decode_us_per_event",
     "path_ingest_us_per_event",
+    "path_deliver_us_per_event",
     "path_entity_us_per_event",
 )
 SCALARS = (
@@ -70,7 +71,7 @@ def test_the_benchmark_runs_at_the_tiny_size_and_writes_every_key(tmp_path: Path
     }
     # The full path is the sum of its parts, and it includes the worker decode the functions exclude.
     for name, path in keys["path_cpu_us_per_event"].items():
-        parts = sum(keys[f"path_{p}_us_per_event"][name] for p in ("decode", "ingest", "entity"))
+        parts = sum(keys[f"path_{p}_us_per_event"][name] for p in ("decode", "ingest", "deliver", "entity"))
         assert path == pytest.approx(parts) and path > keys["path_decode_us_per_event"][name] > 0
     # Every path run wrote to the real Cosmos server (actions, suppressed decisions, dead letters).
     assert all(w["cosmos_writes"] > 0 for w in report["workloads"].values())
