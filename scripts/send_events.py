@@ -18,6 +18,14 @@ Why it is built this way:
   ``retry_mode='exponential'``). We only *count* them (from the SDK's retry log
   record) and count throttling (server-busy / timeouts) that survived them, so
   the summary tells whether the namespace's throughput units were the limit.
+- Before the client is built, one TCP connect to the endpoint's host and port
+  (``probe``, 3 s): a refused or unresolvable endpoint (the emulator not started,
+  a mistyped namespace) is one line and exit 1 at once, instead of the client's
+  retries on every link it opens (about 50 s with the defaults). A probe rather
+  than a short retry policy on the first send: the client's retry options are
+  fixed when it is built and are meant for throttling under load, and a probe
+  names the host and port that did not answer. Anything past the TCP connect
+  (TLS, AMQP, authorisation) still goes through the client and its retries.
 - Pacing is a token bucket over events (``Pacer``) with an injectable clock and
   sleep, and the core (``pack``, ``Producer``) takes the batch factory and the
   send call as arguments, so tests drive real batches without a broker.
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -37,9 +46,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
+from urllib.parse import urlparse
 
 import msgspec
+from azure.core.utils import parse_connection_string
 from azure.eventhub import EventData, EventDataBatch, EventHubProducerClient
 from azure.eventhub.exceptions import EventHubError, OperationTimeoutError
 
@@ -55,6 +66,12 @@ DRY_RUN_MAX_BATCH_BYTES = 1024 * 1024
 # The logger whose INFO record "... has an exception (...). Retrying..." marks one built-in retry.
 SDK_RETRY_LOGGER = "azure.eventhub._client_base"
 _THROTTLE_MARKERS = ("server-busy", "serverbusy", "throttl")
+# Where the client's AMQP connection goes (azure-eventhub 5.15, _pyamqp/_connection.py): TLS on 5671
+# (the endpoint's own port is ignored), or, with UseDevelopmentEmulator=true (TLS off,
+# _client_base.py), the endpoint's port or 5672.
+AMQPS_PORT = 5671
+AMQP_PORT = 5672
+PROBE_TIMEOUT_S = 3.0
 
 MakeBatch = Callable[[str, int | None], EventDataBatch]
 SendBatch = Callable[[EventDataBatch], None]
@@ -346,6 +363,47 @@ def journey_stream(
     return interleave(generate(players, seed, end - window, window))
 
 
+class EndpointUnreachable(Exception):
+    """The endpoint's host and port do not accept a TCP connection (nothing to retry against)."""
+
+
+class Endpoint(NamedTuple):
+    host: str
+    port: int
+    emulator: bool = False
+
+
+def endpoint_of(connection_string: str | None, namespace: str | None) -> Endpoint:
+    """The host and port the producer client will open its AMQP connection to."""
+    if connection_string:
+        settings = parse_connection_string(connection_string, case_sensitive_keys=False)
+        parsed = urlparse(str(settings.get("endpoint") or settings.get("hostname") or ""))
+        if not parsed.hostname:  # the client refuses it too ("Invalid Endpoint")
+            raise ValueError("Endpoint must be sb://<host>[:<port>]")
+        if str(settings.get("usedevelopmentemulator", "")).lower() == "true":
+            return Endpoint(parsed.hostname, parsed.port or AMQP_PORT, emulator=True)
+        return Endpoint(parsed.hostname, AMQPS_PORT)
+    if not namespace:
+        raise ValueError("no connection string and no namespace")
+    return Endpoint(namespace if "." in namespace else f"{namespace}.servicebus.windows.net", AMQPS_PORT)
+
+
+def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """One TCP connect to ``host:port``; raises EndpointUnreachable with the reason when it fails."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except ConnectionRefusedError:
+        reason = "connection refused: nothing is listening there"
+    except socket.gaierror as exc:
+        reason = f"the host name does not resolve ({exc.strerror or exc})"
+    except TimeoutError:
+        reason = f"no answer within {timeout:g} s"
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    raise EndpointUnreachable(f"{host}:{port}: {reason}")
+
+
 def make_client(args: argparse.Namespace) -> EventHubProducerClient:
     retry: dict[str, Any] = {
         "retry_total": args.retry_total,
@@ -428,6 +486,17 @@ def main(argv: list[str] | None = None) -> int:
     # Our retry counter needs the SDK's INFO records; keep them out of the console unless -v.
     for handler in logging.getLogger().handlers:
         handler.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    if not args.dry_run:  # fail fast, in one line, when nothing can be sent
+        try:
+            endpoint = endpoint_of(args.connection_string, args.namespace)
+            probe(endpoint.host, endpoint.port)
+        except ValueError as exc:
+            print(f"send_events: unusable connection string: {exc}", file=sys.stderr)
+            return 2
+        except EndpointUnreachable as exc:
+            hint = " (is the Event Hubs emulator running?)" if endpoint.emulator else ""
+            print(f"send_events: cannot reach the Event Hubs endpoint {exc}{hint}", file=sys.stderr)
+            return 1
     from tqdm import tqdm
 
     limit = int(args.rate * args.duration)

@@ -15,8 +15,14 @@ on an injected clock, never on wall-time sleeps.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +33,7 @@ from scripts import send_events as se
 from shared.events import Dropped, PlayerEvent, Rejected, parse
 from shared.journeys import generate, interleave
 
+ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2026, 11, 21, tzinfo=UTC)
 REFUSED = "Endpoint=sb://127.0.0.1/;SharedAccessKeyName=x;SharedAccessKey=eA==;EntityPath=player-events"
 
@@ -256,3 +263,84 @@ def _grouped(chunk: list[dict[str, Any]]) -> list[bytes]:
     for e in chunk:
         groups.setdefault(e["subject"], []).append(se.encode(e))
     return [b for bodies in groups.values() for b in bodies]
+
+
+def _free_loopback_port() -> int:
+    """A loopback port with nothing listening: bound to find a free number, then closed."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _emulator(port: int) -> str:
+    return (
+        f"Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
+        "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
+    )
+
+
+def test_endpoint_is_where_the_client_connects() -> None:
+    # azure-eventhub 5.15: TLS (5671, the endpoint's port ignored) unless UseDevelopmentEmulator=true.
+    assert se.endpoint_of(_emulator(5999), None) == ("127.0.0.1", 5999, True)
+    readme = "Endpoint=sb://localhost;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true;"
+    assert se.endpoint_of(readme, None) == ("localhost", 5672, True)
+    assert se.endpoint_of(REFUSED, None) == ("127.0.0.1", 5671, False)
+    assert se.endpoint_of(None, "ns1") == ("ns1.servicebus.windows.net", 5671, False)
+    assert se.endpoint_of(None, "ns1.servicebus.windows.net") == ("ns1.servicebus.windows.net", 5671, False)
+    with pytest.raises(ValueError):
+        se.endpoint_of("not a connection string", None)
+
+
+def test_probe_passes_a_listening_port_and_names_a_refused_one() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        se.probe("127.0.0.1", server.getsockname()[1])  # no exception: something answers
+    port = _free_loopback_port()
+    with pytest.raises(se.EndpointUnreachable, match=f"127.0.0.1:{port}: connection refused"):
+        se.probe("127.0.0.1", port)
+
+
+def test_cli_fails_fast_in_one_line_when_nothing_listens(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The emulator's connection string with no emulator: exit 1 at once, not after the client's retries."""
+    monkeypatch.delenv(se.CONNECTION_STRING_ENV, raising=False)
+    port = _free_loopback_port()
+    started = time.monotonic()
+    code = se.main(["--connection-string", _emulator(port), "--duration", "5", "--no-progress"])
+    took = time.monotonic() - started
+    captured = capsys.readouterr()
+    assert code == 1
+    assert took < 5.0, f"took {took:.1f} s"
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert f"127.0.0.1:{port}" in lines[0] and "connection refused" in lines[0]
+    assert "emulator" in lines[0]
+    assert captured.out == ""
+
+
+def test_cli_process_exits_non_zero_with_one_line(tmp_path: Path) -> None:
+    """The same as a user runs it (python -m scripts.send_events), bounded by a timeout."""
+    port = _free_loopback_port()
+    env = {k: v for k, v in os.environ.items() if k != se.CONNECTION_STRING_ENV}
+    env[se.CONNECTION_STRING_ENV] = _emulator(port)
+    proc = subprocess.run(
+        [sys.executable, "-m", "scripts.send_events", "--duration", "5"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,  # the import alone takes a few seconds on a busy machine; the retries took ~50 s
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"send_events: cannot reach the Event Hubs endpoint 127.0.0.1:{port}: connection refused: "
+        "nothing is listening there (is the Event Hubs emulator running?)"
+    ]
+
+
+def test_cli_refuses_a_malformed_connection_string(capsys: pytest.CaptureFixture[str]) -> None:
+    assert se.main(["--connection-string", "Endpoint=nonsense", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("send_events: unusable connection string")
