@@ -4,8 +4,11 @@ Modes (combinable): the first ``failures`` document writes answered with ``statu
 (0: the connection is dropped without an answer); a random ``mix`` of faults per
 write (e.g. 35% 429 with ``x-ms-retry-after-ms``, 5% 503, 5% resets), seeded; a
 ``blackhole`` switch under which every request (reads too) hangs unanswered until
-switched off or the client gives up; and a ``write_delay_s`` per write (a
-service's latency). Used by the tests and by ``make reliability`` (loopback only).
+switched off or the client gives up; a ``hold_writes`` switch under which every write
+(POST, PUT, DELETE: creating a database or a container too) waits until switched off and
+is then forwarded (a slow server: the client may have timed out meanwhile); and a
+``write_delay_s`` per write (a service's latency). Used by the tests and by
+``make reliability`` (loopback only).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class FaultProxy:
         self._rng = random.Random(seed)
         self.faults_by_status: dict[int, int] = {}
         self.blackhole = threading.Event()  # set: every request hangs unanswered
+        self.hold_writes = threading.Event()  # set: writes wait, then are forwarded
         # Each document write waits this long first (a service's write latency, e.g. ~40 ms in Azure).
         self.write_delay_s = write_delay_s
         self.in_flight = 0
@@ -71,6 +75,8 @@ class FaultProxy:
                         time.sleep(0.05)
                     self.close_connection = True
                     return
+                while proxy.hold_writes.is_set() and self.command != "GET" and not proxy._closing:
+                    time.sleep(0.05)
                 status = proxy.status
                 if is_doc_write:
                     with proxy._lock:
@@ -136,6 +142,7 @@ class FaultProxy:
     def __exit__(self, *exc: object) -> None:
         self._closing = True
         self.blackhole.clear()
+        self.hold_writes.clear()
         self.server.shutdown()
         self.server.server_close()
 

@@ -33,7 +33,7 @@ from devhost.local_hub import BatchOptions, EventLog, PartitionPump, PumpStats, 
 from devhost.orchestrations import OrchestrationClientTransport, OrchestrationEngine
 from devhost.producers import JsonlSource, Source, SourceError, SyntheticConfig, SyntheticSource
 from devhost.queues import QueueListener, QueueStats
-from devhost.servers import Azurite, CosmosServer
+from devhost.servers import STARTUP_LIMIT_S, Azurite, CosmosServer, wait_ready
 from devhost.settings import (
     HOST_JSON,
     LOCAL_SETTINGS,
@@ -48,7 +48,7 @@ from devhost.settings import (
 from devhost.timers import StatusStore, TimerListener, TimerStats
 from devhost.transport import INPROC_BASE_URL, InProcTransport, WebhookServer
 from devhost.worker import RetryContext
-from shared.config import is_local_endpoint
+from shared.config import CosmosSettings, is_local_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,8 @@ class RunConfig:
     # (None: the last full day of the window) and report it.
     summary: bool = False
     summary_day: str | None = None
+    # How long start-up waits for its servers (listening, Cosmos containers) before a clear error.
+    startup_limit_s: float = STARTUP_LIMIT_S
 
 
 @dataclass
@@ -172,7 +174,7 @@ def _settings(cfg: RunConfig, cosmos: CosmosServer, azurite: Azurite) -> tuple[d
             )
         values = {k: v for k, v in values.items() if k not in ("COSMOS_ENDPOINT", "COSMOS_KEY")}
     if started:
-        settings = default_settings(cosmos.start(), emulator_key())
+        settings = default_settings(cosmos.start(cfg.startup_limit_s), emulator_key())
     else:
         settings = default_settings(endpoint, values.get("COSMOS_KEY", ""))
     settings.update(values)  # without COSMOS_* when the devhost started its own server
@@ -184,7 +186,7 @@ def _settings(cfg: RunConfig, cosmos: CosmosServer, azurite: Azurite) -> tuple[d
         )
         storage = ""
     if not storage and not any(settings.get(k) for k in STORAGE_SETTINGS[1:]):
-        settings["AzureWebJobsStorage"] = azurite.start_connection_string()
+        settings["AzureWebJobsStorage"] = azurite.start_connection_string(cfg.startup_limit_s)
     return settings, started
 
 
@@ -206,14 +208,17 @@ def _load_app(settings: dict[str, str]) -> AppIndex:
     return index_app(module.app, settings)
 
 
-def _ensure_cosmos() -> None:
-    from shared import runtime
-    from shared.config import is_local_endpoint
+def ensure_cosmos(cs: CosmosSettings, limit_s: float = STARTUP_LIMIT_S) -> None:
+    """Create the database and containers on a local Cosmos server, waiting for it to answer
+    (a bounded, logged retry: a loaded machine's server can take longer than one read timeout)."""
     from shared.store import ensure_containers, make_client
 
-    cs = runtime.settings().cosmos
     if is_local_endpoint(cs.endpoint):
-        ensure_containers(make_client(cs), cs)
+        wait_ready(
+            f"Cosmos DB at {cs.endpoint} (database and containers)",
+            lambda: ensure_containers(make_client(cs), cs),
+            limit_s=limit_s,
+        )
 
 
 def _only(index: AppIndex, trigger: str) -> FunctionSpec:
@@ -283,7 +288,9 @@ class Host:
                 meter = metrics.install()  # before the app records anything
                 index = _load_app(settings)
                 options = load_host_options(self.cfg.host_json, settings)
-                _ensure_cosmos()
+                from shared import runtime
+
+                ensure_cosmos(runtime.settings().cosmos, self.cfg.startup_limit_s)
                 return asyncio.run(self._run(db, index, options, settings, start_ms, meter))
         finally:
             from shared import runtime

@@ -11,13 +11,35 @@ Both die with the devhost, even when it is killed (no orphans).
 from __future__ import annotations
 
 import ctypes
+import logging
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_not_exception_type,
+    stop_before_delay,
+    wait_exponential,
+)
 
 from devhost.settings import ROOT
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# How long start-up waits for a server (a node server to listen, Cosmos to create its
+# containers) before it gives up with a clear error. A loaded 2-core machine can take tens
+# of seconds; a server that never answers must still end the wait.
+STARTUP_LIMIT_S = 120.0
+QUIET_S = 5.0  # retries before this are logged at INFO, later ones at WARNING
 
 NODE_BIN = ROOT / "node_modules" / ".bin"
 
@@ -27,6 +49,77 @@ class ServerError(RuntimeError):
 
 
 CosmosServerError = ServerError
+
+
+def wait_ready(what: str, probe: Callable[[], T], *, limit_s: float = STARTUP_LIMIT_S) -> T:
+    """``probe()``'s result once it returns without raising, retried with back-off for at most
+    ``limit_s`` seconds. Each retry is logged (attempt, limit, elapsed, the error); after the
+    bound a ``ServerError`` names what did not answer. A probe that hangs is abandoned at the
+    bound (it runs in a daemon thread), so the wait never outlives ``limit_s``. A
+    ``ServerError`` raised by the probe is final (e.g. the server process exited)."""
+    started = time.monotonic()
+    deadline = started + limit_s
+
+    def log_retry(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        elapsed = time.monotonic() - started
+        # A server usually needs a second or two to listen: say so quietly at first, loudly later.
+        log.log(
+            logging.WARNING if elapsed >= QUIET_S else logging.INFO,
+            "%s not ready (attempt %d, limit %.0fs, %.1fs elapsed): %s; retrying in %.1fs",
+            what,
+            state.attempt_number,
+            limit_s,
+            elapsed,
+            _one_line(exc),
+            state.upcoming_sleep,
+        )
+
+    retrying = Retrying(
+        stop=stop_before_delay(limit_s),
+        wait=wait_exponential(multiplier=0.1, max=5.0),
+        retry=retry_if_not_exception_type(ServerError),
+        before_sleep=log_retry,
+        reraise=False,
+    )
+    try:
+        return retrying(_bounded, probe, deadline, what)
+    except RetryError as exc:
+        last = exc.last_attempt.exception()
+        raise ServerError(
+            f"{what} did not answer within {limit_s:.0f}s "
+            f"({exc.last_attempt.attempt_number} attempts; last: {_one_line(last)})"
+        ) from last
+
+
+def _one_line(exc: BaseException | None) -> str:
+    text = f"{type(exc).__name__}: {exc}" if exc is not None else "no error"
+    return text.splitlines()[0][:200] if text else text
+
+
+def _bounded(probe: Callable[[], T], deadline: float, what: str) -> T:
+    """Run one attempt, giving up on it (not on the thread) at the deadline."""
+    box: dict[str, object] = {}
+
+    def attempt() -> None:
+        try:
+            box["value"] = probe()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=attempt, name=f"wait-ready {what}", daemon=True)
+    thread.start()
+    thread.join(max(0.0, deadline - time.monotonic()))
+    if thread.is_alive():
+        raise TimeoutError(f"no answer before the start-up limit ({what})")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def _connect(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        pass
 
 
 def free_port() -> int:
@@ -56,28 +149,29 @@ class NodeServer:
     def command(self, port: int) -> list[str]:
         raise NotImplementedError
 
-    def start(self, timeout: float = 30.0) -> int:
+    def start(self, timeout: float = STARTUP_LIMIT_S) -> int:
         if not self.exe.exists():
             raise ServerError(f"{self.exe} is missing: run `make setup` (npm ci) first")
         port = free_port()
-        self.proc = subprocess.Popen(
+        proc = self.proc = subprocess.Popen(
             self.command(port),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - single-threaded at this point
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServerError(f"{self.name} exited early with {self.proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    self.port = port
-                    return port
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise ServerError(f"{self.name} did not listen on port {port} within {timeout}s")
+
+        def listens() -> None:
+            if proc.poll() is not None:
+                raise ServerError(f"{self.name} exited early with {proc.returncode}")
+            _connect(port)
+
+        try:
+            wait_ready(f"{self.name} on port {port}", listens, limit_s=timeout)
+        except ServerError:
+            self.stop()
+            raise
+        self.port = port
+        return port
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -102,7 +196,7 @@ class CosmosServer(NodeServer):
     def command(self, port: int) -> list[str]:
         return [str(self.exe), "--port", str(port), "--host", "127.0.0.1", "--no-ssl"]
 
-    def start(self, timeout: float = 30.0) -> str:  # type: ignore[override]
+    def start(self, timeout: float = STARTUP_LIMIT_S) -> str:  # type: ignore[override]
         self.endpoint = f"http://127.0.0.1:{super().start(timeout)}"
         return self.endpoint
 
@@ -150,24 +244,15 @@ class Azurite(NodeServer):
             str(self.table_port),
         ]
 
-    def start_connection_string(self, timeout: float = 30.0) -> str:
+    def start_connection_string(self, timeout: float = STARTUP_LIMIT_S) -> str:
         port = self.start(timeout)
-        _wait_for(self.queue_port, timeout)
+        queue_port = self.queue_port
+        what = f"azurite's queue service on port {queue_port}"
+        wait_ready(what, lambda: _connect(queue_port), limit_s=timeout)
         return azurite_connection_string(
             f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}",
             f"http://127.0.0.1:{self.queue_port}/{AZURITE_ACCOUNT}",
         )
-
-
-def _wait_for(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise ServerError(f"azurite did not listen on port {port} within {timeout}s")
 
 
 def azurite_connection_string(
