@@ -12,6 +12,12 @@ Three seeds keep the data apart: train (fit), valid (permutation importance for
 the explanation of reasons) and holdout (the metrics on the model card).
 
     python -m scripts.train_model            # from the repo root
+
+It prints its stages as it goes (a progress bar over the journeys on a terminal,
+a plain line every quarter otherwise) and says up front how long the last
+training took. When the exported ONNX bytes equal the model already in
+``--out-dir``, nothing is written (the model card keeps its version and date), so
+retraining an unchanged model leaves a clean working tree.
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ import argparse
 import hashlib
 import json
 import logging
+import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, TypeVar
 
 import msgspec
 import numpy as np
@@ -68,6 +75,10 @@ EXCLUDED: tuple[str, ...] = ("minutes_since_last_action", "dismissed_ratio", "li
 # Lifetime counters are clipped for fitting so that no split sits above a value
 # every established production player exceeds (the window makes them small).
 CLIPPED: dict[str, float] = {"lifetime_sessions": 10.0}
+# The card's fields that say when and how fast a model was made, not what it is.
+VOLATILE_CARD_FIELDS = ("model_version", "created", "train_seconds")
+STAGES = 7
+_T = TypeVar("_T")
 _ZERO_SCORES: dict[str, float] = dict.fromkeys(ACTION_TYPES, 0.0)
 _LABEL_INDEX = {label: i for i, label in enumerate(LABELS)}
 
@@ -121,13 +132,17 @@ def journey_rows(journey: Journey, rules: Rules | None = None) -> tuple[list[lis
     return rows, labels, routed
 
 
-def collect(journeys: Sequence[Journey], rules: Rules | None = None) -> Dataset:
+def collect(
+    journeys: Sequence[Journey],
+    rules: Rules | None = None,
+    progress: Callable[[Sequence[Journey]], Iterable[Journey]] = iter,
+) -> Dataset:
     """The trigger rows of all journeys, as training or evaluation data."""
     xs: list[list[float]] = []
     ys: list[int] = []
     owners: list[int] = []
     routed = 0
-    for p, journey in enumerate(journeys):
+    for p, journey in enumerate(progress(journeys)):
         rows, labels, n = journey_rows(journey, rules)
         xs.extend(rows)
         ys.extend(labels)
@@ -396,32 +411,129 @@ def _caveats(stats: Mapping[str, Mapping[str, float]]) -> list[str]:
     return notes
 
 
-def train(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    """Generate, collect, fit, export and evaluate; write the model and its card."""
+class Stages:
+    """Numbered stage lines with their durations, and progress over a stage's items.
+
+    On a terminal the items get a tqdm bar; otherwise (a log, CI) a plain line at
+    each quarter, so a log holds a few lines rather than hundreds of carriage returns.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        out: TextIO | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        tty: bool | None = None,
+    ) -> None:
+        self.total, self.out, self.clock = total, out or sys.stdout, clock
+        self.tty = self.out.isatty() if tty is None else tty
+        self.n = 0
+        self._started: float | None = None
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def start(self, what: str) -> None:
+        self.end()
+        self.n += 1
+        self._started = self.clock()
+        self.say(f"[{self.n}/{self.total}] {what}")
+
+    def end(self) -> None:
+        if self._started is not None:
+            self.say(f"      done in {self.clock() - self._started:.1f} s")
+            self._started = None
+
+    def items(self, items: Sequence[_T], unit: str) -> Iterator[_T]:
+        if self.tty:
+            from tqdm import tqdm
+
+            yield from tqdm(items, unit=unit, file=self.out, leave=False, dynamic_ncols=True)
+            return
+        n = len(items)
+        marks = {max(1, (n * q) // 4) for q in (1, 2, 3, 4)} if n else set()
+        for i, item in enumerate(items, 1):
+            yield item
+            if i in marks:
+                self.say(f"      {i:,}/{n:,} {unit}")
+
+
+def _last_train_seconds(out: Path) -> float | None:
+    try:
+        return float(json.loads((out / CARD_FILE).read_text(encoding="utf-8"))["train_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_outputs(out: Path, model_bytes: bytes, card: dict[str, Any]) -> str:
+    """Write the model and its card, unless the model is the one already there.
+
+    Returns ``"written"`` (a new or different model: ONNX, JSON card and Markdown card
+    written), ``"unchanged"`` (the ONNX bytes equal the file's and the card says the
+    same apart from VOLATILE_CARD_FIELDS: nothing written) or ``"card updated"`` (the same
+    model bytes, a card that says something new: the card is rewritten with the existing
+    version, date and training time, the model file is left alone).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    model_path, card_path, md_path = out / MODEL_FILE, out / CARD_FILE, out / CARD_MD_FILE
+    old_card: dict[str, Any] | None = None
+    if model_path.exists() and model_path.read_bytes() == model_bytes and card_path.exists():
+        try:
+            old_card = json.loads(card_path.read_text(encoding="utf-8"))
+        except ValueError:
+            old_card = None
+    if old_card is None or any(k not in old_card for k in VOLATILE_CARD_FIELDS):
+        model_path.write_bytes(model_bytes)
+        card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        md_path.write_text(render_markdown(card), encoding="utf-8")
+        return "written"
+    for key in VOLATILE_CARD_FIELDS:  # the same model keeps its version and date
+        card[key] = old_card[key]
+    card_text, md_text = json.dumps(card, indent=2) + "\n", render_markdown(card)
+    changed = False
+    if card_path.read_text(encoding="utf-8") != card_text:
+        card_path.write_text(card_text, encoding="utf-8")
+        changed = True
+    if not md_path.exists() or md_path.read_text(encoding="utf-8") != md_text:
+        md_path.write_text(md_text, encoding="utf-8")
+        changed = True
+    return "card updated" if changed else "unchanged"
+
+
+def train(
+    args: argparse.Namespace, command: str, stages: Stages | None = None
+) -> tuple[dict[str, Any], str, float]:
+    """Generate, collect, fit, export and evaluate; write the model and its card (``write_outputs``).
+
+    Returns the card as written (an unchanged model keeps its version), what was written, and
+    the seconds this training took."""
+    stages = stages or Stages(STAGES)
     started = time.perf_counter()
     start = datetime.fromisoformat(args.start).replace(tzinfo=UTC)
     window = timedelta(days=args.days)
 
-    def data_for(seed: int, players: int, offset: int) -> Dataset:
-        return collect(generate(players, seed, start, window, player_offset=offset))
+    def data_for(name: str, seed: int, players: int, offset: int) -> Dataset:
+        stages.start(f"{name} rows: {players:,} synthetic journeys through the entity's own code")
+        data = collect(
+            generate(players, seed, start, window, player_offset=offset),
+            progress=lambda js: stages.items(js, "journeys"),
+        )
+        stages.say(f"      {len(data.y):,} triggers from {data.events:,} events")
+        return data
 
-    train_data = data_for(args.train_seed, args.train_players, 0)
+    train_data = data_for("training", args.train_seed, args.train_players, 0)
     extra: dict[str, Any] | None = None
     if getattr(args, "extra_rows", None):  # the daily summaries' retraining export (scripts/extra_rows.py)
         from scripts import extra_rows
 
         train_data, extra = extra_rows.extend(train_data, args.extra_rows)
-    valid_data = data_for(args.valid_seed, max(100, args.train_players // 4), 50_000)
-    holdout_data = data_for(args.holdout_seed, args.holdout_players, 80_000)
-    log.info(
-        "collected %d/%d/%d triggers in %.1fs",
-        len(train_data.y),
-        len(valid_data.y),
-        len(holdout_data.y),
-        time.perf_counter() - started,
-    )
+        stages.say(f"      with the extra rows: {len(train_data.y):,} triggers")
+    valid_data = data_for("validation", args.valid_seed, max(100, args.train_players // 4), 50_000)
+    holdout_data = data_for("holdout", args.holdout_seed, args.holdout_players, 80_000)
 
+    stages.start(f"fitting {args.max_iter} rounds of gradient-boosted trees on {len(train_data.y):,} rows")
     clf = fit(train_data, args.train_seed, args.max_iter, args.max_leaf_nodes)
+    stages.start("exporting to ONNX and checking it against scikit-learn on the holdout rows")
     model_bytes = export_onnx(clf)
     session = onnx_session(model_bytes)
     proba = predict(session, holdout_data.X)
@@ -430,7 +542,9 @@ def train(args: argparse.Namespace, command: str) -> dict[str, Any]:
         raise RuntimeError(
             "the model depends on an excluded or clipped range; raw serving inputs would differ"
         )
+    stages.start("permutation importance on the validation rows (for the reasons given with actions)")
     stats = feature_stats(train_data, importances(clf, valid_data, args.valid_seed))
+    stages.start("metrics and model card")
     digest = hashlib.sha256(model_bytes).hexdigest()
     version = f"pi-{datetime.now(UTC):%Y%m%d}-{digest[:8]}"
     card: dict[str, Any] = {
@@ -470,13 +584,10 @@ def train(args: argparse.Namespace, command: str) -> dict[str, Any]:
         "command": command,
     }
     card["caveats"] = _caveats(stats)
-    card["train_seconds"] = round(time.perf_counter() - started, 1)
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MODEL_FILE).write_bytes(model_bytes)
-    (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    (out / CARD_MD_FILE).write_text(render_markdown(card), encoding="utf-8")
-    return card
+    took = card["train_seconds"] = round(time.perf_counter() - started, 1)
+    outcome = write_outputs(Path(args.out_dir), model_bytes, card)
+    stages.end()
+    return card, outcome, took
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -508,12 +619,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m scripts.train_model " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out_dir" and v != []
     )
-    card = train(args, command)
-    log.info("wrote %s (%d bytes) in %.1fs", card["model_version"], card["onnx_bytes"], card["train_seconds"])
-    for action, row in card["metrics"]["holdout_auc"].items():
-        log.info(
-            "holdout AUC %-17s model %.4f  heuristic %.4f  prior 0.5", action, row["model"], row["heuristic"]
+    out = Path(args.out_dir)
+    last = _last_train_seconds(out)
+    players = args.train_players + max(100, args.train_players // 4) + args.holdout_players
+    stages = Stages(STAGES)
+    stages.say(
+        f"Training the player-intervention model into {out}: {players:,} synthetic players' journeys "
+        f"through the entity's code, {args.max_iter} rounds of trees, ONNX export, in {STAGES} stages."
+    )
+    stages.say(
+        "This takes minutes of CPU: "
+        + (f"the last training took {last:.0f} s ({CARD_FILE}); " if last else "")
+        + "expect over 6 minutes on a busy 2-core machine."
+    )
+    card, outcome, took = train(args, command, stages)
+    version, size = card["model_version"], card["onnx_bytes"]
+    if outcome == "unchanged":
+        stages.say(
+            f"Model unchanged: the ONNX bytes equal {out / MODEL_FILE} "
+            f"(sha256 {card['onnx_sha256'][:16]}...); "
+            f"model and card left as they were ({version}), {took:.0f} s."
         )
+    elif outcome == "card updated":
+        stages.say(
+            f"Same model bytes, a card that says something new: rewrote {CARD_FILE} and {CARD_MD_FILE}, "
+            f"keeping version {version}; {MODEL_FILE} left as it was; {took:.0f} s."
+        )
+    else:
+        stages.say(f"Wrote {version} ({size:,} bytes) and its card to {out} in {took:.0f} s.")
+    for action, row in card["metrics"]["holdout_auc"].items():
+        auc = f"model {row['model']:.4f}  heuristic {row['heuristic']:.4f}  prior 0.5"
+        stages.say(f"  holdout AUC {action:<17} {auc}")
     return 0
 
 
