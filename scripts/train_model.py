@@ -531,7 +531,10 @@ def train(
     valid_data = data_for("validation", args.valid_seed, max(100, args.train_players // 4), 50_000)
     holdout_data = data_for("holdout", args.holdout_seed, args.holdout_players, 80_000)
 
-    stages.start(f"fitting {args.max_iter} rounds of gradient-boosted trees on {len(train_data.y):,} rows")
+    stages.start(
+        f"fitting {args.max_iter} rounds of gradient-boosted trees on {len(train_data.y):,} rows "
+        "(the longest stage, no progress inside it)"
+    )
     clf = fit(train_data, args.train_seed, args.max_iter, args.max_leaf_nodes)
     stages.start("exporting to ONNX and checking it against scikit-learn on the holdout rows")
     model_bytes = export_onnx(clf)
