@@ -203,8 +203,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _parked(args: argparse.Namespace) -> int:
-    from devhost import parked
-    from devhost.servers import ServerError
+    from devhost.servers.node import ServerError
+    from devhost.storage import parked
 
     if not (args.state_dir / "devhost.sqlite").exists():
         print(f"devhost: {args.state_dir} holds no devhost run", file=sys.stderr)
@@ -226,7 +226,7 @@ def _parked(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from devhost.settings import LOCAL_SETTINGS
+    from devhost.functions_host.settings import LOCAL_SETTINGS
     from scripts import summary_report
 
     if args.day is None and args.url is None and args.json is None:
@@ -258,12 +258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "summary":
         return _summary(args)
     from devhost import report
+    from devhost.eventhubs.producers import SourceError
+    from devhost.functions_host.indexing import UnsupportedBinding
+    from devhost.functions_host.settings import SettingsError
+    from devhost.functions_host.worker import FunctionLoadError
     from devhost.host import Host, RunConfig, RunError, RunResult
-    from devhost.indexing import UnsupportedBinding
-    from devhost.producers import SourceError
-    from devhost.servers import ServerError
-    from devhost.settings import SettingsError
-    from devhost.worker import FunctionLoadError
+    from devhost.servers.node import ServerError
 
     cfg = RunConfig(
         source=args.source,

@@ -38,7 +38,7 @@ from shared import telemetry
 
 if TYPE_CHECKING:
     from devhost.host import Host, Pipeline
-    from devhost.transport import WebhookServer
+    from devhost.webserver import WebhookServer
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class Dashboard:
 
     @staticmethod
     def _loopback(request: web.Request) -> bool:
-        from devhost.transport import is_loopback_host
+        from devhost.webserver import is_loopback_host
 
         return is_loopback_host(request)
 

@@ -24,17 +24,25 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from devhost import bindings, metrics, protocol
-from devhost.bindings import HubEvent
+from devhost import metrics
 from devhost.db import DB_FILE, DevDB
-from devhost.entities import EntityRunner, EntityScheduler
-from devhost.indexing import AppIndex, FunctionSpec, UnsupportedBinding, index_app
-from devhost.local_hub import BatchOptions, EventLog, PartitionPump, PumpStats, invoke_with_retry, now_ms
-from devhost.orchestrations import OrchestrationClientTransport, OrchestrationEngine
-from devhost.producers import JsonlSource, Source, SourceError, SyntheticConfig, SyntheticSource
-from devhost.queues import QueueListener, QueueStats
-from devhost.servers import STARTUP_LIMIT_S, Azurite, CosmosServer, wait_ready
-from devhost.settings import (
+from devhost.durable import protocol
+from devhost.durable.client import OrchestrationClientTransport
+from devhost.durable.engine import OrchestrationEngine
+from devhost.durable.entities import EntityRunner, EntityScheduler
+from devhost.eventhubs.local_hub import (
+    BatchOptions,
+    EventLog,
+    PartitionPump,
+    PumpStats,
+    invoke_with_retry,
+    now_ms,
+)
+from devhost.eventhubs.producers import JsonlSource, Source, SourceError, SyntheticConfig, SyntheticSource
+from devhost.functions_host import bindings
+from devhost.functions_host.bindings import HubEvent
+from devhost.functions_host.indexing import AppIndex, FunctionSpec, UnsupportedBinding, index_app
+from devhost.functions_host.settings import (
     HOST_JSON,
     LOCAL_SETTINGS,
     HostOptions,
@@ -45,9 +53,11 @@ from devhost.settings import (
     load_host_options,
     load_local_settings,
 )
-from devhost.timers import StatusStore, TimerListener, TimerStats
-from devhost.transport import INPROC_BASE_URL, InProcTransport, WebhookServer
-from devhost.worker import RetryContext
+from devhost.functions_host.worker import RetryContext
+from devhost.servers.node import STARTUP_LIMIT_S, Azurite, CosmosServer, wait_ready
+from devhost.storage.queues import QueueListener, QueueStats
+from devhost.storage.timers import StatusStore, TimerListener, TimerStats
+from devhost.webserver import INPROC_BASE_URL, InProcTransport, WebhookServer
 from shared.config import CosmosSettings, is_local_endpoint
 
 log = logging.getLogger(__name__)
@@ -802,7 +812,7 @@ async def _unless_failed(work: Any, guard: asyncio.Task[Any]) -> Any:
 
 def hub_source_from_settings(settings: dict[str, str], hub: str, group: str) -> Any:
     """The real-hub source, configured from the same settings ``func start`` reads."""
-    from devhost.live_hub import EventHubSource
+    from devhost.eventhubs.live_hub import EventHubSource
 
     conn = settings.get("EventHubConnection", "")
     namespace = settings.get("EventHubConnection__fullyQualifiedNamespace", "")

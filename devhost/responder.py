@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from devhost.producers import SyntheticConfig
+from devhost.eventhubs.producers import SyntheticConfig
 from shared import journeys
 from shared.timeutil import parse_iso_ms
 

@@ -1,13 +1,14 @@
 """In-process CPU measurement of a design (the engine's functions, or the naive one) on a workload.
 
-Each trigger batch is built as the Functions host builds it (``devhost.bindings``) and decoded by
-the azure.functions converters as the worker decodes it (``devhost.worker.decode_inputs``); that
+Each trigger batch is built as the Functions host builds it (``devhost.functions_host.bindings``)
+and decoded by the azure.functions converters as the worker decodes it
+(``devhost.functions_host.worker.decode_inputs``); that
 decode is timed on its own (``worker_decode``), then the function itself is called and timed:
 the real ``DurableOrchestrationClient`` signals through the SDK's request function, answered 202
-in-process (``devhost.protocol.client_transport``: no HTTP, which ``signal_http_cpu_us`` prices
+in-process (``devhost.durable.protocol.client_transport``: no HTTP, which ``signal_http_cpu_us`` prices
 separately). The captured signals are grouped into entity batches as the Durable extension would
 for the workload, handed to the entity function as the extension's batch JSON
-(``devhost.protocol.entity_batch_json``) through the SDK's entity protocol, and the state it
+(``devhost.durable.protocol.entity_batch_json``) through the SDK's entity protocol, and the state it
 returns is stored and sent back with the entity's next batch, exactly as returned.
 
 Faked, because it is I/O and not CPU of the functions: Cosmos DB (``ActionStore`` runs for real
@@ -35,9 +36,10 @@ from typing import Any
 
 from azure.cosmos import exceptions as cosmos_errors
 
-from devhost import bindings, protocol, worker
-from devhost.indexing import AppIndex, FunctionSpec, index_app
-from devhost.transport import as_sent
+from devhost.durable import protocol
+from devhost.functions_host import bindings, worker
+from devhost.functions_host.indexing import AppIndex, FunctionSpec, index_app
+from devhost.webserver import as_sent
 from scripts.bench_workloads import Batch, Source, Workload
 
 HUB = "player-events"
@@ -378,8 +380,8 @@ class Runner:
         through the worker path (timed), its SignalEntity actions read back."""
         from datetime import UTC, datetime
 
-        from devhost import orchestrations
-        from devhost.worker import Datum, Invocation
+        from devhost.durable import history as orchestrations
+        from devhost.functions_host.worker import Datum, Invocation
 
         name, _, instance_id = url.split("?", 1)[0].split(START_MARK, 1)[1].partition("/")
         spec = self.d.orchestrators[name.lower()]
@@ -554,8 +556,8 @@ class FullPath:
 def full_path(proc: Process) -> Iterator[FullPath]:
     """What the functions pay in Azure besides their logic: the store's real Cosmos client against a
     local Cosmos DB server (another process), and a webhook in another process answering signals."""
-    from devhost.servers import CosmosServer
-    from devhost.settings import emulator_key
+    from devhost.functions_host.settings import emulator_key
+    from devhost.servers.node import CosmosServer
     from scripts import bench_e2e
     from shared import runtime, store
 

@@ -80,7 +80,7 @@ def webhook_server() -> Iterator[str]:
 async def _signal_all(base: str, signals: list[tuple[str, Any]], concurrency: int) -> float:
     import azure.durable_functions as df
 
-    from devhost import protocol
+    from devhost.durable import protocol
 
     client = df.DurableOrchestrationClient(protocol.client_binding_json(base, "benchhub"))
     gate = asyncio.Semaphore(concurrency)

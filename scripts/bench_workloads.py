@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from devhost.bindings import HubEvent
-from devhost.local_hub import partition_for
+from devhost.eventhubs.local_hub import partition_for
+from devhost.functions_host.bindings import HubEvent
 from shared import journeys
 
 PARTITIONS = 32
@@ -110,8 +110,9 @@ class Batch:
     partition: str
     events: list[HubEvent]
     now_ms: int
-    # Per trigger binding: the host's input for this batch (devhost.bindings), the arguments the
-    # worker decoded from it, and the CPU that decode took; each made once (scripts/bench_cpu.py).
+    # Per trigger binding: the host's input for this batch (devhost.functions_host.bindings), the
+    # arguments the worker decoded from it, and the CPU that decode took; each made once
+    # (scripts/bench_cpu.py).
     invocations: dict[Any, Any] = field(default_factory=dict)
     decoded: dict[Any, dict[str, Any]] = field(default_factory=dict)
     decode_s: dict[Any, float] = field(default_factory=dict)

@@ -33,10 +33,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 from devhost.db import DevDB
-from devhost.faultproxy import FaultProxy
+from devhost.functions_host.settings import ROOT
 from devhost.host import Host, RunConfig, RunResult
-from devhost.servers import CosmosServer
-from devhost.settings import ROOT
+from devhost.servers.faultproxy import FaultProxy
+from devhost.servers.node import CosmosServer
 from shared.config import CosmosSettings
 from shared.entity import load_state
 from shared.store import ActionStore
@@ -360,7 +360,7 @@ def parked(lab: Lab) -> Scenario:
     """Every Cosmos write fails for a while: a batch is parked, the partition moves on; re-injected
     after the outage, everything is written."""
     s = Scenario("deterministic failure: parked and re-injected")
-    from devhost.parked import reinject
+    from devhost.storage.parked import reinject
 
     with _proxy(lab, retry_after_ms=1) as proxy:
         proxy.failures_left = 10**9

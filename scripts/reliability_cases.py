@@ -88,10 +88,11 @@ bodies = (
 def fuzz_ingest(endpoint: str, key: str, database: str, cases: int) -> dict[str, Any]:
     """``cases`` generated bodies, in batches each with one valid neighbour, through ingest."""
     import function_app
-    from devhost import bindings, protocol
-    from devhost.bindings import HubEvent
-    from devhost.indexing import index_app
-    from devhost.worker import RetryContext
+    from devhost.durable import protocol
+    from devhost.functions_host import bindings
+    from devhost.functions_host.bindings import HubEvent
+    from devhost.functions_host.indexing import index_app
+    from devhost.functions_host.worker import RetryContext
     from shared import runtime, signals
     from shared.events import Rejected, make_event, parse
     from shared.store import get_store

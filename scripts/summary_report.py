@@ -120,7 +120,7 @@ def write_png(index: Mapping[str, Any], path: Path) -> Path:
 
 
 def _from_cosmos(day: str, settings_file: Path | None) -> dict[str, Any]:
-    from devhost.settings import load_local_settings
+    from devhost.functions_host.settings import load_local_settings
     from shared import config, summary, summary_store
 
     env = dict(os.environ)

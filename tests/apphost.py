@@ -5,7 +5,7 @@ worker's load-time checks, each trigger's input built as the Functions host
 builds it and decoded by the azure.functions converters, the ``context`` and
 retry context the worker passes, the return value encoded by the converter.
 Only the Durable extension's webhook (it needs the Functions host) is answered
-in-process, through the SDK's own request functions (devhost.protocol).
+in-process, through the SDK's own request functions (devhost.durable.protocol).
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from typing import Any
 import msgspec
 
 import function_app
-from devhost import bindings, orchestrations, protocol
-from devhost.bindings import HttpReply, HubEvent
+from devhost.durable import history, protocol
+from devhost.functions_host import bindings
+from devhost.functions_host.bindings import HttpReply, HubEvent
+from devhost.functions_host.indexing import AppIndex, index_app
+from devhost.functions_host.worker import Datum, Invocation, RetryContext
 from devhost.host import entity_runner
-from devhost.indexing import AppIndex, index_app
-from devhost.transport import as_sent
-from devhost.worker import Datum, Invocation, RetryContext
+from devhost.webserver import as_sent
 from shared import signals
 from shared.entity import load_state
 from shared.signals import Signal
@@ -107,14 +108,14 @@ class Capture:
 def run_first_episode(name: str, instance_id: str, posted: Any) -> list[tuple[str, str, str, Any]]:
     """A started orchestration's first episode through the worker path; its signal actions."""
     spec = index().functions[name]
-    raw = orchestrations.first_episode_json(
-        name, instance_id, orchestrations.compact(posted), datetime.fromtimestamp(NOW_MS / 1000, UTC)
+    raw = history.first_episode_json(
+        name, instance_id, history.compact(posted), datetime.fromtimestamp(NOW_MS / 1000, UTC)
     )
     out = asyncio.run(spec.invoke(Invocation(inputs={str(spec.trigger["name"]): Datum(raw, "string")})))
     assert out is not None and isinstance(out.value, str), out
     state = json.loads(out.value)
     assert state.get("isDone"), state
-    return orchestrations.signal_actions(state)
+    return history.signal_actions(state)
 
 
 def hub_events(

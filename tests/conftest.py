@@ -17,7 +17,7 @@ LOCAL_KEY = "bG9jYWwtZW11bGF0b3Ita2V5"
 @pytest.fixture(scope="session")
 def cosmos_endpoint() -> Iterator[str]:
     """A real @vercel/cosmosdb-server on a free loopback port, started as the devhost starts it."""
-    from devhost.servers import CosmosServer, ServerError
+    from devhost.servers.node import CosmosServer, ServerError
 
     server = CosmosServer()
     try:

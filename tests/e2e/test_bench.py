@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from devhost.settings import ROOT
+from devhost.functions_host.settings import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cosmos, pytest.mark.timeout(240)]
 

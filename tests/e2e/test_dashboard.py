@@ -2,9 +2,12 @@
 
 Headless Debian Chromium driven by playwright-core (``tests/e2e/dashboard.spec.mjs``):
 the page loads while the run is in flight and its events-in figure grows, after the run
-its figures equal the run's summary (the JSON report), the inspector shows a player's
-state and Cosmos documents, and erase removes them. Then Ctrl-C stops the devhost (exit 0).
-The screenshot goes to ``reports/dashboard.png`` and the test's tmp dir.
+its figures equal the run's summary (the JSON report), its elapsed time has stopped, its
+charts draw every point (a lone one as a dot) with exact axis labels and a right axis for
+signals and entity operations, it rounds numbers as the printed summary does (half to even),
+the inspector shows a player's state and Cosmos documents, and erase removes them and the
+player from "recently active". Then Ctrl-C stops the devhost (exit 0). The screenshots go to
+``reports/dashboard.png`` and the test's tmp dir.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from devhost.settings import ROOT
+from devhost.functions_host.settings import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
@@ -138,6 +141,17 @@ def test_dashboard_in_a_browser(tmp_path: Path) -> None:
         assert shown["write_failures"] == p["write_failures"]
         assert shown["latency_p50"] == p["latency_ms"]["p50"]
         assert shown["latency_p99"] == p["latency_ms"]["p99"]
+
+        # Numbers round half to even on the page, as Python's format() rounds the printed summary.
+        result = json.loads((out / "result.json").read_text())
+        rounding = result["rounding"]
+        assert len(rounding) >= 10
+        assert [r[1:] for r in rounding] == [[f"{v:,.0f}", f"{v:,.1f}", f"{v:,.2f}"] for v, *_ in rounding]
+        assert {v: whole for v, whole, *_ in rounding}[412.5] == "412"  # half-up would say 413
+        printed = re.search(r"events/s achieved\s+([\d,]+) ", "".join(lines))
+        assert printed, "".join(lines)
+        note = re.search(r"\(([\d,]+) events/s\)", result["finished_note"])
+        assert note and note.group(1) == printed.group(1), (result["finished_note"], printed.group(0))
 
         # The devhost endpoints are read-only, loopback-only, and check the player id.
         base = url.removesuffix("/dashboard/")

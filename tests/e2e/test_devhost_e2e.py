@@ -184,10 +184,10 @@ def test_http_functions_read_entity_state_through_the_webhook(
     import aiohttp
 
     import function_app
-    from devhost.entities import EntityScheduler
-    from devhost.indexing import index_app
-    from devhost.settings import applied, load_local_settings
-    from devhost.transport import WebhookServer
+    from devhost.durable.entities import EntityScheduler
+    from devhost.functions_host.indexing import index_app
+    from devhost.functions_host.settings import applied, load_local_settings
+    from devhost.webserver import WebhookServer
     from shared import runtime
 
     run_devhost(tmp_path, cosmos_settings, "api", players=10, duration_s=DAY_S)

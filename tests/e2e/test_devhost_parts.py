@@ -12,13 +12,13 @@ import azure.durable_functions as df
 import azure.functions as func
 import pytest
 
-from devhost import bindings
-from devhost.bindings import HubEvent
 from devhost.db import DevDB
-from devhost.indexing import RetryPolicy, UnsupportedBinding, index_app
-from devhost.local_hub import BatchOptions, EventLog, PartitionPump, PumpStats, partition_for
-from devhost.settings import SettingsError, resolve
-from devhost.worker import RetryContext
+from devhost.eventhubs.local_hub import BatchOptions, EventLog, PartitionPump, PumpStats, partition_for
+from devhost.functions_host import bindings
+from devhost.functions_host.bindings import HubEvent
+from devhost.functions_host.indexing import RetryPolicy, UnsupportedBinding, index_app
+from devhost.functions_host.settings import SettingsError, resolve
+from devhost.functions_host.worker import RetryContext
 from functions.ingest import batch_partition, to_message
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -238,8 +238,8 @@ def test_binding_expressions_resolve_from_settings() -> None:
 
 def test_eventhub_source_is_configured_from_the_func_start_settings() -> None:
     """No hub can run here: check the wiring and the errors, not the receiving."""
+    from devhost.eventhubs.producers import SourceError
     from devhost.host import hub_source_from_settings
-    from devhost.producers import SourceError
 
     with pytest.raises(SourceError, match="EventHubConnection"):
         hub_source_from_settings({}, "player-events", "$Default")
@@ -258,7 +258,7 @@ def test_eventhub_source_is_configured_from_the_func_start_settings() -> None:
 
 
 def test_jsonl_source_keeps_bad_lines_for_the_dead_letter_path(tmp_path: Path) -> None:
-    from devhost.producers import JsonlSource
+    from devhost.eventhubs.producers import JsonlSource
 
     path = tmp_path / "events.jsonl"
     path.write_bytes(b'{"subject": "p-1", "id": "a"}\n\n{not json\n{"subject": "p-2"}\n')
@@ -270,7 +270,7 @@ def test_jsonl_source_keeps_bad_lines_for_the_dead_letter_path(tmp_path: Path) -
 
 
 def test_jsonl_source_survives_deep_nesting_and_keeps_bare_cr_inside_a_line(tmp_path: Path) -> None:
-    from devhost.producers import JsonlSource
+    from devhost.eventhubs.producers import JsonlSource
 
     deep = b"[" * 100_000 + b"]" * 100_000
     path = tmp_path / "events.jsonl"

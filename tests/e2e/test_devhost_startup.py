@@ -1,6 +1,6 @@
 """Devhost start-up waits for its servers with a bounded, reported retry (issue 19, item 8).
 
-A real cosmosdb-server behind the fault proxy (devhost/faultproxy.py) that holds every request
+A real cosmosdb-server behind the fault proxy (devhost/servers/faultproxy.py) that holds every request
 unanswered for a while stands in for a server on a loaded machine: start-up must wait and then
 succeed. A proxy that never answers must end in one clear error within the bound.
 """
@@ -14,9 +14,9 @@ import uuid
 
 import pytest
 
-from devhost.faultproxy import behind_proxy
 from devhost.host import ensure_cosmos
-from devhost.servers import ServerError, wait_ready
+from devhost.servers.faultproxy import behind_proxy
+from devhost.servers.node import ServerError, wait_ready
 from shared.config import CosmosSettings
 from shared.store import make_client
 from tests.conftest import LOCAL_KEY
@@ -36,7 +36,7 @@ def test_startup_waits_for_a_slow_cosmos_and_succeeds(
         proxy.hold_writes.set()  # creating the database waits until released
         release = threading.Timer(SLOW_S, proxy.hold_writes.clear)
         release.start()
-        caplog.set_level(logging.INFO, logger="devhost.servers")
+        caplog.set_level(logging.INFO, logger="devhost.servers.node")
         began = time.monotonic()
         try:
             ensure_cosmos(slow, limit_s=120)
@@ -67,10 +67,10 @@ def test_a_server_that_never_answers_gives_a_clear_error_within_the_bound(cosmos
 
 
 def test_a_refused_port_is_retried_then_named(caplog: pytest.LogCaptureFixture) -> None:
-    from devhost.servers import _connect, free_port
+    from devhost.servers.node import _connect, free_port
 
     port = free_port()  # nothing listens there
-    caplog.set_level(logging.INFO, logger="devhost.servers")
+    caplog.set_level(logging.INFO, logger="devhost.servers.node")
     with pytest.raises(ServerError, match=rf"port {port} did not answer within 1s \(\d+ attempts; last: "):
         wait_ready(f"port {port}", lambda: _connect(port), limit_s=1)
     attempts = [r for r in caplog.records if "not ready" in r.getMessage()]

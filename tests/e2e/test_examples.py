@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from devhost.functions_host.settings import ROOT
 from devhost.host import Host, RunConfig
-from devhost.settings import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from devhost.faultproxy import behind_proxy
 from devhost.host import Host, RunConfig
+from devhost.servers.faultproxy import behind_proxy
 from shared.config import CosmosSettings
 from shared.store import ActionStore
 from tests.e2e.test_devhost_e2e import settings_file

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from devhost.cli import main as devhost_main
-from devhost.faultproxy import behind_proxy
 from devhost.host import Host, RunConfig
-from devhost.parked import list_parked, reinject
+from devhost.servers.faultproxy import behind_proxy
+from devhost.storage.parked import list_parked, reinject
 from shared.config import CosmosSettings
 from shared.store import ActionStore
 from tests.e2e.test_devhost_e2e import settings_file

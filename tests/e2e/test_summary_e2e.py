@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from devhost import responder
+from devhost.eventhubs.producers import SyntheticConfig
 from devhost.host import Host, RunConfig
-from devhost.producers import SyntheticConfig
 from shared import summary
 from shared.config import CosmosSettings
 from shared.policy import ACTION_TYPES

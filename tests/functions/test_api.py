@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from devhost import protocol
-from devhost.bindings import HttpReply
-from devhost.transport import as_sent
+from devhost.durable import protocol
+from devhost.functions_host.bindings import HttpReply
+from devhost.webserver import as_sent
 from tests.apphost import BASE, Capture, call_http
 
 pytestmark = pytest.mark.cosmos

@@ -3,7 +3,7 @@
 Nothing here is mocked except the Durable extension's HTTP endpoint, which
 cannot run without the Functions host: the real DurableOrchestrationClient is
 built from a binding JSON and its module-level request function is swapped
-for an in-process capture (devhost.protocol.client_transport). Every time is
+for an in-process capture (devhost.durable.protocol.client_transport). Every time is
 relative to the injected clock (the ``app_env`` fixture), never today's date.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import function_app
-from devhost import protocol
+from devhost.durable import protocol
 from functions import ingest
 from shared import runtime, signals
 from shared.entity import id_hash
@@ -380,7 +380,7 @@ def test_a_dead_letter_cosmos_refuses_for_good_does_not_stall_the_partition(
     eventually parked, so nothing is dropped.)"""
     from urllib.parse import urlparse
 
-    from devhost.faultproxy import FaultProxy
+    from devhost.servers.faultproxy import FaultProxy
     from shared import runtime
 
     upstream = urlparse(app_env["COSMOS_ENDPOINT"]).port
@@ -401,7 +401,7 @@ def test_a_dead_letter_write_that_fails_transiently_fails_the_batch_for_a_retry(
 ) -> None:
     from urllib.parse import urlparse
 
-    from devhost.faultproxy import FaultProxy
+    from devhost.servers.faultproxy import FaultProxy
     from shared import runtime
 
     upstream = urlparse(app_env["COSMOS_ENDPOINT"]).port
@@ -417,7 +417,7 @@ def test_a_batch_still_failing_after_the_bound_is_parked_or_else_retried(
 ) -> None:
     """Below the bound the failure propagates (the host retries); at the bound the batch is parked;
     when parking fails too, the invocation fails again, so the host retries and nothing is lost."""
-    from devhost.worker import RetryContext
+    from devhost.functions_host.worker import RetryContext
     from shared import runtime
 
     monkeypatch.setenv("INGEST_PARK_AFTER_RETRIES", "3")
@@ -441,7 +441,7 @@ def test_a_flood_of_bad_input_is_dead_lettered_concurrently(app_env: dict[str, s
     partition for seconds. A proxy adds write latency and counts writes in flight."""
     from urllib.parse import urlparse
 
-    from devhost.faultproxy import FaultProxy
+    from devhost.servers.faultproxy import FaultProxy
     from functions.ingest import DEADLETTER_CONCURRENCY
     from shared import runtime
 
@@ -458,7 +458,7 @@ def test_a_reinjected_event_is_read_at_its_first_position(app_env: dict[str, str
     """A parked event re-sent to the hub carries its first partition, sequence number and enqueued
     time as application properties; ingest signals it with those, so the entity's sequence-range
     dedupe recognises it however long ago it was applied (the event-id check alone forgets)."""
-    from devhost.bindings import HubEvent
+    from devhost.functions_host.bindings import HubEvent
     from shared.parking import ORIGIN_ENQUEUED_MS, ORIGIN_PARTITION, ORIGIN_SEQUENCE
 
     first = {ORIGIN_PARTITION: "9", ORIGIN_SEQUENCE: 4242, ORIGIN_ENQUEUED_MS: NOW_MS - 7_200_000}

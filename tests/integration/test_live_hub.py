@@ -27,14 +27,14 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import PartitionContext
 from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
-from devhost.live_hub import (
+from devhost.eventhubs.live_hub import (
     AZURITE_ACCOUNT_KEY,
     DEFAULT_CONTAINER,
     EventHubSource,
     ReceivedEvent,
     resolve_storage_connection,
 )
-from devhost.servers import Azurite
+from devhost.servers.node import Azurite
 
 pytestmark = pytest.mark.azurite
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devhost.servers import Azurite
+from devhost.servers.node import Azurite
 from scripts import parked as script
 from shared.parking import ParkedBatch, ParkedEvent, ParkingLot, container_from_settings
 

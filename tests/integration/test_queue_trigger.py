@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 import function_app
-from devhost import protocol
-from devhost.indexing import index_app
-from devhost.queues import QueueListener, QueueStats
-from devhost.servers import Azurite
-from devhost.settings import QueueOptions
+from devhost.durable import protocol
+from devhost.functions_host.indexing import index_app
+from devhost.functions_host.settings import QueueOptions
+from devhost.servers.node import Azurite
+from devhost.storage.queues import QueueListener, QueueStats
 from tests.apphost import BASE, Capture
 
 pytestmark = pytest.mark.azurite

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from devhost.faultproxy import behind_proxy
+from devhost.servers.faultproxy import behind_proxy
 from shared.config import CosmosSettings
 from shared.entity import action_id
 from shared.store import ActionStore

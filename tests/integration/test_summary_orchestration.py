@@ -1,7 +1,7 @@
 """The daily summary orchestrations of the real app, through replay on the devhost's engine.
 
 Real: function_app.app (indexed with the worker's checks), the Durable SDK's orchestrator and
-activity code, the engine that replays them as the extension does (devhost/orchestrations.py), a
+activity code, the engine that replays them as the extension does (devhost/durable/engine.py), a
 real DurableOrchestrationClient (in-process transport), @vercel/cosmosdb-server and Azurite.
 The action documents are written here following the entity's contract (docs/contracts.md), so
 the summaries can be checked against them. Time is virtual (timers, retries, "today").
@@ -22,13 +22,16 @@ from typing import Any
 
 import pytest
 
-from devhost import bindings, protocol
 from devhost.db import DevDB
-from devhost.faultproxy import behind_proxy
-from devhost.orchestrations import EventType, OrchestrationClientTransport, OrchestrationEngine
-from devhost.servers import Azurite, ServerError
-from devhost.timers import StatusStore, TimerListener
-from devhost.transport import INPROC_BASE_URL
+from devhost.durable import protocol
+from devhost.durable.client import OrchestrationClientTransport
+from devhost.durable.engine import OrchestrationEngine
+from devhost.durable.history import EventType
+from devhost.functions_host import bindings
+from devhost.servers.faultproxy import behind_proxy
+from devhost.servers.node import Azurite, ServerError
+from devhost.storage.timers import StatusStore, TimerListener
+from devhost.webserver import INPROC_BASE_URL
 from scripts import extra_rows
 from shared import runtime, summary, summary_store
 from shared.config import CosmosSettings

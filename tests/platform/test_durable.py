@@ -15,12 +15,12 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
-from devhost import protocol
 from devhost.db import DevDB
-from devhost.entities import EntityScheduler
+from devhost.durable import protocol
+from devhost.durable.entities import EntityScheduler
+from devhost.functions_host.indexing import index_app
 from devhost.host import entity_runner
-from devhost.indexing import index_app
-from devhost.transport import INPROC_BASE_URL, InProcTransport, WebhookServer
+from devhost.webserver import INPROC_BASE_URL, InProcTransport, WebhookServer
 from tests.apphost import BASE, Capture, call_http
 
 

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import azure.functions as func
 import pytest
 
-from devhost import bindings
-from devhost.bindings import HostBindingError, HubEvent
-from devhost.indexing import RetryPolicy
+from devhost.functions_host import bindings
+from devhost.functions_host.bindings import HostBindingError, HubEvent
+from devhost.functions_host.indexing import RetryPolicy
 from functions.ingest import enqueued_ms
 from shared.store import ActionStore
 from tests.apphost import Capture, hub_events, index, run_ingest

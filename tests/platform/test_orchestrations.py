@@ -1,6 +1,6 @@
 """Conformance: Durable orchestrations and activities as the Durable extension runs a Python app.
 
-The engine (devhost/orchestrations.py) runs the real SDK (azure-functions-durable 1.7.0) through the
+The engine (devhost/durable/engine.py) runs the real SDK (azure-functions-durable 1.7.0) through the
 worker path. Upstream sources (each case below names the one it follows):
 - EXT: Azure/azure-functions-durable-extension 2.x, src/WebJobs.Extensions.DurableTask/
   (OrchestrationTriggerAttributeBindingProvider.OrchestrationContextToString, OutOfProcOrchestrationShim,
@@ -30,17 +30,14 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
-from devhost import protocol
 from devhost.db import DevDB
-from devhost.entities import EntityScheduler
-from devhost.indexing import AppIndex, index_app
-from devhost.orchestrations import (
-    EventType,
-    OrchestrationClientTransport,
-    OrchestrationEngine,
-    client_request,
-)
-from devhost.transport import INPROC_BASE_URL, WebhookServer
+from devhost.durable import protocol
+from devhost.durable.client import OrchestrationClientTransport, client_request
+from devhost.durable.engine import OrchestrationEngine
+from devhost.durable.entities import EntityScheduler
+from devhost.durable.history import EventType
+from devhost.functions_host.indexing import AppIndex, index_app
+from devhost.webserver import INPROC_BASE_URL, WebhookServer
 
 HUB = "testhub"
 T0 = datetime(2030, 1, 1, tzinfo=UTC)

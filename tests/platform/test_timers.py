@@ -1,4 +1,4 @@
-"""Conformance: the timer trigger as the Functions host's timer extension runs it (devhost/timers.py).
+"""Conformance: the timer trigger as the Functions host's timer extension runs it (devhost/storage/timers.py).
 
 Upstream sources:
 - TMR: Azure/azure-webjobs-sdk-extensions, src/WebJobs.Extensions/Extensions/Timers/
@@ -21,8 +21,9 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from devhost.indexing import index_app
-from devhost.timers import (
+from devhost.functions_host.indexing import index_app
+from devhost.functions_host.worker import Invocation
+from devhost.storage.timers import (
     ConstantSchedule,
     CronSchedule,
     ScheduleError,
@@ -33,7 +34,6 @@ from devhost.timers import (
     parse_schedule,
     timer_payload,
 )
-from devhost.worker import Invocation
 
 T0 = datetime(2030, 3, 14, 23, 59, 58, tzinfo=UTC)  # a Thursday
 
@@ -188,4 +188,4 @@ def test_the_trigger_binding_is_indexed_with_the_decorators_fields() -> None:
     assert spec.trigger["type"] == "timerTrigger"
     assert spec.trigger["schedule"] == "0 30 0 * * *" and spec.trigger["useMonitor"] is True
     assert isinstance(SEEN, list)
-    assert Invocation  # the listener builds worker Invocations (devhost.worker)
+    assert Invocation  # the listener builds worker Invocations (devhost.functions_host.worker)

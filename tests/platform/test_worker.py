@@ -17,8 +17,8 @@ import azure.functions as func
 import pytest
 
 import function_app
-from devhost import worker
-from devhost.indexing import _get_functions, index_app
+from devhost.functions_host import worker
+from devhost.functions_host.indexing import _get_functions, index_app
 from tests.apphost import APP_FUNCTIONS
 
 SETTINGS = {
@@ -121,7 +121,7 @@ def test_a_function_without_return_binding_must_return_none() -> None:
         return "oops"  # type: ignore[return-value]
 
     fn = _load_all(app)["f"]
-    from devhost import bindings
+    from devhost.functions_host import bindings
 
     inv = worker.Invocation(
         inputs={"events": bindings.eventhub_data([], "binary")},

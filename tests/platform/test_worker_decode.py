@@ -24,8 +24,8 @@ from azure.functions.eventhub import EventHubTriggerConverter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devhost import bindings
-from devhost.bindings import HubEvent
+from devhost.functions_host import bindings
+from devhost.functions_host.bindings import HubEvent
 from functions import fastdecode
 
 LIBRARY = EventHubTriggerConverter._parse_datetime  # before any install in this module

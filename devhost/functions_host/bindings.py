@@ -2,7 +2,7 @@
 
 The host turns each binding's data into RPC ``TypedData`` and the worker turns
 that into a ``Datum``; the devhost builds the same ``Datum`` objects directly
-and leaves the decoding to the azure.functions converters (``devhost.worker``).
+and leaves the decoding to the azure.functions converters (``devhost.functions_host.worker``).
 Sources: Azure/azure-functions-host (``RpcMessageConversionExtensions``),
 the Event Hubs extension (``EventHubTriggerBindingStrategy``) and the notes in
 docs/platform.md, each pinned by a test in tests/platform/.
@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from devhost.worker import Datum, Invocation, RetryContext
+from devhost.functions_host.worker import Datum, Invocation, RetryContext
 
 
 class HostBindingError(RuntimeError):

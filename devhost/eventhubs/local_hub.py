@@ -8,7 +8,7 @@ batches of at most ``maxEventBatchSize`` (waiting up to ``maxWaitTime`` for
 ``minEventBatchSize``), the trigger is invoked with ``list[EventHubEvent]``,
 a failed invocation is retried per the function's retry policy, and the
 partition is checkpointed only after the function has returned. The trigger
-input is built as the host builds it (``devhost.bindings``) and decoded by the
+input is built as the host builds it (``devhost.functions_host.bindings``) and decoded by the
 azure.functions converter, as in the worker.
 
 When a bounded retry policy runs out the host moves on (it checkpoints and
@@ -28,10 +28,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from devhost.bindings import HubEvent
 from devhost.db import DevDB, LogEvent
-from devhost.indexing import RetryPolicy
-from devhost.worker import RetryContext
+from devhost.functions_host.bindings import HubEvent
+from devhost.functions_host.indexing import RetryPolicy
+from devhost.functions_host.worker import RetryContext
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 The worker walks ``app.get_functions()``, reads each function's
 ``get_function_json()`` and its settings (``get_settings_dict("retry_policy")``)
 and loads ``get_user_function()`` through its load-time checks
-(``devhost.worker.load``). The devhost does the same and refuses, with the
+(``devhost.functions_host.worker.load``). The devhost does the same and refuses, with the
 worker's own error, a function the worker would refuse, and with a message
 naming the function, any binding it cannot emulate.
 """
@@ -17,8 +17,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from devhost import worker
-from devhost.settings import _timespan_seconds, resolve
+from devhost.functions_host import worker
+from devhost.functions_host.settings import _timespan_seconds, resolve
 
 TRIGGERS = frozenset(
     {
@@ -26,9 +26,9 @@ TRIGGERS = frozenset(
         "entityTrigger",
         "httpTrigger",
         "queueTrigger",
-        "orchestrationTrigger",  # devhost/orchestrations.py
+        "orchestrationTrigger",  # devhost/durable/engine.py
         "activityTrigger",
-        "timerTrigger",  # devhost/timers.py
+        "timerTrigger",  # devhost/storage/timers.py
     }
 )
 SUPPORTED = TRIGGERS | {"durableClient", "http"}

@@ -1,6 +1,6 @@
 """Event sources that fill the partition log: synthetic journeys and a JSONL file.
 
-(A real Event Hub is read by ``devhost.live_hub`` with blob checkpoints
+(A real Event Hub is read by ``devhost.eventhubs.live_hub`` with blob checkpoints
 instead: it has its own partitions, sequence numbers and checkpoint store.)
 
 Each source appends its events together with its own position in the same
@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from devhost.local_hub import EventLog
+from devhost.eventhubs.local_hub import EventLog
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from devhost import protocol
 from devhost.db import DevDB, QueuedOp
-from devhost.local_hub import now_ms
+from devhost.durable import protocol
+from devhost.eventhubs.local_hub import now_ms
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devhost.db import DevDB
-from devhost.local_hub import EventLog
-from devhost.servers import Azurite
+from devhost.eventhubs.local_hub import EventLog
+from devhost.servers.node import Azurite
 from shared.parking import ParkingLot, container_from_settings, origin_properties
 
 

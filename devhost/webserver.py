@@ -18,11 +18,13 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
-from devhost import bindings, protocol
 from devhost.dashboard import Dashboard
-from devhost.entities import EntityScheduler
-from devhost.indexing import FunctionSpec
-from devhost.orchestrations import OrchestrationEngine, add_webhook_routes
+from devhost.durable import protocol
+from devhost.durable.client import add_webhook_routes
+from devhost.durable.engine import OrchestrationEngine
+from devhost.durable.entities import EntityScheduler
+from devhost.functions_host import bindings
+from devhost.functions_host.indexing import FunctionSpec
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from devhost.settings import ROOT
+from devhost.functions_host.settings import ROOT
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -10,7 +10,7 @@ is deleted; one that fails becomes visible again after ``visibilityTimeout``,
 and when it has been dequeued ``maxDequeueCount`` times it is moved to the
 poison queue (one dequeued more often than that is moved without running).
 These are the extension's documented host.json settings, read from host.json
-(devhost.settings.QueueOptions).
+(devhost.functions_host.settings.QueueOptions).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from devhost import bindings
-from devhost.indexing import FunctionSpec
-from devhost.settings import QueueOptions
+from devhost.functions_host import bindings
+from devhost.functions_host.indexing import FunctionSpec
+from devhost.functions_host.settings import QueueOptions
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from devhost.worker import Datum, Invocation
+from devhost.functions_host.worker import Datum, Invocation
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +331,7 @@ class TimerListener:
         """``TimerListener.InvokeJobFunction``: invoke, never retry, then record the new status."""
         assert self.status is not None
         invoked_at = self.now()
-        from devhost import bindings
+        from devhost.functions_host import bindings
 
         inputs = {str(self.spec.trigger["name"]): timer_payload(self.status if monitor else None, past_due)}
         inputs.update({arg: bindings.client_datum(b) for arg, b in self.client_args.items()})

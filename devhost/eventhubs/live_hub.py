@@ -45,11 +45,11 @@ from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
-from devhost.servers import AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY, azurite_connection_string
+from devhost.servers.node import AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY, azurite_connection_string
 
 __all__ = ["AZURITE_ACCOUNT_KEY", "azurite_connection_string"]
 
-log = logging.getLogger("devhost.live_hub")
+log = logging.getLogger("devhost.eventhubs.live_hub")
 
 DEFAULT_CONTAINER = "azure-webjobs-eventhub"
 # The Storage REST version BlobCheckpointStore speaks; container creation uses it too, so whatever
