@@ -193,7 +193,8 @@ class Dashboard:
         sched, stats = p.scheduler.stats, p.stats
         return {
             "phase": "finished" if summary else "running",
-            "elapsed_s": round(time.monotonic() - p.started, 3),
+            # the run's own length once it has ended, not the time the page has been served since
+            "elapsed_s": summary["wall_seconds"] if summary else round(time.monotonic() - p.started, 3),
             "source": {
                 "kind": p.cfg.source,
                 "total": p.source.total,
@@ -239,11 +240,15 @@ class Dashboard:
         p = self.pipeline
         if p is not None:  # the entities whose state was saved last (the app's one entity function)
             rows = p.db.conn.execute(
-                "SELECT key FROM entities WHERE name IN (SELECT value FROM json_each(?)) "
-                "ORDER BY at_ms DESC LIMIT ?",
-                (json.dumps(sorted(p.scheduler.handlers)), PLAYERS_LISTED),
-            ).fetchall()
-            recent = [str(r[0]) for r in rows]
+                "SELECT key, state FROM entities WHERE name IN (SELECT value FROM json_each(?)) "
+                "ORDER BY at_ms DESC",
+                (json.dumps(sorted(p.scheduler.handlers)),),
+            )
+            for key, state in rows:  # an erasure saves the tombstone last: skip erased players
+                if not _erased(state):
+                    recent.append(str(key))
+                    if len(recent) == PLAYERS_LISTED:
+                        break
         try:
             with_actions = await asyncio.to_thread(_players_with_actions, PLAYERS_LISTED)
             error = None
@@ -264,6 +269,18 @@ class Dashboard:
         except Exception as exc:  # noqa: BLE001 - Cosmos unreachable: say so, do not fail the run
             return self._json({"error": f"Cosmos read failed: {type(exc).__name__}: {exc}"}, 502)
         return self._json({"playerId": player_id, "actions": actions, "deadletters": deadletters})
+
+
+def _erased(stored: str | None) -> bool:
+    """The saved state is an erased player's tombstone: what the app's read API answers 404
+    ``was erased`` for (functions/api.py), so the inspector would show nothing to inspect."""
+    from shared.entity import load_state
+
+    try:
+        state = load_state(json.loads(stored) if stored else None)
+    except ValueError:  # a state this code cannot read: listed, the API says what it is
+        return False
+    return bool(state.erased_ms) and not state.buf
 
 
 def _clean(doc: dict[str, Any]) -> dict[str, Any]:

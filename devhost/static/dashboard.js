@@ -12,16 +12,31 @@ const M = { l: 56, r: 14, t: 10, b: 26 };
 
 const view = { rows: [], next: 0, figures: null, player: null, picksLoaded: 0 };
 const $ = (id) => document.getElementById(id);
-const nf = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
-const nf1 = new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 });
-
+// Every number is rounded as Python rounds the printed summary (format(x, ',.Nf'), round()): half
+// to even on the float's exact binary value. So 412.5 events/s is "412" on the page and in the
+// summary (not "413"), and 13.35 s is "13.3" (the float is 13.3499...). Intl.NumberFormat cannot
+// do this (it rounds the shortest decimal string, "13.35", so halfEven gives "13.4"); toFixed(100)
+// gives the exact decimal expansion of any double above ~1e-15, which is rounded here by hand.
+function pyRound(x, d = 0) {
+  if (!Number.isFinite(x) || Math.abs(x) >= 1e21) return String(x);
+  const [ip, fp] = Math.abs(x).toFixed(100).split('.');
+  const kept = ip + fp.slice(0, d);
+  const rest = fp.slice(d);
+  const odd = Number(kept[kept.length - 1]) % 2 === 1;
+  const up = rest[0] > '5' || (rest[0] === '5' && (/[1-9]/.test(rest.slice(1)) || odd));
+  const digits = (up ? BigInt(kept) + 1n : BigInt(kept)).toString().padStart(d + 1, '0');
+  const int = digits.slice(0, digits.length - d).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+  return `${x < 0 ? '-' : ''}${int}${d ? `.${digits.slice(digits.length - d)}` : ''}`;
+}
+// A figure: whole, or with up to one decimal (a trailing .0 dropped).
 function fmt(v, digits = 0) {
   if (v === null || v === undefined || Number.isNaN(v)) return '-';
-  return digits ? nf1.format(v) : nf.format(v);
+  const s = pyRound(v, digits ? 1 : 0);
+  return s.endsWith('.0') ? s.slice(0, -2) : s;
 }
 function fmtMs(v) {
   if (v === null || v === undefined) return '-';
-  return v >= 10000 ? `${nf1.format(v / 1000)} s` : `${nf.format(v)} ms`;
+  return v >= 10000 ? `${fmt(v / 1000, 1)} s` : `${fmt(v)} ms`;
 }
 function sum(obj) {
   return Object.values(obj || {}).reduce((a, b) => a + b, 0);
@@ -59,59 +74,91 @@ function niceStep(v) {
 }
 // A y-axis top with four gridlines at round values.
 const niceMax = (v) => 4 * niceStep(v / 4);
-function shortNum(v) {
-  if (v >= 1e6) return `${nf1.format(v / 1e6)}M`;
-  if (v >= 1e4) return `${nf1.format(v / 1e3)}k`;
-  return nf1.format(v);
+// The fraction digits that show every multiple of step exactly (0.25 -> 2, 2.5 -> 1, 5 -> 0).
+function decimalsFor(step) {
+  for (let d = 0; d < 6; d++) {
+    const scaled = step * 10 ** d;
+    if (Math.abs(scaled - Math.round(scaled)) < 1e-6 * Math.max(1, scaled)) return d;
+  }
+  return 6;
 }
+// An axis label: the same number of decimals on every tick of the axis, enough for its step
+// (0, 0.25, 0.50, 0.75, 1.00; not 0.3 and 0.8), in thousands (k) or millions (M) when large.
+function tickLabel(v, step, top) {
+  const [div, suffix] = top >= 1e6 ? [1e6, 'M'] : top >= 1e4 ? [1e3, 'k'] : [1, ''];
+  return v === 0 ? '0' : pyRound(v / div, decimalsFor(step / div)) + suffix;
+}
+function yAxis(svg, ymax, Y, x, anchor, cls) {
+  for (let i = 0; i <= 4; i++) {
+    const v = (ymax * i) / 4;
+    svg.append(svgEl('text', { x, y: Y(v) + 4, 'text-anchor': anchor, class: cls, 'data-v': v }, tickLabel(v, ymax / 4, ymax)));
+  }
+}
+const isNum = (y) => y !== null && y !== undefined && !Number.isNaN(y);
 
-// series: [{name, values: [[x, y|null], ...]}]; a null y breaks the line.
+// series: [{name, values: [[x, y|null], ...], axis?: 'right'}]; a null y breaks the line, and a
+// point with no drawn neighbour (both null or absent) is drawn as a dot, so a lone second's value
+// is on the chart. Series with axis 'right' get their own scale, labelled on the right.
 function lineChart(id, series, opts = {}) {
   const svg = $(id);
   svg.replaceChildren();
   svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
-  const pw = W - M.l - M.r;
-  const ph = H - M.t - M.b;
+  const right = series.filter((s) => s.axis === 'right');
+  const left = series.filter((s) => s.axis !== 'right');
+  const m = { ...M, r: right.length ? M.l : M.r };
+  const pw = W - m.l - m.r;
+  const ph = H - m.t - m.b;
   const xs = series.flatMap((s) => s.values.map((p) => p[0]));
-  const ys = series.flatMap((s) => s.values.map((p) => p[1]).filter((y) => y !== null && y !== undefined));
+  const yOf = (list) => list.flatMap((s) => s.values.map((p) => p[1]).filter(isNum));
+  const ys = yOf(series);
   if (!xs.length || !ys.length) {
     svg.append(svgEl('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'empty' }, opts.empty || 'no data yet'));
     renderLegend(opts.legend, series);
     return;
   }
   const xmax = Math.max(...xs, 1);
-  const ymax = niceMax(Math.max(...ys));
-  const X = (x) => M.l + (x / xmax) * pw;
-  const Y = (y) => M.t + ph - (y / ymax) * ph;
+  const X = (x) => m.l + (x / xmax) * pw;
+  const scale = (ymax) => (y) => m.t + ph - (y / ymax) * ph;
+  const ymaxL = niceMax(Math.max(...yOf(left), 0));
+  const ymaxR = niceMax(Math.max(...yOf(right), 0));
+  const YL = scale(ymaxL);
+  const YR = scale(ymaxR);
   for (let i = 0; i <= 4; i++) {
-    const v = (ymax * i) / 4;
-    svg.append(svgEl('line', { x1: M.l, x2: W - M.r, y1: Y(v), y2: Y(v), class: 'grid-line' }));
-    svg.append(svgEl('text', { x: M.l - 6, y: Y(v) + 4, 'text-anchor': 'end' }, shortNum(v)));
+    const y = YL((ymaxL * i) / 4);
+    svg.append(svgEl('line', { x1: m.l, x2: W - m.r, y1: y, y2: y, class: 'grid-line' }));
   }
+  if (left.length) yAxis(svg, ymaxL, YL, m.l - 6, 'end', 'tick-left');
+  if (right.length) yAxis(svg, ymaxR, YR, W - m.r + 6, 'start', 'tick-right');
   const step = niceStep(xmax / 6);
   for (let x = 0; x <= xmax + 1e-9; x += step) {
-    svg.append(svgEl('text', { x: X(x), y: H - 8, 'text-anchor': 'middle' }, `${step < 1 ? nf1.format(x) : nf.format(x)} s`));
+    svg.append(svgEl('text', { x: X(x), y: H - 8, 'text-anchor': 'middle', class: 'tick-x' }, `${tickLabel(x, step, 0)} s`));
   }
-  svg.append(svgEl('line', { x1: M.l, x2: M.l, y1: M.t, y2: M.t + ph, class: 'axis' }));
-  svg.append(svgEl('line', { x1: M.l, x2: W - M.r, y1: M.t + ph, y2: M.t + ph, class: 'axis' }));
+  svg.append(svgEl('line', { x1: m.l, x2: m.l, y1: m.t, y2: m.t + ph, class: 'axis' }));
+  if (right.length) svg.append(svgEl('line', { x1: W - m.r, x2: W - m.r, y1: m.t, y2: m.t + ph, class: 'axis' }));
+  svg.append(svgEl('line', { x1: m.l, x2: W - m.r, y1: m.t + ph, y2: m.t + ph, class: 'axis' }));
   series.forEach((s, i) => {
-    let d = '';
-    let pen = false;
-    for (const [x, y] of s.values) {
-      if (y === null || y === undefined) {
-        pen = false;
-        continue;
-      }
-      d += `${pen ? 'L' : 'M'}${X(x).toFixed(1)},${Y(y).toFixed(1)}`;
-      pen = true;
-    }
+    const Y = s.axis === 'right' ? YR : YL;
     const color = s.color || COLORS[i % COLORS.length];
-    const path = svgEl('path', { d, stroke: color, class: 'series' });
+    const v = s.values;
+    let d = '';
+    const dots = [];
+    for (let k = 0; k < v.length; k++) {
+      const [x, y] = v[k];
+      if (!isNum(y)) continue;
+      const before = k > 0 && isNum(v[k - 1][1]);
+      const after = k + 1 < v.length && isNum(v[k + 1][1]);
+      if (!before && !after) dots.push([x, y]);
+      else d += `${before ? 'L' : 'M'}${X(x).toFixed(1)},${Y(y).toFixed(1)}`;
+    }
+    const attrs = { stroke: color, class: 'series', 'data-series': s.name, 'data-axis': s.axis || 'left' };
+    if (s.dash) attrs['stroke-dasharray'] = s.dash;
+    const path = svgEl('path', { d, ...attrs });
     path.append(svgEl('title', {}, s.name));
     svg.append(path);
-    if (s.values.filter((p) => p[1] !== null && p[1] !== undefined).length === 1) {
-      const [x, y] = s.values.find((p) => p[1] !== null && p[1] !== undefined);
-      svg.append(svgEl('circle', { cx: X(x), cy: Y(y), r: 2.5, fill: color }));
+    for (const [x, y] of dots) {
+      const dot = svgEl('circle', { cx: X(x).toFixed(1), cy: Y(y).toFixed(1), r: 3, fill: color, class: 'point', 'data-series': s.name });
+      dot.append(svgEl('title', {}, `${s.name}: ${fmt(y, 1)} at ${fmt(x, 1)} s`));
+      svg.append(dot);
     }
   });
   renderLegend(opts.legend, series);
@@ -130,7 +177,7 @@ function renderLegend(id, series) {
       const ys = s.values.map((p) => p[1]).filter((y) => y !== null && y !== undefined);
       let note = '';
       if (ys.length) note = finished ? ` (peak ${fmt(Math.max(...ys), 1)})` : ` (now ${fmt(ys[ys.length - 1], 1)})`;
-      item.append(sw, s.name + note);
+      item.append(sw, s.name + (s.axis === 'right' ? ' (right axis)' : '') + note);
       return item;
     }),
   );
@@ -152,8 +199,8 @@ function partitionChart(id, partitions) {
   for (let i = 0; i <= 4; i++) {
     const v = (ymax * i) / 4;
     svg.append(svgEl('line', { x1: M.l, x2: W - M.r, y1: Y(v), y2: Y(v), class: 'grid-line' }));
-    svg.append(svgEl('text', { x: M.l - 6, y: Y(v) + 4, 'text-anchor': 'end' }, shortNum(v)));
   }
+  yAxis(svg, ymax, Y, M.l - 6, 'end', 'tick-left');
   const bw = pw / partitions.length;
   const every = Math.ceil(partitions.length / 32);
   partitions.forEach((q, i) => {
@@ -261,7 +308,7 @@ function render(f) {
   const note = $('finished-note');
   if (s) {
     note.hidden = false;
-    note.textContent = `Run complete: ${fmt(s.events_processed)} events in ${fmt(s.wall_seconds, 1)} s ` +
+    note.textContent = `Run complete: ${fmt(s.events_processed)} events in ${pyRound(s.wall_seconds, 1)} s ` +
       `(${fmt(s.events_per_second)} events/s). Report: ${f.report || 'not written (--no-report)'}. ` +
       'The figures stay live: an erase below shows up as one more entity operation.';
   } else {
@@ -272,8 +319,9 @@ function render(f) {
   const line = (key) => rows.map((row) => [row.t, row[key] ?? null]);
   lineChart('chart-throughput', [
     { name: 'events in', values: line('events_in') },
-    { name: 'signals', values: line('signals') },
-    { name: 'entity operations', values: line('entity_operations') },
+    { name: 'signals', values: line('signals'), axis: 'right' },
+    // Dashed: with one operation per signal the two lines coincide, and both must stay visible.
+    { name: 'entity operations', values: line('entity_operations'), axis: 'right', dash: '6 4' },
     { name: 'dead letters', values: line('dead_lettered'), color: COLORS[3] },
   ], { legend: 'legend-throughput' });
   const types = [...new Set(rows.flatMap((row) => Object.keys(row.actions || {})).concat(Object.keys(p.actions)))].sort();

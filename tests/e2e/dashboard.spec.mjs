@@ -4,10 +4,15 @@
 //
 // Run by tests/e2e/test_dashboard.py while `python -m devhost run --serve` is in flight.
 // Checks: the page loads; the events-in figure grows while the run is in flight; after the run
-// the page's figures equal the run's summary; the inspector shows a player's state, actions and
-// dead letters; the erase button erases it. Writes OUTDIR/result.json (what the page showed) and
-// screenshots (dashboard.png: after the run, a player inspected; dashboard-running.png;
-// dashboard-erased.png; failure.png when a check fails). Exits 0 when every check passed.
+// the page's figures equal the run's summary, the header's elapsed time has stopped at the run's
+// wall time, every chart point is drawn (a lone second as a dot), axis labels show their values
+// exactly (0.25, not 0.3), signals and entity operations have their own (right) axis; the
+// inspector shows a player's state, actions and dead letters; the erase button erases it and the
+// player leaves "recently active". Synthetic series drawn by the page's own lineChart into scratch
+// charts check the lone point and the ticks on fixed data. Writes OUTDIR/result.json (what the page
+// showed, with its rounding of tie values for the Python side to compare) and screenshots
+// (dashboard.png: after the run, a player inspected; dashboard-running.png; dashboard-erased.png;
+// dashboard-synthetic.png; failure.png when a check fails). Exits 0 when every check passed.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -40,6 +45,20 @@ async function api(path, init) {
   const resp = await fetch(origin + path, init);
   return { status: resp.status, body: await resp.json().catch(() => null) };
 }
+// The drawn vertices of an SVG path "M x,y L x,y ...", and the plot's geometry (dashboard.js).
+const vertices = (d) => (d.match(/[ML]-?[\d.]+,-?[\d.]+/g) || []).map((c) => Number(c.slice(1).split(',')[1]));
+const PLOT_TOP = 10;
+const PLOT_HEIGHT = 220 - 10 - 26;
+const PLOT_MIDDLE = PLOT_TOP + PLOT_HEIGHT / 2;
+const labelValue = (text) => {
+  const m = /^(-?[\d,]*\.?\d+)([kM]?)$/.exec(text.trim());
+  if (!m) return NaN;
+  return Number(m[1].replace(/,/g, '')) * (m[2] === 'k' ? 1e3 : m[2] === 'M' ? 1e6 : 1);
+};
+// Ties exact in binary (412.5) and near-ties that are not (13.35 is 13.3499... as a float): the
+// page must round them as Python's format() does; the Python side compares.
+const ROUND_VALUES = [0.5, 1.5, 2.5, 412.5, 413.5, 1234.5, 407.3, 0.25, 0.35, 13.25, 13.35, 2.675, 1.005, 0.125,
+  412.55, 999.95, 999999.5, 0.045];
 const total = (obj) => Object.values(obj || {}).reduce((a, b) => a + b, 0);
 const rows = async (page, table) =>
   Object.fromEntries(
@@ -116,6 +135,62 @@ try {
     { events_in: shown.events_in, processed: figures.summary.events_processed });
   const points = await page.$$eval('#chart-throughput path.series', (ps) => ps.map((p) => p.getAttribute('d').length));
   check('the throughput chart has lines over the run', points.length === 4 && points[0] > 20, { points });
+
+  // The header's elapsed time is the run's wall time and no longer counts.
+  const elapsed1 = await page.textContent('#progress-text');
+  await sleep(3300); // two refreshes
+  const elapsed2 = await page.textContent('#progress-text');
+  const wallShown = await page.evaluate((w) => fmt(w, 1), figures.summary.wall_seconds);
+  check('the elapsed time has stopped at the run\'s wall time', elapsed1 === elapsed2 && elapsed1.endsWith(`, ${wallShown} s`) &&
+    figures.elapsed_s === figures.summary.wall_seconds, { elapsed1, elapsed2, wall: figures.summary.wall_seconds });
+
+  // Rounding: half to even, as the printed summary (Python) rounds; the Python side compares.
+  result.rounding = await page.evaluate((vs) => vs.map((v) => [v, fmt(v), pyRound(v, 1), pyRound(v, 2)]), ROUND_VALUES);
+  result.finished_note = await page.textContent('#finished-note');
+
+  // Every point of every line chart is drawn: vertices of the path plus lone dots = values.
+  const drawn = await page.evaluate(() => {
+    const out = {};
+    for (const svg of document.querySelectorAll('svg.chart')) {
+      for (const path of svg.querySelectorAll('path.series')) {
+        const name = path.dataset.series;
+        const dots = svg.querySelectorAll(`circle.point[data-series="${CSS.escape(name)}"]`).length;
+        const verts = (path.getAttribute('d').match(/[ML]/g) || []).length;
+        out[`${svg.id}/${name}`] = { verts, dots };
+      }
+    }
+    const keys = { 'chart-latency/p50': 'latency_p50_ms', 'chart-latency/p99': 'latency_p99_ms',
+      'chart-throughput/events in': 'events_in', 'chart-throughput/signals': 'signals',
+      'chart-throughput/entity operations': 'entity_operations' };
+    const want = {};
+    for (const [k, key] of Object.entries(keys)) want[k] = view.rows.filter((r) => r[key] !== null && r[key] !== undefined).length;
+    return { out, want };
+  });
+  for (const [k, n] of Object.entries(drawn.want)) {
+    const got = drawn.out[k];
+    check(`every value of ${k} is drawn`, got && got.verts + got.dots === n, { got, values: n });
+  }
+  result.latency_points = { p50: drawn.out['chart-latency/p50'], p99: drawn.out['chart-latency/p99'] };
+
+  // Axis labels say their value exactly (enough decimals for the step), on every chart.
+  const ticks = await page.$$eval('svg.chart text[data-v]', (ts) => ts.map((t) => [t.closest('svg').id, t.textContent, Number(t.dataset.v)]));
+  const wrong = ticks.filter(([, text, v]) => Math.abs(labelValue(text) - v) > 1e-9 * Math.max(1, v));
+  check('every axis label shows its value exactly', ticks.length >= 20 && wrong.length === 0, { wrong, n: ticks.length });
+  result.actions_ticks = ticks.filter(([id]) => id === 'chart-actions').map(([, t]) => t);
+
+  // Signals and entity operations on their own right axis, each reaching the upper half of the plot.
+  const tp = await page.evaluate(() => {
+    const svg = document.getElementById('chart-throughput');
+    const series = [...svg.querySelectorAll('path.series')].map((p) => ({ name: p.dataset.series, axis: p.dataset.axis, d: p.getAttribute('d') }));
+    const right = [...svg.querySelectorAll('text.tick-right')].map((t) => t.textContent);
+    return { series, right };
+  });
+  const axisOf = Object.fromEntries(tp.series.map((x) => [x.name, x.axis]));
+  check('signals and entity operations use the right axis, events the left', axisOf.signals === 'right' &&
+    axisOf['entity operations'] === 'right' && axisOf['events in'] === 'left' && tp.right.length === 5, { axisOf, right: tp.right });
+  const peaks = Object.fromEntries(tp.series.filter((x) => x.name !== 'dead letters').map((x) => [x.name, Math.min(...vertices(x.d))]));
+  check('each throughput line reaches the upper half of its axis (none lies flat)',
+    Object.values(peaks).every((y) => y >= PLOT_TOP - 0.5 && y < PLOT_MIDDLE), { peaks, middle: PLOT_MIDDLE });
   const bars = (await page.$$('#chart-partitions rect.backlog')).length;
   check('the partition chart has one bar per partition', bars === figures.partitions.length && bars > 0, { bars });
 
@@ -154,7 +229,59 @@ try {
   check('erase: no actions or dead letters left', docsAfter.actions.length === 0 && docsAfter.deadletters.length === 0,
     { actions: docsAfter.actions.length, deadletters: docsAfter.deadletters.length });
   check('erase: the page says so', (await page.textContent('#erase-status')).startsWith('erased'));
+  // The erasure saved the player's tombstone last: without a filter it would head "recently active".
+  const picksAfter = (await api('/devhost/api/players')).body;
+  check('erase: the player is no longer under "recently active"', !picksAfter.recent.includes(player) && picksAfter.recent.length > 0,
+    { player, recent: picksAfter.recent });
+  await page.waitForFunction((id) => !document.querySelector(`#player-picks button.recent[data-player="${id}"]`) &&
+    document.querySelectorAll('#player-picks button.recent').length > 0, player, { timeout: 10000 });
   await page.screenshot({ path: join(outDir, 'dashboard-erased.png'), fullPage: true });
+
+  // 5. The page's own chart code on fixed data, in scratch charts added to the page.
+  const synthetic = await page.evaluate(() => {
+    const card = el('section', null, 'card');
+    card.id = 'scratch';
+    card.append(el('h2', 'Synthetic (test): a lone latency point, ticks of 0.9 actions/s, two axes'));
+    for (const id of ['scratch-lone', 'scratch-ticks', 'scratch-axes']) {
+      const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+      svg.id = id;
+      svg.setAttribute('class', 'chart');
+      svg.style.width = '32%';
+      svg.style.display = 'inline-block';
+      card.append(svg);
+    }
+    document.querySelector('main').prepend(card);
+    lineChart('scratch-lone', [
+      { name: 'p50', values: [[1, null], [2, 450], [3, null], [4, null]] },
+      { name: 'p99', values: [[1, null], [2, 900], [3, null], [4, 600], [5, 640], [6, null]], color: COLORS[3] },
+    ]);
+    lineChart('scratch-ticks', [{ name: 'help_offer', values: [[1, 0.1], [2, 0.9], [3, 0.4]] }]);
+    lineChart('scratch-axes', [
+      { name: 'events in', values: [[1, 360], [2, 400], [3, 380]] },
+      { name: 'signals', values: [[1, 3], [2, 4], [3, 2]], axis: 'right' },
+    ]);
+    const q = (sel) => [...document.querySelectorAll(sel)];
+    return {
+      lone: q('#scratch-lone circle.point').map((c) => [c.dataset.series, Number(c.getAttribute('cy'))]),
+      lonePaths: q('#scratch-lone path.series').map((p) => [p.dataset.series, p.getAttribute('d')]),
+      ticks: q('#scratch-ticks text.tick-left').map((t) => t.textContent),
+      left: q('#scratch-axes text.tick-left').map((t) => t.textContent),
+      right: q('#scratch-axes text.tick-right').map((t) => t.textContent),
+      signalsPeak: Math.min(...(document.querySelector('#scratch-axes path[data-series="signals"]').getAttribute('d').match(/,-?[\d.]+/g) || []).map((v) => Number(v.slice(1)))),
+    };
+  });
+  result.synthetic = synthetic;
+  // p50: 450 ms alone; p99: 900 alone, then 600 and 640 as a line; the scale's top is 1,000.
+  check('a lone point is drawn as a dot (450 ms with empty neighbours), a pair as a line',
+    JSON.stringify(synthetic.lone.map(([n]) => n)) === JSON.stringify(['p50', 'p99']) &&
+    Math.abs(synthetic.lone[0][1] - (PLOT_TOP + PLOT_HEIGHT * (1 - 0.45))) < 0.11 &&
+    synthetic.lonePaths.find(([n]) => n === 'p99')[1].split('L').length === 2 &&
+    synthetic.lonePaths.find(([n]) => n === 'p50')[1] === '', synthetic);
+  check('ticks of a 0.9 top are 0, 0.25, 0.50, 0.75, 1.00', JSON.stringify(synthetic.ticks) === JSON.stringify(['0', '0.25', '0.50', '0.75', '1.00']), synthetic.ticks);
+  check('two axes on fixed data: events 0-400 left, signals 0-4 right, both reaching the top',
+    JSON.stringify(synthetic.left) === JSON.stringify(['0', '100', '200', '300', '400']) &&
+    JSON.stringify(synthetic.right) === JSON.stringify(['0', '1', '2', '3', '4']) && synthetic.signalsPeak === PLOT_TOP, synthetic);
+  await page.locator('#scratch').screenshot({ path: join(outDir, 'dashboard-synthetic.png') });
   check('no errors in the page console, no failed requests', consoleErrors.length === 0, consoleErrors);
 } catch (err) {
   exitCode = 1;
