@@ -226,8 +226,8 @@ def _parked(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    from devhost import summary_report
     from devhost.functions_host.settings import LOCAL_SETTINGS
-    from scripts import summary_report
 
     if args.day is None and args.url is None and args.json is None:
         # No source named: the newest report a `run --summary` wrote.
@@ -315,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if result.report_json:
             print(f"\n  report: {result.report_json}\n          {result.report_png}")
         if result.daily_summary is not None:
-            from scripts import summary_report
+            from devhost import summary_report
 
             daily = result.daily_summary
             if daily.get("index"):

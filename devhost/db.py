@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,11 @@ CREATE TABLE IF NOT EXISTS failed_batches (
     attempts INTEGER NOT NULL, error TEXT NOT NULL, at_ms INTEGER NOT NULL
 );
 """
+
+
+def now_ms() -> int:
+    """The wall clock in epoch milliseconds: what the log, the queues and the states are stamped with."""
+    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True)

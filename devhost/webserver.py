@@ -1,12 +1,11 @@
-"""How a DurableOrchestrationClient's requests reach the entity scheduler.
+"""The run's loopback HTTP server, as the Functions host's HTTP listener: the app's HTTP
+functions under ``/api/``, the Durable extension's webhook API (``POST
+{rpcBaseUrl}entities/{name}/{key}?op=`` -> 202, ``GET`` -> 200 state or 404, and the
+orchestration client routes of ``devhost.durable.client``) and the dashboard.
 
-Two interchangeable transports, both running the SDK's own URL and payload code:
-
-- ``http``: the Durable extension's webhook API on a loopback aiohttp server
-  (``POST {rpcBaseUrl}entities/{name}/{key}?op=`` -> 202, ``GET`` -> 200 state or 404);
-  the same server serves the app's HTTP functions under ``/api/``.
-- ``inproc``: the client's module-level request functions swapped for coroutines
-  that call the scheduler directly (``protocol.client_transport``).
+With ``--transport http`` the Durable client's requests come here over HTTP; with the default
+``inproc`` they are answered in process by ``devhost.durable.client.InProcTransport`` (the
+same SDK URL and payload code, without the socket).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import socket
 from typing import Any
 
 from aiohttp import web
-from yarl import URL
 
 from devhost.dashboard import Dashboard
 from devhost.durable import protocol
@@ -27,48 +25,6 @@ from devhost.functions_host import bindings
 from devhost.functions_host.indexing import FunctionSpec
 
 log = logging.getLogger(__name__)
-
-INPROC_BASE_URL = "http://127.0.0.1:7071"  # never contacted: the in-process transport parses its URLs
-
-
-def as_sent(url: str) -> str:
-    """The URL the SDK's aiohttp client would put on the wire.
-
-    aiohttp builds ``yarl.URL(url)``, which removes dot segments (``entities/Player/..``
-    becomes ``entities/``) and percent-encodes what needs it; the in-process transport
-    must see the same URL, or it would hide a key that breaks over HTTP.
-    """
-    return str(URL(url))
-
-
-class InProcTransport:
-    """The webhook API as two coroutines with the SDK request functions' signatures."""
-
-    def __init__(self, scheduler: EntityScheduler) -> None:
-        self.scheduler = scheduler
-
-    async def post(self, url: str, data: Any = None, *args: Any, **kwargs: Any) -> list[Any]:
-        sent = as_sent(url)
-        req = protocol.parse_entity_url(sent)
-        if req is None and protocol.WEBHOOK_PATH + "entities/" in sent:
-            return [
-                400,
-                {"error": f"not an entity URL: {sent}"},
-            ]  # "entities/Player/.." arrives as "entities/"
-        if req is None or req.op is None:
-            return [501, {"error": f"the devhost serves entity signals only, not {url}"}]
-        try:
-            self.scheduler.signal(req.name, req.key, req.op, data)
-        except KeyError as exc:
-            return [404, {"error": str(exc)}]
-        return [202, None]
-
-    async def get(self, url: str, *args: Any, **kwargs: Any) -> list[Any]:
-        req = protocol.parse_entity_url(as_sent(url))
-        if req is None:
-            return [501, {"error": f"the devhost serves entity state only, not {url}"}]
-        state = self.scheduler.read_state(req.name, req.key)
-        return [404, ""] if state is None else [200, state]
 
 
 def is_loopback_host(request: web.Request) -> bool:

@@ -37,9 +37,9 @@ from typing import Any
 from azure.cosmos import exceptions as cosmos_errors
 
 from devhost.durable import protocol
+from devhost.durable.client import as_sent
 from devhost.functions_host import bindings, worker
 from devhost.functions_host.indexing import AppIndex, FunctionSpec, index_app
-from devhost.webserver import as_sent
 from scripts.bench_workloads import Batch, Source, Workload
 
 HUB = "player-events"

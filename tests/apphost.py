@@ -21,12 +21,12 @@ import msgspec
 
 import function_app
 from devhost.durable import history, protocol
+from devhost.durable.client import as_sent
 from devhost.functions_host import bindings
 from devhost.functions_host.bindings import HttpReply, HubEvent
 from devhost.functions_host.indexing import AppIndex, index_app
 from devhost.functions_host.worker import Datum, Invocation, RetryContext
-from devhost.host import entity_runner
-from devhost.webserver import as_sent
+from devhost.pipeline import entity_runner
 from shared import signals
 from shared.entity import load_state
 from shared.signals import Signal

@@ -1,8 +1,10 @@
 """The Durable client API: the extension's webhooks (``HttpApiHandler``), over HTTP or in process.
 
-The orchestration client's requests (start, status, raise event, terminate, purge) answered as
-the extension answers them, either routed by the devhost's webhook server or handed to the SDK's
-request function in process.
+The client's entity signals and state reads, and its orchestration requests (start, status,
+raise event, terminate, purge), answered as the extension answers them: routed by the devhost's
+webhook server (``devhost.webserver``, ``--transport http``), or handed to the SDK's request
+functions in process (``InProcTransport``, ``OrchestrationClientTransport``, the default), both
+running the SDK's own URL and payload code.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from urllib.parse import quote_plus
 from aiohttp import web
 from yarl import URL
 
+from devhost.durable import protocol
 from devhost.durable.engine import OrchestrationEngine
+from devhost.durable.entities import EntityScheduler
 from devhost.durable.history import (
     CONNECTION_NAME,
     TERMINAL_STATUSES,
@@ -32,6 +36,49 @@ from devhost.durable.orchestration_db import (
 from devhost.durable.protocol import WEBHOOK_PATH
 
 log = logging.getLogger(__name__)
+
+INPROC_BASE_URL = "http://127.0.0.1:7071"  # never contacted: the in-process transport parses its URLs
+
+
+def as_sent(url: str) -> str:
+    """The URL the SDK's aiohttp client would put on the wire.
+
+    aiohttp builds ``yarl.URL(url)``, which removes dot segments (``entities/Player/..``
+    becomes ``entities/``) and percent-encodes what needs it; the in-process transport
+    must see the same URL, or it would hide a key that breaks over HTTP.
+    """
+    return str(URL(url))
+
+
+class InProcTransport:
+    """The webhook API as two coroutines with the SDK request functions' signatures."""
+
+    def __init__(self, scheduler: EntityScheduler) -> None:
+        self.scheduler = scheduler
+
+    async def post(self, url: str, data: Any = None, *args: Any, **kwargs: Any) -> list[Any]:
+        sent = as_sent(url)
+        req = protocol.parse_entity_url(sent)
+        if req is None and protocol.WEBHOOK_PATH + "entities/" in sent:
+            return [
+                400,
+                {"error": f"not an entity URL: {sent}"},
+            ]  # "entities/Player/.." arrives as "entities/"
+        if req is None or req.op is None:
+            return [501, {"error": f"the devhost serves entity signals only, not {url}"}]
+        try:
+            self.scheduler.signal(req.name, req.key, req.op, data)
+        except KeyError as exc:
+            return [404, {"error": str(exc)}]
+        return [202, None]
+
+    async def get(self, url: str, *args: Any, **kwargs: Any) -> list[Any]:
+        req = protocol.parse_entity_url(as_sent(url))
+        if req is None:
+            return [501, {"error": f"the devhost serves entity state only, not {url}"}]
+        state = self.scheduler.read_state(req.name, req.key)
+        return [404, ""] if state is None else [200, state]
+
 
 # -- the client API: the extension's webhooks (HttpApiHandler) ----------------------------------
 

@@ -28,9 +28,8 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from devhost.db import DevDB, QueuedOp
+from devhost.db import DevDB, QueuedOp, now_ms
 from devhost.durable import protocol
-from devhost.eventhubs.local_hub import now_ms
 
 log = logging.getLogger(__name__)
 

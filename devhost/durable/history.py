@@ -224,23 +224,35 @@ def serialize_cause(cause: BaseException | str) -> str:
     The shape is the .NET one; the stack fields are not reproduced."""
     message = cause if isinstance(cause, str) else str(cause)
     type_name = "System.Exception" if isinstance(cause, str) else dotnet_type(cause)
-    return compact(
-        {
-            "$type": f"{type_name}, System.Private.CoreLib",
-            "ClassName": type_name,
-            "Message": message,
-            "Data": None,
-            "InnerException": None,
-            "HelpURL": None,
-            "StackTraceString": None,
-            "RemoteStackTraceString": None,
-            "RemoteStackIndex": 0,
-            "ExceptionMethod": None,
-            "HResult": -2146233088,
-            "Source": None,
-            "WatsonBuckets": None,
-        }
-    )
+    return compact(_exception_json(f"{type_name}, System.Private.CoreLib", type_name, message))
+
+
+def _exception_json(
+    type_ref: str,
+    class_name: str,
+    message: str,
+    inner: dict[str, Any] | None = None,
+    remote: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A .NET exception as Json.NET writes it with TypeNameHandling.Objects (``System.Exception``'s
+    serialised fields, in their order; ``remote``: an RpcException's own fields, which come first).
+    The shape is the .NET one; the stack fields are not reproduced."""
+    return {
+        "$type": type_ref,
+        **(remote or {}),
+        "ClassName": class_name,
+        "Message": message,
+        "Data": None,
+        "InnerException": inner,
+        "HelpURL": None,
+        "StackTraceString": None,
+        "RemoteStackTraceString": None,
+        "RemoteStackIndex": 0,
+        "ExceptionMethod": None,
+        "HResult": -2146233088,
+        "Source": None,
+        "WatsonBuckets": None,
+    }
 
 
 def worker_failure(exc: BaseException) -> tuple[str, str]:
@@ -270,40 +282,19 @@ def activity_failure(activity: str, exc: BaseException, stack: str) -> tuple[str
     friendly = out_of_proc_message(worker_message, stack)
     if OUT_OF_PROC_LABEL in friendly:
         friendly = friendly[: friendly.index(OUT_OF_PROC_LABEL)]
+    rpc = _exception_json(
+        f"{RPC_EXCEPTION}, Microsoft.Azure.WebJobs.Script",
+        RPC_EXCEPTION,
+        rpc_message,
+        remote={
+            "IsUserException": False,
+            "RemoteStackTrace": stack,
+            "RemoteMessage": worker_message,
+            "RemoteTypeName": None,
+        },
+    )
     details = compact(
-        {
-            "$type": "System.Exception, System.Private.CoreLib",
-            "ClassName": "System.Exception",
-            "Message": friendly,
-            "Data": None,
-            "InnerException": {
-                "$type": f"{RPC_EXCEPTION}, Microsoft.Azure.WebJobs.Script",
-                "IsUserException": False,
-                "RemoteStackTrace": stack,
-                "RemoteMessage": worker_message,
-                "RemoteTypeName": None,
-                "ClassName": RPC_EXCEPTION,
-                "Message": rpc_message,
-                "Data": None,
-                "InnerException": None,
-                "HelpURL": None,
-                "StackTraceString": None,
-                "RemoteStackTraceString": None,
-                "RemoteStackIndex": 0,
-                "ExceptionMethod": None,
-                "HResult": -2146233088,
-                "Source": None,
-                "WatsonBuckets": None,
-            },
-            "HelpURL": None,
-            "StackTraceString": None,
-            "RemoteStackTraceString": None,
-            "RemoteStackIndex": 0,
-            "ExceptionMethod": None,
-            "HResult": -2146233088,
-            "Source": None,
-            "WatsonBuckets": None,
-        }
+        _exception_json("System.Exception, System.Private.CoreLib", "System.Exception", friendly, inner=rpc)
     )
     return f"Activity function '{activity}' failed: {friendly}", details
 

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from devhost.db import DevDB, LogEvent
+from devhost.db import DevDB, LogEvent, now_ms
 from devhost.functions_host.bindings import HubEvent
 from devhost.functions_host.indexing import RetryPolicy
 from devhost.functions_host.worker import RetryContext
@@ -44,10 +44,6 @@ def partition_for(partition_key: str, partition_count: int) -> str:
     """A stable hash of the partition key (not the service's hash, but as stable)."""
     digest = hashlib.blake2b(partition_key.encode("utf-8"), digest_size=8).digest()
     return str(int.from_bytes(digest, "big") % partition_count)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class EventLog:

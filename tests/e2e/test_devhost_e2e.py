@@ -28,7 +28,8 @@ import msgspec
 import pytest
 
 from devhost.db import DB_FILE, DevDB
-from devhost.host import Host, RunConfig, RunResult, entity_runner
+from devhost.host import Host, RunConfig, RunResult
+from devhost.pipeline import entity_runner
 from shared.config import CosmosSettings
 from shared.entity import load_state
 from shared.store import ActionStore, ensure_containers, make_client

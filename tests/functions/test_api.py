@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from devhost.durable import protocol
+from devhost.durable.client import as_sent
 from devhost.functions_host.bindings import HttpReply
-from devhost.webserver import as_sent
 from tests.apphost import BASE, Capture, call_http
 
 pytestmark = pytest.mark.cosmos

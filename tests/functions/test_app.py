@@ -336,7 +336,7 @@ def test_entity_keeps_unwritten_actions_in_the_outbox(app_env: dict[str, str], m
 def test_an_operation_without_input_is_reported_not_raised(app_env: dict[str, str]) -> None:
     import asyncio
 
-    from devhost.host import entity_runner
+    from devhost.pipeline import entity_runner
     from tests.apphost import index
 
     raw = protocol.entity_batch_json("Player", "empty", None, [("events", None)])

@@ -24,14 +24,13 @@ import pytest
 
 from devhost.db import DevDB
 from devhost.durable import protocol
-from devhost.durable.client import OrchestrationClientTransport
+from devhost.durable.client import INPROC_BASE_URL, OrchestrationClientTransport
 from devhost.durable.engine import OrchestrationEngine
 from devhost.durable.history import EventType
 from devhost.functions_host import bindings
 from devhost.servers.faultproxy import behind_proxy
 from devhost.servers.node import Azurite, ServerError
 from devhost.storage.timers import StatusStore, TimerListener
-from devhost.webserver import INPROC_BASE_URL
 from scripts import extra_rows
 from shared import runtime, summary, summary_store
 from shared.config import CosmosSettings

@@ -17,10 +17,11 @@ import pytest
 
 from devhost.db import DevDB
 from devhost.durable import protocol
+from devhost.durable.client import INPROC_BASE_URL, InProcTransport
 from devhost.durable.entities import EntityScheduler
 from devhost.functions_host.indexing import index_app
-from devhost.host import entity_runner
-from devhost.webserver import INPROC_BASE_URL, InProcTransport, WebhookServer
+from devhost.pipeline import entity_runner
+from devhost.webserver import WebhookServer
 from tests.apphost import BASE, Capture, call_http
 
 

@@ -32,12 +32,12 @@ import pytest
 
 from devhost.db import DevDB
 from devhost.durable import protocol
-from devhost.durable.client import OrchestrationClientTransport, client_request
+from devhost.durable.client import INPROC_BASE_URL, OrchestrationClientTransport, client_request
 from devhost.durable.engine import OrchestrationEngine
 from devhost.durable.entities import EntityScheduler
 from devhost.durable.history import EventType
 from devhost.functions_host.indexing import AppIndex, index_app
-from devhost.webserver import INPROC_BASE_URL, WebhookServer
+from devhost.webserver import WebhookServer
 
 HUB = "testhub"
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
