@@ -1,8 +1,8 @@
 """Run one entity operation: pure logic, then its effects, then one new state.
 
 This is the only place where the entity's side effects happen, in this order:
-decide (pure) -> write the outbox (action and suppressed-decision documents,
-outcomes of responses) -> acknowledge -> ask for a reminder if anything is still
+decide (pure) -> write the outbox (action documents, the hourly aggregates of
+suppressed decisions, outcomes of responses) -> acknowledge -> ask for a reminder if anything is still
 unwritten -> return the state to set once.
 
 A failed write leaves the action in the outbox. The entity then asks for an
@@ -19,7 +19,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from azure.core.exceptions import AzureError
 from opentelemetry.trace import Status, StatusCode
@@ -29,13 +29,20 @@ from shared import erasure, telemetry, tracing
 from shared.breaker import CircuitOpen
 from shared.policy import Rules
 from shared.reminders import Reminders
-from shared.store import PermanentWriteFailure, WriteFailed, WriteReport, action_document
+from shared.store import (
+    PermanentWriteFailure,
+    Write,
+    WriteFailed,
+    WriteReport,
+    action_document,
+    suppressed_document,
+)
 
 log = logging.getLogger(__name__)
 
 
 class Store(Protocol):
-    def create_actions(self, docs: Any) -> WriteReport: ...
+    def write_outbox(self, player_id: str, writes: list[Write]) -> WriteReport: ...
 
     def record_outcome(self, player_id: str, outcome: st.OutcomeRecord) -> str: ...
 
@@ -138,41 +145,74 @@ def _flush(
     written: list[st.OutboxItem],
     now_ms: int,
 ) -> int:
-    """Write the outbox in order until Cosmos fails (the rest wait for a reminder); returns failures."""
+    """Write the outbox: its documents together (one transactional batch, or concurrently: see
+    ``ActionStore.write_outbox``), a traced one on its own inside its decision's trace, then the
+    outcomes unless Cosmos is failing. What fails waits in the outbox (and for a reminder); returns
+    1 if anything failed, else 0."""
     items = list(state.outbox)
     done: set[str] = set()
     tried: set[str] = set()
-    refused: dict[str, int] = {}
+    report = WriteReport()
     outcomes: dict[str, int] = {}
-    failures = 0
+    together: list[Write] = []
     for item in items:
-        tried.add(item.id)
         rec = item.rec
-        with tracing.write_span(item.trace, item.id, ref) as span:
-            if isinstance(rec, st.ActionRecord):
-                report = store.create_actions([action_document(player_id, rec)])
-            else:
-                report = _write_outcome(store, player_id, item.id, rec, outcomes)
-            if report.failed or report.refused:
-                span.set_status(Status(StatusCode.ERROR, "write failed or refused"))
-        refused.update(report.refused)
+        if isinstance(rec, st.OutcomeRecord):
+            continue
+        write = (
+            Write("upsert", suppressed_document(player_id, rec))
+            if isinstance(rec, st.SuppressedAggregate)
+            else Write("create", action_document(player_id, rec))
+        )
+        tried.add(item.id)
+        if item.trace:  # sampled: the write is a child span of the decision, on this thread
+            with tracing.write_span(item.trace, item.id, ref) as span:
+                one = _write(store, player_id, [write])
+                if one.failed or one.refused:
+                    span.set_status(Status(StatusCode.ERROR, "write failed or refused"))
+            report.merge(one)
+        else:
+            together.append(write)
+    if together:
+        report.merge(_write(store, player_id, together))
+    if not report.failed:
+        for item in items:
+            if isinstance(item.rec, st.OutcomeRecord):
+                tried.add(item.id)
+                one = _write_outcome(store, player_id, item.id, item.rec, outcomes)
+                report.merge(one)
+                if one.failed:  # Cosmos is failing: the rest wait in the outbox
+                    break
+    for item in items:
         if item.id in report.written:
             done.add(item.id)
             written.append(item)
-        if report.failed:  # Cosmos is failing: the rest wait in the outbox (and for a reminder)
-            failures += 1
-            break
-    st.record_refused(state, items, refused, now_ms)
+    st.record_refused(state, items, report.refused, now_ms)
     effects.outbox_expired = st.acknowledge(state, done, now_ms, tried)
+    failures = 1 if report.failed else 0
     if failures:
-        effects.suppressed_dropped = st.bound_suppressed(state)
-    if refused:
+        effects.suppressed_dropped = sum(st.suppressed_count(i) for i in st.bound_suppressed(state))
+    if report.refused:
         telemetry.add_counts(
-            telemetry.instruments().actions_refused, _count(str(s) for s in refused.values()), "status"
+            telemetry.instruments().actions_refused,
+            _count(str(s) for s in report.refused.values()),
+            "status",
         )
     if outcomes:
         telemetry.add_counts(telemetry.instruments().outcomes, outcomes, "result")
     return failures
+
+
+def _write(store: Store, player_id: str, writes: list[Write]) -> WriteReport:
+    """The store's outbox write; a store with only ``create_actions`` (an older in-process fake)
+    gets the documents one create at a time."""
+    write_outbox = getattr(store, "write_outbox", None)
+    if write_outbox is not None:
+        return cast(WriteReport, write_outbox(player_id, writes))
+    report = WriteReport()
+    for w in writes:
+        report.merge(store.create_actions([w.doc]))  # type: ignore[attr-defined]
+    return report
 
 
 def _write_outcome(
@@ -333,8 +373,8 @@ def _record(
     for suppressed in effects.suppressed:
         attrs = (("type", suppressed.type), ("rule", suppressed.rejected_by or ""))
         tally.add(m.actions_suppressed, 1, attrs)
-    if effects.suppressed_dropped:  # unwritten suppressed records dropped to bound the state
-        m.outbox_expired.add(len(effects.suppressed_dropped), {"kind": "suppressed"})
+    if effects.suppressed_dropped:  # unwritten suppressed decisions dropped to bound the state
+        m.outbox_expired.add(effects.suppressed_dropped, {"kind": "suppressed"})
     for rule, n in effects.rejections.items():
         tally.add(m.rejections, n, (("rule", rule),))
     if failures:

@@ -16,7 +16,9 @@ from fixed-size partials.
 
 The document contract (docs/contracts.md, written by the Player entity): ``status`` is
 ``pending``/``accepted``/``dismissed`` for an action that was sent, ``suppressed`` (with
-``rejectedBy``) for a candidate a guardrail stopped; ``responseLatencyMs`` once answered.
+``rejectedBy``) for the hourly aggregate of the candidates one guardrail rule stopped, whose
+``count`` is how many (a document without one, from before the aggregates, is one decision);
+``responseLatencyMs`` once answered.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ ACTION_FIELDS = (
     "features",
     "modelVersion",
     "hour",
+    "count",
 )
 
 
@@ -110,9 +113,10 @@ def add(partial: dict[str, Any], doc: Mapping[str, Any]) -> bool:
         partial["ignored"] += 1
         return False
     if status == "suppressed":
-        per["suppressed"] += 1
+        n = suppressed_count(doc)
+        per["suppressed"] += n
         rule = doc.get("rejectedBy")
-        per["rejections"][rule if rule in per["rejections"] else OTHER_RULE] += 1
+        per["rejections"][rule if rule in per["rejections"] else OTHER_RULE] += n
         return True
     per["sent"] += 1
     per[status] += 1
@@ -126,6 +130,15 @@ def add(partial: dict[str, Any], doc: Mapping[str, Any]) -> bool:
     if status != "pending" and latency is not None:
         per["latency"][latency_bucket(latency)] += 1
     return True
+
+
+def suppressed_count(doc: Mapping[str, Any]) -> int:
+    """The decisions a suppressed document stands for: an hourly aggregate's ``count``; 1 for a
+    document of one decision (written before the aggregates) or a count that is not a positive int."""
+    count = doc.get("count")
+    if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+        return count
+    return 1
 
 
 def _number(value: Any) -> float | None:

@@ -11,7 +11,8 @@ state once. By concern:
 - ``dedupe``: ids, sequence ranges, enqueued times;
 - ``history``: the buffer and the aggregates;
 - ``decide``: triggers, scoring, the policy, action and suppressed records;
-- ``outbox``: acknowledging, refusing and expiring writes.
+- ``outbox``: suppressed decisions counted into hourly aggregates; acknowledging, refusing and
+  expiring writes.
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ from shared.entity.decide import (
 from shared.entity.dedupe import covered_ranges, id_hash, is_duplicate, mark_seen, note_position
 from shared.entity.history import entry_of, evict, insert, update_aggregates
 from shared.entity.model import (
+    HOUR_MS,
     MAX_BUFFER_AGE_MS,
     MAX_BUFFER_EVENTS,
     OUTBOX_TTL_MS,
     SEEN_RANGES,
     SEEN_RANGES_TOTAL,
+    SUPPRESSED_EXAMPLES,
+    SUPPRESSED_EXAMPLES_HELD,
     ActionRecord,
     Aggregates,
     Entry,
@@ -44,8 +48,18 @@ from shared.entity.model import (
     OutcomeRecord,
     PlayerState,
     RefusedAction,
+    SuppressedAggregate,
+    SuppressedExample,
 )
-from shared.entity.outbox import acknowledge, bound_suppressed, latency_start_ms, record_refused
+from shared.entity.outbox import (
+    acknowledge,
+    add_suppressed,
+    bound_suppressed,
+    latency_start_ms,
+    record_refused,
+    suppressed_count,
+    suppressed_id,
+)
 from shared.eventtypes import BY_CODE, EventType
 from shared.policy import ACTION_TYPES, Rules
 from shared.signals import MALFORMED, Signal, SignalError, SignalEvent
@@ -62,8 +76,8 @@ class Effects:
     scored: int = 0
     actions: list[ActionRecord] = field(default_factory=list)
     suppressed: list[ActionRecord] = field(default_factory=list)
-    # Suppressed records dropped unwritten to bound the state (counted, see MAX_SUPPRESSED_PENDING).
-    suppressed_dropped: list[ActionRecord] = field(default_factory=list)
+    # Suppressed decisions dropped unwritten to bound the state (see MAX_SUPPRESSED_PENDING).
+    suppressed_dropped: int = 0
     outcomes: int = 0
     rejections: dict[str, int] = field(default_factory=dict)
     outbox_expired: int = 0
@@ -160,6 +174,9 @@ load_state = codec.decode
 
 __all__ = [
     "ACTION_TYPES",
+    "HOUR_MS",
+    "SUPPRESSED_EXAMPLES",
+    "SUPPRESSED_EXAMPLES_HELD",
     "MAX_BUFFER_AGE_MS",
     "MAX_BUFFER_EVENTS",
     "SEEN_RANGES",
@@ -174,12 +191,15 @@ __all__ = [
     "PlayerState",
     "RefusedAction",
     "Scored",
+    "SuppressedAggregate",
+    "SuppressedExample",
     "Scorer",
     "SignalEvent",
     "TriggerHook",
     "TriggerSpan",
     "acknowledge",
     "action_id",
+    "add_suppressed",
     "apply",
     "apply_events",
     "bound_suppressed",
@@ -189,4 +209,6 @@ __all__ = [
     "load_state",
     "mark_seen",
     "record_refused",
+    "suppressed_count",
+    "suppressed_id",
 ]

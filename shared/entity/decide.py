@@ -15,6 +15,7 @@ from typing import NamedTuple, Protocol
 
 from shared import features as feat
 from shared.entity.model import ActionRecord, Entry, OutboxItem, PlayerState
+from shared.entity.outbox import add_suppressed
 from shared.eventtypes import ALWAYS_TRIGGER, EventType
 from shared.policy import ACTION_TYPES, PolicyContext, Rules, decide
 from shared.signals import SignalEvent
@@ -83,7 +84,9 @@ def score_and_decide(
     model_version: str,
     span: TriggerSpan | None = None,
 ) -> Decided:
-    """Score the moment of ``ev`` and put what the policy decides in the outbox."""
+    """Score the moment of ``ev`` and put what the policy decides in the outbox: the action, and each
+    suppressed candidate counted into its (hour, type, rule) aggregate. The suppressed records are
+    returned too (for counts and traces); they are not written one by one."""
     state.rounds_since_score = 0
     t = ev.t
     features = feat.compute(state.buf, state.agg, state.last_action_ms, t)
@@ -127,8 +130,8 @@ def score_and_decide(
 
     trace = span.traceparent if span is not None else None
     suppressed = [record(atype, "suppressed", [], rule) for atype, rule in decision.suppressed]
-    for rec in suppressed:
-        state.outbox.append(OutboxItem(rec, since_ms=now_ms, enqueued_ms=ev.q, trace=trace))
+    for rec in suppressed:  # counted into its hour's aggregate, not a document of its own
+        add_suppressed(state, player_id, rec, now_ms, ev.q, trace)
     action = None
     if decision.action_type is not None:
         action = record(decision.action_type, "pending", decision.reasons)

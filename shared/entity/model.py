@@ -20,6 +20,12 @@ MAX_REFUSED = 20
 # Suppressed-decision records waiting in the outbox at most (the newest are kept): while Cosmos
 # is down a player in a cooldown would otherwise grow its state without bound.
 MAX_SUPPRESSED_PENDING = 8
+HOUR_MS = 3600 * 1000
+# Suppressed decisions are written as one aggregate per (UTC hour, action type, rule): a count and
+# the first few decisions as examples, at most SUPPRESSED_EXAMPLES each and SUPPRESSED_EXAMPLES_HELD
+# over every aggregate the state holds (so 21 type x rule pairs in one hour cannot grow the state).
+SUPPRESSED_EXAMPLES = 2
+SUPPRESSED_EXAMPLES_HELD = 12
 
 
 class Entry(msgspec.Struct, array_like=True):
@@ -74,6 +80,34 @@ class ActionRecord(msgspec.Struct, tag="a", tag_field="k", omit_defaults=True):
     tp: str | None = None  # the trigger event's traceparent
 
 
+class SuppressedExample(msgspec.Struct, array_like=True):
+    """One suppressed decision kept as an example: ``[trigger, t, score, features]``."""
+
+    trigger: str  # the trigger event's id
+    t: int  # its event time
+    score: float  # the suppressed type's score
+    features: list[float]  # the scored row, in the model card's order
+
+
+class SuppressedAggregate(msgspec.Struct, tag="s", tag_field="k", omit_defaults=True):
+    """Every candidate of one action type one rule stopped in one UTC hour of event time, for one player.
+
+    The entity holds the running count and writes the whole document (``shared.store.
+    suppressed_document``) under a deterministic id, replacing it: a re-run entity batch starts from
+    the state before it and rewrites the same count, so nothing is counted twice."""
+
+    id: str
+    type: str
+    rule: str
+    hour_ms: int  # start of the UTC hour of the triggers' event times
+    count: int
+    first_ms: int  # event time of the first and the last trigger counted
+    last_ms: int
+    model: str  # the model version of the last decision counted
+    decided_ms: int  # when the last decision counted was made (wall clock)
+    examples: list[SuppressedExample] = msgspec.field(default_factory=list)
+
+
 class OutcomeRecord(msgspec.Struct, tag="o", tag_field="k"):
     """A player's response to an action, to record on the action's document."""
 
@@ -83,7 +117,7 @@ class OutcomeRecord(msgspec.Struct, tag="o", tag_field="k"):
 
 
 class OutboxItem(msgspec.Struct, omit_defaults=True):
-    rec: ActionRecord | OutcomeRecord
+    rec: ActionRecord | OutcomeRecord | SuppressedAggregate
     since_ms: int
     attempts: int = 0
     # When the trigger event reached Event Hubs: the start of the action's latency.
@@ -95,7 +129,7 @@ class OutboxItem(msgspec.Struct, omit_defaults=True):
     def id(self) -> str:
         """The document this item writes (an outcome's is its action's)."""
         rec = self.rec
-        return rec.id if isinstance(rec, ActionRecord) else "outcome:" + rec.action_id
+        return "outcome:" + rec.action_id if isinstance(rec, OutcomeRecord) else rec.id
 
 
 class RefusedAction(msgspec.Struct, omit_defaults=True):
@@ -126,6 +160,9 @@ class PlayerState(msgspec.Struct, omit_defaults=True):
     day_ms: int = 0
     day_count: int = 0
     outbox: list[OutboxItem] = msgspec.field(default_factory=list)
+    # Suppressed aggregates of the newest hour already written (clean): kept to go on counting. One
+    # that changes moves back into the outbox; the hour's are dropped once a later hour triggers.
+    sup: list[SuppressedAggregate] = msgspec.field(default_factory=list)
     # When the outbox reminder the entity asked for is due (wall clock ms); 0: none pending.
     remind_ms: int = 0
     # Reminders asked in a row for an erasure or sweep that keeps failing: their back-off.

@@ -16,9 +16,10 @@ from shared.entity.dedupe import is_duplicate
 from shared.entity.model import MAX_SUPPRESSED_PENDING
 from shared.eventtypes import EventType
 from shared.features import Features
-from shared.policy import BREAK, Rules
+from shared.policy import ACTION_TYPES, BREAK, Rules
+from shared.policy import RULES as RULE_NAMES
 from shared.routing import Message, route
-from tests.helpers import T0_MS, body, cloud_event, round_event, signal_event
+from tests.helpers import NOW_MS, T0_MS, body, cloud_event, round_event, signal_event
 
 MIN = 60_000
 
@@ -60,7 +61,11 @@ def test_loss_streak_triggers_one_break_action() -> None:
     assert [(r.trigger, r.status, r.rejected_by) for r in eff.suppressed] == [
         ("r9", "suppressed", "cooldown")
     ]
-    assert [item.id for item in state.outbox] == [action.id, eff.suppressed[0].id]
+    # ... counted into its hour's aggregate, which is what the outbox writes
+    hour = T0_MS - T0_MS % st.HOUR_MS
+    aggregate = st.suppressed_id("p1", hour, BREAK, "cooldown")
+    assert [item.id for item in state.outbox] == [action.id, aggregate]
+    assert state.outbox[1].rec.count == 1  # type: ignore[union-attr]
 
 
 def test_replayed_batch_is_fully_deduplicated() -> None:
@@ -133,8 +138,42 @@ def test_state_stays_small() -> None:
     size = len(st.codec.encode(state))  # as stored, with an outbox nothing could write
     assert len(state.buf) <= st.MAX_BUFFER_EVENTS
     assert size < 16 * 1024, size
-    pending = [i for i in state.outbox if i.rec.status == "suppressed"]  # type: ignore[union-attr]
-    assert len(pending) == MAX_SUPPRESSED_PENDING
+    pending = [i for i in state.outbox if isinstance(i.rec, st.SuppressedAggregate)]
+    assert 0 < len(pending) <= MAX_SUPPRESSED_PENDING + len(ACTION_TYPES) * len(RULE_NAMES)
+
+
+def test_state_stays_small_with_every_type_and_rule_suppressed_in_one_hour_and_nothing_written() -> None:
+    """The worst the aggregates can hold: every (type, rule) pair of the open hour, the closed hours'
+    aggregates an outage left, examples capped over all of them."""
+    base = T0_MS - T0_MS % st.HOUR_MS
+    state = st.PlayerState(newest_ms=base + 9 * st.HOUR_MS)
+    features = [0.123456789] * 24
+    for hour in range(10):
+        for atype in ACTION_TYPES:
+            for rule in RULE_NAMES:
+                for n in range(3):
+                    t = base + hour * st.HOUR_MS + n
+                    rec = st.ActionRecord(
+                        id=f"x{hour}{atype}{rule}{n}",
+                        type=atype,
+                        status="suppressed",
+                        score=0.9,
+                        scores=[0.9, 0.9, 0.9],
+                        features=features,
+                        model="pi-2026-11-21-abcdef01",
+                        trigger=f"evt-{hour:02d}-{atype}-{rule}-{n}-0123456789abcdef",
+                        t=t,
+                        decided_ms=t,
+                        rejected_by=rule,
+                    )
+                    st.add_suppressed(state, "player-0123456789", rec, NOW_MS)
+        st.bound_suppressed(state)
+    size = len(st.codec.encode(state))
+    assert size < 16 * 1024, size
+    held = [i.rec for i in state.outbox if isinstance(i.rec, st.SuppressedAggregate)]
+    assert sum(len(a.examples) for a in held) <= st.SUPPRESSED_EXAMPLES_HELD
+    open_hour = [a for a in held if a.hour_ms == base + 9 * st.HOUR_MS]
+    assert len(open_hour) == len(ACTION_TYPES) * len(RULE_NAMES) and all(a.count == 3 for a in open_hour)
 
 
 def test_batching_does_not_change_decisions() -> None:
