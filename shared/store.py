@@ -397,7 +397,10 @@ class ActionStore:
         unreachable service answers nothing about batches: not remembered, asked again next time."""
         if self._batch is not None:
             return self._batch
-        container = self.actions
+        try:
+            container = self.actions  # builds the client on first use, which may fail
+        except (AzureError, OSError):
+            return False
         if not hasattr(container, "execute_item_batch"):
             self._batch = False
             return False
