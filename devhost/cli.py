@@ -74,11 +74,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, except where there is none to show (a flag, no
+    value) or the help text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m devhost", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser(
-        "run", help="run the app end to end (source -> Event Hubs stand-in -> entities -> Cosmos)"
+        "run",
+        help="run the app end to end (source -> Event Hubs stand-in -> entities -> Cosmos)",
+        description="Run the real app end to end on this machine: a source fills the Event Hubs "
+        "stand-in, the real functions run as the Functions host runs them, actions land in Cosmos.",
+        formatter_class=_Help,
     )
     run.add_argument(
         "--source",
@@ -90,7 +104,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--duration",
         type=duration,
-        default=86400.0,
+        default="1d",  # a string default goes through `type`, and --help shows it as written
         help="synthetic: journey window (ending now), e.g. 600, 12h, 1d; eventhub: how long to consume",
     )
     run.add_argument("--seed", type=int, default=7, help="synthetic: seed (same seed, same events)")
@@ -114,7 +128,8 @@ def parser() -> argparse.ArgumentParser:
         "--transport",
         choices=("inproc", "http"),
         default="inproc",
-        help="how Durable client signals reach the entities (default in-process)",
+        help="how Durable client signals reach the entities: in process, or over the extension's "
+        "webhook API on loopback HTTP",
     )
     run.add_argument(
         "--partitions", type=positive_int, default=32, help="Event Hubs partitions (synthetic, jsonl)"
@@ -149,11 +164,16 @@ def parser() -> argparse.ArgumentParser:
         default=4096,
         help="backpressure: events the source may run ahead of the checkpoints",
     )
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress (a bar on a terminal; a plain line every few seconds otherwise)",
+    )
     run.add_argument(
         "--serve",
         action="store_true",
-        help="keep serving the HTTP functions (/api/...) after the run, until Ctrl-C",
+        help="serve the live dashboard (/dashboard/, URL printed at start) and the HTTP functions "
+        "(/api/...) during the run, and keep serving both after it until Ctrl-C",
     )
     run.add_argument(
         "--redeliver-share",
@@ -247,8 +267,30 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _check_run(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What argparse cannot say about ``run``'s options together: one line and exit 2."""
+    commands = next(a for a in p._actions if a.dest == "command").choices
+    run = typing.cast(dict[str, argparse.ArgumentParser], commands)["run"]
+    if args.source == "jsonl" and args.file is None:
+        run.error("--source jsonl needs --file FILE (one CloudEvent per line, e.g. examples/events.jsonl)")
+    if args.file is not None:
+        if args.source != "jsonl":
+            run.error(f"--file is read with --source jsonl only (the source is {args.source})")
+        if not args.file.is_file():
+            run.error(f"--file {args.file}: no such file")
+    if args.settings is not None and not args.settings.is_file():
+        run.error(f"--settings {args.settings}: no such file")
+    if args.state_dir.exists() and not args.state_dir.is_dir():
+        run.error(f"--state-dir {args.state_dir} is a file, not a folder")
+    if args.summary_day is not None and not args.summary:
+        run.error("--summary-day needs --summary")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.command == "run":
+        _check_run(p, args)
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -328,17 +370,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"\n  daily summary {daily.get('day')}: {state}")
         printed.append(True)
 
-    host = Host(cfg)
-    host.on_finished = show
+    host: Host | None = None
     # SIGTERM stops the devhost like Ctrl-C (a job started with `&` by a script ignores SIGINT).
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        host = Host(cfg)  # inside the try: a RunError from its checks is one line too
+        host.on_finished = show
         result = host.run()
     except (RunError, SettingsError, UnsupportedBinding, SourceError, ServerError, FunctionLoadError) as exc:
         print(f"devhost: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if host.finished is not None:
+        if host is not None and host.finished is not None:
             print("devhost: stopped serving", file=sys.stderr)
             return 0
         print("devhost: interrupted; run again with the same options to resume", file=sys.stderr)

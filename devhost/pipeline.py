@@ -20,7 +20,7 @@ from concurrent.futures import Executor
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from devhost import metrics
 from devhost.db import DevDB, now_ms
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SAMPLE_SECONDS = 1.0
+PLAIN_PROGRESS_S = 10.0  # off a terminal: one progress line this often
 SETTLE_S = 30.0  # --summary: how long to wait for outboxes to empty before the players read them
 
 
@@ -481,7 +482,9 @@ class Pipeline:
                     host.finished = result
                     if host.on_finished is not None:
                         host.on_finished(result)
-                    print(f"serving {self.server.base_url}/api/ (Ctrl-C to stop)", flush=True)
+                    base = self.server.base_url
+                    print(f"dashboard {base}/dashboard/", flush=True)  # again, after the summary
+                    print(f"serving {base}/api/ (Ctrl-C to stop)", flush=True)
                     await asyncio.Event().wait()
             finally:
                 for t in (sampler, entity_task, *background):
@@ -594,12 +597,60 @@ def entity_runner(spec: FunctionSpec) -> EntityRunner:
     return run
 
 
-def _progress(enabled: bool, total: int | None, initial: int) -> Any:
+def _progress(enabled: bool, total: int | None, initial: int, stream: TextIO | None = None) -> Any:
+    """A tqdm bar on a terminal; elsewhere (a log, a pipe, CI) a plain line every few seconds,
+    never carriage-return redraws."""
     if not enabled:
         return None
+    out = stream if stream is not None else sys.stderr
+    if not out.isatty():
+        return PlainProgress(total, initial, out)
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="ev", desc="events", dynamic_ncols=True, mininterval=0.25)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="ev",
+        desc="events",
+        dynamic_ncols=True,
+        mininterval=0.25,
+        file=out,
+    )
+
+
+class PlainProgress:
+    """The progress bar's interface (``n``, ``set_postfix``, ``refresh``, ``close``) as one plain
+    line every ``every_s`` seconds, and one at the end."""
+
+    def __init__(
+        self,
+        total: int | None,
+        initial: int,
+        out: TextIO,
+        every_s: float = PLAIN_PROGRESS_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total, self.n, self.out, self.every_s, self.clock = total, initial, out, every_s, clock
+        self.started = self.last = clock()
+        self.postfix: dict[str, Any] = {}
+
+    def set_postfix(self, refresh: bool = True, **values: Any) -> None:
+        self.postfix = values
+
+    def refresh(self) -> None:
+        if self.clock() - self.last >= self.every_s:
+            self._line()
+
+    def close(self) -> None:
+        self._line()
+
+    def _line(self) -> None:
+        self.last = now = self.clock()
+        of = f"/{self.total:,} ({100 * self.n / self.total:.0f}%)" if self.total else ""
+        extra = "".join(
+            f", {k} {v:,}" if isinstance(v, int) else f", {k} {v}" for k, v in self.postfix.items()
+        )
+        print(f"events {self.n:,}{of} after {now - self.started:.0f}s{extra}", file=self.out, flush=True)
 
 
 __all__ = ["Host", "RunConfig", "RunError", "RunResult", "SettingsError"]

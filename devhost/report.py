@@ -50,8 +50,9 @@ def table(summary: dict[str, Any]) -> str:
     lines = [("events in", f"{p['events_in']:,}")]
     lines.append(("dropped by the funnel", f"{sum(p['dropped'].values()):,}  {_kv(p['dropped'])}"))
     lines.append(("dead-lettered", f"{sum(p['dead_lettered'].values()):,}  {_kv(p['dead_lettered'])}"))
-    if summary.get("deadletters_file"):
-        lines.append(("dead letters listed in", str(summary["deadletters_file"])))
+    listed = Path(summary.get("deadletters_file") or "")
+    if listed.name and listed.is_file() and listed.stat().st_size > 0:  # not for an empty file
+        lines.append(("dead letters listed in", str(listed)))
     lines.append(("signals", f"{p['signals']:,}"))
     lines.append(("entity operations", f"{p['entity_operations']:,}  (in {h['entity_batches']:,} batches)"))
     lines.append(("duplicate events", f"{p['duplicates']:,}"))

@@ -33,18 +33,43 @@ def install() -> InMemorySpanExporter:
     return exporter
 
 
+WRITE_SPAN = "cosmos.create action"  # shared/tracing.py: every outbox write, whatever it holds
+# What a write holds, by its document id's prefix (shared/entity: ``act-`` an action,
+# ``sup-`` the hour's aggregate of suppressed decisions), and the name it is shown under.
+WRITTEN = {"act-": ("cosmos.create action", "action"), "sup-": ("cosmos.create suppressed", "suppressed")}
+
+
+def _written(span: ReadableSpan) -> tuple[str, str]:
+    doc_id = str((span.attributes or {}).get("pi.action.id", ""))
+    return next(
+        (shown for prefix, shown in WRITTEN.items() if doc_id.startswith(prefix)), (span.name, "action")
+    )
+
+
 def action_trace(spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
-    """The spans of the first trace that reaches a Cosmos write and began at a producer."""
+    """The spans of a trace that began at a producer and reaches a Cosmos write: the first whose
+    write is an action, else the first whose write is a suppressed decision."""
     by_trace: dict[int, list[ReadableSpan]] = {}
     for s in spans:
         if s.context is not None:
             by_trace.setdefault(s.context.trace_id, []).append(s)
+    fallback: list[ReadableSpan] = []
     for members in by_trace.values():
-        names = {s.name for s in members}
+        writes = [s for s in members if s.name == WRITE_SPAN]
         ingest = [s for s in members if s.name == "ingest.event"]
-        if "cosmos.create action" in names and ingest and ingest[0].parent is not None:
+        if not writes or not ingest or ingest[0].parent is None:
+            continue
+        if any(_written(w)[1] == "action" for w in writes):
             return members
-    return []
+        fallback = fallback or members
+    return fallback
+
+
+def _value(value: object) -> str:
+    """An attribute as text: a sequence (the rules that said no) as a comma list, not a tuple."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def render(members: Sequence[ReadableSpan]) -> str:
@@ -65,12 +90,13 @@ def render(members: Sequence[ReadableSpan]) -> str:
     def walk(parent: int | None, depth: int) -> None:
         for s in sorted(children.get(parent, []), key=lambda x: x.start_time or 0):
             ms = ((s.end_time or 0) - (s.start_time or 0)) / 1e6
+            name, held = _written(s) if s.name == WRITE_SPAN else (s.name, "action")
             attrs = ", ".join(
-                label + "=" + str(s.attributes[key])
+                (held if key == "pi.action.id" else label) + "=" + _value(s.attributes[key])
                 for key, label in ATTRS_SHOWN.items()
                 if s.attributes and key in s.attributes
             )
-            lines.append(f"  {'  ' * depth}{s.name:<{28 - 2 * depth}} {ms:9.2f} ms  {attrs}")
+            lines.append(f"  {'  ' * depth}{name:<{28 - 2 * depth}} {ms:9.2f} ms  {attrs}")
             assert s.context is not None
             walk(s.context.span_id, depth + 1)
 
