@@ -169,3 +169,54 @@ def test_the_session_reads_no_environment_per_request_unless_a_proxy_is_set() ->
     assert proxied.session.trust_env is True
     adapter = plain.session.get_adapter("https://acct.documents.azure.com")
     assert adapter._pool_maxsize >= 8 and adapter.max_retries.total is False
+
+
+def test_a_hostile_player_makes_a_bounded_number_of_cosmos_writes(store: ActionStore) -> None:
+    """20,000 triggering events of one player in one hour of event time, in signals of 250 (an ingest
+    batch each): every scored trigger a guardrail stopped is counted, and the documents written are
+    the actions plus at most one aggregate write per (type, rule) and operation. One document per
+    suppressed decision made ~10,000 documents of this input."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared import signals
+    from shared.events import make_event, parse
+    from shared.model import get_model
+    from shared.player import run_operation
+    from shared.policy import Rules
+
+    model = get_model()
+    start = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    state: Any = None
+    n, per_signal = 20_000, 250
+    suppressed = operations = 0
+    actions: set[str] = set()
+    for b in range(0, n, per_signal):
+        events = []
+        for i in range(b, b + per_signal):
+            at = start + timedelta(milliseconds=i * 175)  # 20,000 events in 58 minutes
+            kind = "deposit.made" if i % 40 == 39 else "round.completed"  # as the reliability flood
+            data = (
+                {"amount": 20.0} if kind == "deposit.made" else {"stake": 5.0, "payout": 3.0 * (i % 3 == 0)}
+            )
+            body = json.dumps(make_event(f"h{i}", kind, "hostile", at, dict(data, game="slots"))).encode()
+            now = int((at + timedelta(seconds=5)).timestamp() * 1000)
+            events.append(parse(body, now_ms=now, partition="0", sequence=i).to_signal())  # type: ignore[union-attr]
+        signal = signals.encode(signals.Signal(events, [("0", b, b + per_signal - 1)]))
+        out = run_operation(
+            "hostile", "events", state, signal,
+            now_ms=now, scorer=model.score, model_version=model.version, rules=Rules(), store=store,
+        )  # fmt: skip
+        operations += 1
+        state = out.state
+        assert not state.outbox  # everything written in the operation that decided it
+        suppressed += len(out.effects.suppressed)
+        actions |= {a.id for a in out.effects.actions}
+    docs = store.player_actions("hostile")
+    aggregates = [d for d in docs if d["status"] == "suppressed"]
+    assert suppressed > 5_000, "the input must make many suppressed decisions to mean anything"
+    assert sum(d["count"] for d in aggregates) == suppressed  # counted, none lost, none doubled
+    assert len(aggregates) <= 21 and len(docs) == len(actions) + len(aggregates)
+    counts = store.write_counts()
+    assert counts["action"] == len(actions)
+    assert counts["suppressed"] <= operations * len(aggregates), counts
+    assert all(len(d["examples"]) <= st.SUPPRESSED_EXAMPLES for d in aggregates)
