@@ -32,10 +32,12 @@ from devhost.servers.faultproxy import behind_proxy
 from devhost.servers.node import Azurite, ServerError
 from devhost.storage.timers import StatusStore, TimerListener
 from scripts import extra_rows
+from shared import entity as st
 from shared import runtime, summary, summary_store
 from shared.config import CosmosSettings
 from shared.features import FEATURES
 from shared.policy import ACTION_TYPES
+from shared.store import suppressed_document
 from tests.apphost import index
 
 pytestmark = [pytest.mark.cosmos, pytest.mark.timeout(120)]
@@ -93,9 +95,17 @@ def action_doc(rng: random.Random, i: int, at: datetime) -> dict[str, Any]:
         "decidedAt": iso(at + timedelta(milliseconds=40)),
         "reasons": ["loss_streak"],
     }
-    if status == "suppressed":
-        doc["rejectedBy"] = rng.choice(RULES)
-    elif status != "pending":
+    if status == "suppressed":  # the hour's aggregate of one (type, rule), as the entity writes it
+        rule = rng.choice(RULES)
+        t = int(at.timestamp() * 1000)
+        hour = t - t % st.HOUR_MS
+        example = st.SuppressedExample(event, t, score, doc["features"])
+        agg = st.SuppressedAggregate(
+            st.suppressed_id(player, hour, atype, rule), atype, rule, hour, rng.randint(1, 40),
+            t, t + 1000, "pi-test", t + 40, examples=[example],
+        )  # fmt: skip
+        return suppressed_document(player, agg)
+    if status != "pending":
         latency = int(rng.lognormvariate(11, 1))
         doc["respondedAt"] = iso(at + timedelta(milliseconds=latency))
         doc["responseLatencyMs"] = latency
@@ -114,6 +124,8 @@ def seed_actions(cosmos: CosmosSettings, n: int = 240, seed: int = 11) -> list[d
     for i in range(n, n + 20):  # the day before and the day after: never counted
         at = start + (timedelta(hours=-1) if i % 2 else timedelta(hours=24, minutes=5))
         docs.append(action_doc(rng, i, at))
+    # Two aggregates of the same (player, hour, type, rule) are one document: the later replaces it.
+    docs = list({d["id"]: d for d in docs}.values())
     container = summary_store.actions(cosmos)
     for d in docs:
         container.upsert_item(d)
@@ -237,6 +249,10 @@ def test_a_days_summary_equals_the_action_documents_and_each_child_writes_its_ow
         assert got["types"][t]["medianResponseMs"] == expected["types"][t]["medianResponseMs"]
     sent = sum(1 for d in day_docs(docs) if d["status"] != "suppressed")
     assert got["exportedRows"] == sent and got["documents"] == len(day_docs(docs))
+    # rejections by rule are the aggregates' counts, summed (not their number of documents)
+    for t in ACTION_TYPES:
+        aggregates = [d for d in day_docs(docs) if d["status"] == "suppressed" and d["type"] == t]
+        assert got["types"][t]["suppressed"] == sum(d["count"] for d in aggregates) > len(aggregates)
     # one document per hour (written by its child) and the index (written by the parent)
     stored = summaries_of(cosmos_settings)
     assert sorted(d["id"] for d in stored) == sorted(

@@ -87,6 +87,26 @@ def test_counts_rates_and_rejections_per_type() -> None:
     assert cal[6]["count"] == 2 and cal[6]["acceptanceRate"] == 0.0
 
 
+def test_suppressed_aggregates_count_every_decision_they_stand_for() -> None:
+    """An hourly aggregate counts ``count`` decisions; a per-decision document (written before the
+    aggregates) counts one; a count that is not a positive integer counts one, never zero or more."""
+    docs = [
+        dict(doc(status="suppressed", rule="cooldown"), count=40, examples=[{"score": 0.9}]),
+        dict(doc(status="suppressed", rule="daily_cap"), count=3),
+        doc(status="suppressed", rule="cooldown"),
+        dict(doc(status="suppressed", rule="opt_out"), count=0),
+        dict(doc(status="suppressed", rule="opt_out"), count=True),
+        dict(doc(status="suppressed", rule="opt_out"), count="7"),
+        dict(doc(status="pending"), count=99),  # not suppressed: the count means nothing
+    ]
+    rep = summary.report(summary.aggregate(docs))["types"]["break_suggestion"]
+    assert rep["suppressed"] == 40 + 3 + 1 + 3
+    assert rep["rejectionsByRule"] == {"cooldown": 41, "daily_cap": 3, "opt_out": 3}
+    assert rep["sent"] == 1
+    assert summary.export_row(docs[0]) is None  # the export holds sent actions only
+    assert "count" in summary.ACTION_FIELDS  # the hour's query reads it
+
+
 def test_an_unknown_rule_is_counted_as_other() -> None:
     rep = summary.report(summary.aggregate([doc(status="suppressed", rule="new_rule")]))
     assert rep["types"]["break_suggestion"]["rejectionsByRule"] == {"other": 1}
