@@ -193,8 +193,8 @@ def flood_one_player(n: int, batch_size: int = 256) -> dict[str, Any]:
     from shared.store import WriteReport
 
     class NoStore:
-        def create_actions(self, docs: Any) -> WriteReport:
-            return WriteReport(written={d["id"] for d in docs})
+        def write_outbox(self, player_id: str, writes: Any) -> WriteReport:
+            return WriteReport(written={w.doc["id"] for w in writes})
 
         def record_outcome(self, player_id: str, outcome: Any) -> str:
             return "recorded"

@@ -19,7 +19,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from azure.core.exceptions import AzureError
 from opentelemetry.trace import Status, StatusCode
@@ -167,14 +167,14 @@ def _flush(
         tried.add(item.id)
         if item.trace:  # sampled: the write is a child span of the decision, on this thread
             with tracing.write_span(item.trace, item.id, ref) as span:
-                one = _write(store, player_id, [write])
+                one = store.write_outbox(player_id, [write])
                 if one.failed or one.refused:
                     span.set_status(Status(StatusCode.ERROR, "write failed or refused"))
             report.merge(one)
         else:
             together.append(write)
     if together:
-        report.merge(_write(store, player_id, together))
+        report.merge(store.write_outbox(player_id, together))
     if not report.failed:
         for item in items:
             if isinstance(item.rec, st.OutcomeRecord):
@@ -201,18 +201,6 @@ def _flush(
     if outcomes:
         telemetry.add_counts(telemetry.instruments().outcomes, outcomes, "result")
     return failures
-
-
-def _write(store: Store, player_id: str, writes: list[Write]) -> WriteReport:
-    """The store's outbox write; a store with only ``create_actions`` (an older in-process fake)
-    gets the documents one create at a time."""
-    write_outbox = getattr(store, "write_outbox", None)
-    if write_outbox is not None:
-        return cast(WriteReport, write_outbox(player_id, writes))
-    report = WriteReport()
-    for w in writes:
-        report.merge(store.create_actions([w.doc]))  # type: ignore[attr-defined]
-    return report
 
 
 def _write_outcome(

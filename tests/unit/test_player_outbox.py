@@ -11,20 +11,23 @@ from typing import Any
 import msgspec
 
 from shared import entity as st
+from shared.entity.model import MAX_SUPPRESSED_PENDING
 from shared.player import REMINDER_MAX_S, reminder_delay_s, run_operation
 from shared.policy import Rules
-from shared.store import WriteReport
-from tests.helpers import NOW_MS
+from shared.store import Write, WriteReport
+from tests.helpers import NOW_MS, T0_MS
 
 
 class FakeStore:
     def __init__(self, mode: str = "ok") -> None:
         self.mode = mode  # ok | fail | refuse
         self.calls = 0
+        self.docs: list[dict[str, Any]] = []  # every document a write was asked for
 
-    def create_actions(self, docs: Any) -> WriteReport:
+    def write_outbox(self, player_id: str, writes: list[Write]) -> WriteReport:
         self.calls += 1
-        ids = [d["id"] for d in docs]
+        self.docs.extend(w.doc for w in writes)
+        ids = [w.doc["id"] for w in writes]
         if self.mode == "fail":
             return WriteReport(failed={i: "503" for i in ids})
         if self.mode == "refuse":
@@ -181,3 +184,62 @@ def test_a_failed_sweep_is_retried_and_a_sweep_then_looks_after_the_outbox() -> 
 
 def json_result(outcome: Any) -> Any:
     return outcome.result
+
+
+def suppressed(trigger: str, t: int, rule: str = "cooldown", atype: str = "bonus_offer") -> st.ActionRecord:
+    return st.ActionRecord(
+        id=st.action_id("p-1", trigger, atype), type=atype, status="suppressed", score=0.8,
+        scores=[0.1, 0.2, 0.8], features=[0.5] * 24, model="m", trigger=trigger, t=t, decided_ms=NOW_MS,
+        rejected_by=rule,
+    )  # fmt: skip
+
+
+def run_flush(state: st.PlayerState, store: FakeStore, now: int = NOW_MS) -> Any:
+    return run_operation(
+        "p-1", "flush", state, {"reason": "reminder"}, now_ms=now, scorer=lambda f: st.Scored({}, [], []),
+        model_version="m", rules=Rules(), store=store, reminders=FakeReminders(),
+    )  # fmt: skip
+
+
+def test_suppressed_decisions_of_one_hour_type_and_rule_are_one_document_that_goes_on_counting() -> None:
+    hour = T0_MS - T0_MS % st.HOUR_MS
+    state = st.PlayerState(newest_ms=hour + 10)
+    for k in range(5):
+        st.add_suppressed(state, "p-1", suppressed(f"e{k}", hour + k), NOW_MS)
+    st.add_suppressed(state, "p-1", suppressed("d0", hour + 9, rule="daily_cap"), NOW_MS)
+    assert [i.rec.count for i in state.outbox] == [5, 1]  # type: ignore[union-attr]
+    store = FakeStore("ok")
+    out = run_flush(state, store)
+    assert out.written == 2 and not out.state.outbox and len(out.state.sup) == 2  # written, kept to count on
+    first = {d["rejectedBy"]: d for d in store.docs}
+    assert first["cooldown"]["count"] == 5 and first["cooldown"]["status"] == "suppressed"
+    assert [e["triggerEventId"] for e in first["cooldown"]["examples"]] == ["e0", "e1"]
+    # the next decision of the same kind: the same document, replaced with the new count
+    st.add_suppressed(out.state, "p-1", suppressed("e5", hour + 20), NOW_MS)
+    store.docs.clear()
+    out = run_flush(out.state, store)
+    [doc] = store.docs
+    assert doc["id"] == first["cooldown"]["id"] and doc["count"] == 6 and len(doc["examples"]) == 2
+    # a trigger in a later hour closes this one: its written aggregates leave the state
+    out.state.newest_ms = hour + st.HOUR_MS
+    st.add_suppressed(out.state, "p-1", suppressed("n0", hour + st.HOUR_MS), NOW_MS)
+    out = run_flush(out.state, store)
+    assert [a.hour_ms for a in out.state.sup] == [hour + st.HOUR_MS]
+
+
+def test_while_cosmos_fails_the_open_hours_aggregates_wait_and_closed_hours_are_bounded() -> None:
+    hour = T0_MS - T0_MS % st.HOUR_MS
+    state = st.PlayerState()
+    for h in range(12):  # twelve hours of suppressions, none written
+        state.newest_ms = hour + h * st.HOUR_MS
+        st.add_suppressed(state, "p-1", suppressed(f"e{h}", hour + h * st.HOUR_MS), NOW_MS)
+        out = run_flush(state, FakeStore("fail"), now=NOW_MS + h * 1000)
+        state = out.state
+    held = [i.rec for i in state.outbox]
+    assert len(held) == MAX_SUPPRESSED_PENDING + 1  # (hours 3-10 closed) + the open hour 11
+    assert held[-1].hour_ms == hour + 11 * st.HOUR_MS  # type: ignore[union-attr]
+    assert out.effects.suppressed_dropped == 1  # each flush dropped the oldest closed hour's decision
+    # long after: the open hour's aggregate never expires (dropping it would let a later write
+    # replace its document with a smaller count); the closed ones do
+    out = run_flush(state, FakeStore("fail"), now=NOW_MS + st.OUTBOX_TTL_MS + 60_000)
+    assert [i.rec.hour_ms for i in out.state.outbox] == [hour + 11 * st.HOUR_MS]  # type: ignore[union-attr]
