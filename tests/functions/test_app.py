@@ -255,7 +255,8 @@ def test_entity_runs_through_the_sdk_batch_protocol(app_env: dict[str, str], sto
     # are rewritten with the same counts, not incremented again.
     rerun = call_entity("tilty", None, [("events", v2(events[:20])), ("events", v2(events[20:]))])
     assert [r["isError"] for r in rerun.results] == [False, False]
-    assert {a["id"]: a["count"] for a in store.player_actions("tilty") if a["status"] == "suppressed"} == counts
+    after = store.player_actions("tilty")
+    assert {a["id"]: a["count"] for a in after if a["status"] == "suppressed"} == counts
     # Replaying the same operations on the stored state writes nothing new.
     again = call_entity("tilty", out.state, [("events", v2(events))])
     assert json.loads(again.results[0]["result"]) == {"accepted": 0, "duplicates": len(events)}
