@@ -13,6 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from devhost.run_config import PLAIN_PROGRESS_S
+
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -168,6 +170,13 @@ def parser() -> argparse.ArgumentParser:
         "--no-progress",
         action="store_true",
         help="no progress (a bar on a terminal; a plain line every few seconds otherwise)",
+    )
+    run.add_argument(
+        "--progress-every",
+        type=positive,
+        default=PLAIN_PROGRESS_S,
+        metavar="SECONDS",
+        help="off a terminal (a log, a pipe): how often the plain progress line is printed",
     )
     run.add_argument(
         "--serve",
@@ -327,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         entity_workers=args.entity_workers,
         max_lag=args.max_lag,
         progress=not args.no_progress,
+        progress_every_s=args.progress_every,
         serve=args.serve,
         retry_delay_scale=args.retry_delay_scale,
         summary=args.summary,

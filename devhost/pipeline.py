@@ -38,7 +38,7 @@ from devhost.functions_host.settings import (
     SettingsError,
 )
 from devhost.functions_host.worker import RetryContext
-from devhost.run_config import RunConfig, RunError, RunResult
+from devhost.run_config import PLAIN_PROGRESS_S, RunConfig, RunError, RunResult
 from devhost.storage.queues import QueueListener, QueueStats
 from devhost.storage.timers import StatusStore, TimerListener, TimerStats
 from devhost.webserver import WebhookServer
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SAMPLE_SECONDS = 1.0
-PLAIN_PROGRESS_S = 10.0  # off a terminal: one progress line this often
 SETTLE_S = 30.0  # --summary: how long to wait for outboxes to empty before the players read them
 
 
@@ -163,7 +162,7 @@ class Pipeline:
         self.backlog: list[tuple[int, int]] = [(0, 0)]
         self.already = self.checkpointed()
         self.started = time.monotonic()
-        self.bar = _progress(cfg.progress, source.total, self.already)
+        self.bar = _progress(cfg.progress, source.total, self.already, every_s=cfg.progress_every_s)
 
     # -- what the host does per batch ----------------------------------------------------------
     async def invoke(self, partition: str, events: Sequence[HubEvent], retry: RetryContext) -> None:
@@ -597,14 +596,20 @@ def entity_runner(spec: FunctionSpec) -> EntityRunner:
     return run
 
 
-def _progress(enabled: bool, total: int | None, initial: int, stream: TextIO | None = None) -> Any:
-    """A tqdm bar on a terminal; elsewhere (a log, a pipe, CI) a plain line every few seconds,
-    never carriage-return redraws."""
+def _progress(
+    enabled: bool,
+    total: int | None,
+    initial: int,
+    stream: TextIO | None = None,
+    every_s: float = PLAIN_PROGRESS_S,
+) -> Any:
+    """A tqdm bar on a terminal; elsewhere (a log, a pipe, CI) a plain line every ``every_s``
+    seconds, never carriage-return redraws."""
     if not enabled:
         return None
     out = stream if stream is not None else sys.stderr
     if not out.isatty():
-        return PlainProgress(total, initial, out)
+        return PlainProgress(total, initial, out, every_s)
     from tqdm import tqdm
 
     return tqdm(
@@ -645,12 +650,13 @@ class PlainProgress:
         self._line()
 
     def _line(self) -> None:
+        """``events: 1234/5000 [25%, 12s] queued=3, ops=100``: the bar's figures, in its order
+        (``n/total [``, which tools reading the bar's output already parse)."""
         self.last = now = self.clock()
-        of = f"/{self.total:,} ({100 * self.n / self.total:.0f}%)" if self.total else ""
-        extra = "".join(
-            f", {k} {v:,}" if isinstance(v, int) else f", {k} {v}" for k, v in self.postfix.items()
-        )
-        print(f"events {self.n:,}{of} after {now - self.started:.0f}s{extra}", file=self.out, flush=True)
+        done = f"{self.n}/{self.total} [{100 * self.n / self.total:.0f}%, " if self.total else f"{self.n} ["
+        extra = ", ".join(f"{k}={v}" for k, v in self.postfix.items())
+        line = f"events: {done}{now - self.started:.0f}s]" + (f" {extra}" if extra else "")
+        print(line, file=self.out, flush=True)
 
 
 __all__ = ["Host", "RunConfig", "RunError", "RunResult", "SettingsError"]

@@ -14,6 +14,8 @@ from devhost.functions_host.settings import (
 )
 from devhost.servers.node import STARTUP_LIMIT_S
 
+PLAIN_PROGRESS_S = 10.0  # off a terminal: one plain progress line this often
+
 
 class RunError(RuntimeError):
     """The run cannot start; the message says why and what to do."""
@@ -40,6 +42,7 @@ class RunConfig:
     entity_workers: int = 4
     max_lag: int = 4096
     progress: bool = True
+    progress_every_s: float = PLAIN_PROGRESS_S
     serve: bool = False
     # Scales the host's retry waits (tests: a parked batch in milliseconds instead of minutes).
     retry_delay_scale: float = 1.0

@@ -162,6 +162,8 @@ def devhost(
         "--report-dir",
         str(reports),
         "--no-local-settings",
+        "--progress-every",  # stderr is a pipe: plain progress lines, as often as the samples
+        "0.25",
     ]
     if rate:
         cmd += ["--rate", f"{rate:g}"]

@@ -128,7 +128,8 @@ def test_progress_off_a_terminal_is_a_plain_line_every_few_seconds() -> None:
     assert "\r" not in text
     lines = text.splitlines()
     assert len(lines) == 3, lines  # at 10 s, at 20 s, and the closing one
-    assert lines[-1] == "events 1,000/1,000 (100%) after 25s, queued 3, ops 100"
+    assert lines[-1] == "events: 1000/1000 [100%, 25s] queued=3, ops=100"
+    assert lines[0] == "events: 400/1000 [40%, 10s] queued=3, ops=40"
 
 
 def test_progress_on_a_terminal_is_the_bar() -> None:
