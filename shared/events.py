@@ -70,6 +70,7 @@ class PlayerEvent:
     partition: str | None = None
     sequence: int | None = None
     enqueued_ms: int | None = None
+    source: str | None = None  # the CloudEvent's source: with id, its dedupe key
 
     @property
     def type(self) -> str:
@@ -89,6 +90,8 @@ class PlayerEvent:
             self.sequence,
             self.enqueued_ms,
             self.traceparent,
+            None,
+            self.source,
         )
 
 
@@ -198,6 +201,7 @@ def _parse(
         partition=partition,
         sequence=sequence,
         enqueued_ms=enqueued_ms,
+        source=env.source,
     )
 
 

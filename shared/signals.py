@@ -40,6 +40,9 @@ class SignalEvent(msgspec.Struct, array_like=True):
     q: int | None = None  # enqueued time, epoch ms
     tp: str | None = None  # the CloudEvent's traceparent
     tc: str | None = None  # the ingest/signal span to continue (set for traced events only)
+    # The CloudEvent's source: with ``id``, what identifies the event (the entity's dedupe key).
+    # Last, so a signal encoded before it was added still decodes (as None).
+    src: str | None = None
 
 
 class Signal(msgspec.Struct, array_like=True):
@@ -114,6 +117,7 @@ def from_v1(ev: Any) -> SignalEvent:
         q=ev.get("q") if isinstance(ev.get("q"), int) else None,
         tp=ev["tp"] if isinstance(ev.get("tp"), str) else None,
         tc=ev["tc"] if isinstance(ev.get("tc"), str) else None,
+        src=ev["src"] if isinstance(ev.get("src"), str) else None,
     )
 
 

@@ -107,7 +107,7 @@ def apply_events(
         if state.erased_ms and (ev.q is None or ev.q <= state.erased_ms):
             effects.reject("erased")
             continue
-        h = id_hash(ev.id)
+        h = id_hash(ev.id, ev.src or "")
         if is_duplicate(state, ev, h):
             effects.duplicates += 1
             continue

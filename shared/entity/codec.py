@@ -7,7 +7,12 @@ exact string object the previous operation set, so ``StateCache`` decodes a
 player's state once per batch rather than once per operation.
 
 Version 1 states (the JSON object an earlier deployment stored) are read and
-upgraded on load (``upgrade``); the next ``set_state`` writes version 2.
+upgraded on load (``upgrade``). Version 2 states (the same string form, with
+32-bit dedupe hashes of the id alone) are read as they are and marked version 3:
+their old hashes are matched by the old rule (shared.entity.dedupe) until the
+buffer turns over. The prefix stays ``p2:`` so that a rollback to the code
+before version 3 still reads the state (it then only misses the new keys,
+while the sequence ranges still catch redeliveries).
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from typing import Any
 
 import msgspec
 
-from shared.entity.dedupe import id_hash
-from shared.entity.model import ActionRecord, OutboxItem, PlayerState
+from shared.entity.dedupe import legacy_hash
+from shared.entity.model import STATE_VERSION, ActionRecord, OutboxItem, PlayerState
 from shared.policy import ACTION_TYPES
 from shared.timeutil import DAY_MS, parse_iso_ms
 
@@ -44,7 +49,7 @@ def decode(raw: Any) -> PlayerState:
         return PlayerState()
     if isinstance(raw, str):
         if raw.startswith(PREFIX):
-            return _DECODER.decode(base64.b64decode(raw[len(PREFIX) :]))
+            return _current(_DECODER.decode(base64.b64decode(raw[len(PREFIX) :])))
         if raw[:1] == "{":  # a v1 state handed over as its JSON text
             return upgrade(msgspec.json.decode(raw))
         raise StateError(f"unknown entity state format {raw[:8]!r}")
@@ -53,16 +58,25 @@ def decode(raw: Any) -> PlayerState:
     raise StateError(f"unexpected entity state of type {type(raw).__name__}")
 
 
+def _current(state: PlayerState) -> PlayerState:
+    """A stored version 2 or 3 state as version 3 (nothing to convert: see the module doc)."""
+    if state.v > STATE_VERSION:
+        raise StateError(f"entity state version {state.v} is newer than this code")
+    state.v = STATE_VERSION
+    return state
+
+
 def upgrade(old: dict[str, Any]) -> PlayerState:
-    """A version 1 state (JSON object) as version 2: same buffer layout; the day as its start in ms;
+    """A version 1 state (JSON object) as version 3: same buffer layout; the day as its start in ms;
     outbox documents as records."""
     if int(old.get("v", 1)) > 2:
         raise StateError(f"entity state version {old.get('v')} is newer than this code")
     fields = dict(old)
-    fields["v"] = 2
-    # v1 entries were [t, kind, a, b, id, partition, sequence]; v2 keeps the id's hash only.
-    fields["buf"] = [[e[0], e[1], e[2], e[3], id_hash(str(e[4]))] for e in fields.get("buf") or []]
-    fields["evicted"] = [id_hash(str(i)) for i in fields.get("evicted") or []]
+    fields["v"] = STATE_VERSION
+    # v1 entries were [t, kind, a, b, id, partition, sequence]; they keep the id's version 2 hash
+    # (v1 had no source), matched by the version 2 rule.
+    fields["buf"] = [[e[0], e[1], e[2], e[3], legacy_hash(str(e[4]))] for e in fields.get("buf") or []]
+    fields["evicted"] = [legacy_hash(str(i)) for i in fields.get("evicted") or []]
     day = fields.pop("day", None)
     if isinstance(day, str) and day:
         fields["day_ms"] = int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() * 1000)

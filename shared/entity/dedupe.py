@@ -1,26 +1,33 @@
-"""Is an incoming event new? Event ids, per-partition sequence ranges, enqueued times.
+"""Is an incoming event new? Event keys, per-partition sequence ranges, enqueued times.
 
 Delivery is at-least-once and signals may be reordered. Each signal carries the
 Event Hubs sequence ranges of the trigger batch it came from, and holds all of
 this player's events of those ranges; so the entity keeps, per partition, the
 few sequence ranges it has fully seen (merged, at most ``SEEN_RANGES``; older
 ones fold into a floor). An incoming event is a duplicate when
-- its id is buffered or in the ring of recently evicted ids (a producer that
-  sent the same CloudEvent twice: same id, same event time), or
+- its key, a 64-bit hash of its CloudEvents ``source`` and ``id`` (``id_hash``),
+  is that of a buffered event or in the ring of recently evicted keys: the same
+  event sent again, whatever its ``time`` (CloudEvents: ``source`` + ``id``
+  identify an event; a producer that rebuilds an event on retry re-stamps its
+  time, and must not have it applied twice), or
 - its sequence number lies in a seen range of its partition, or at or below the
   partition's floor (a redelivered batch, or a replayed signal),
 unless it was enqueued after anything seen on its partition (a redelivery never is).
 
-Every check is O(log n) or O(ranges): the buffer is sorted by (time, id hash), and a
-duplicate by id has the same event time, so one bisect finds it. Ids are kept as
-32-bit hashes (``id_hash``): a distinct event is taken for a duplicate only if it
-has the same millisecond as a buffered one *and* the same hash (odds ~2⁻³² per
-such pair), or, at the buffer's oldest instant, matches one of the 32 evicted
-hashes (~2⁻²⁷).
+The key check scans the buffer (at most ``MAX_BUFFER_EVENTS``) and the ring
+(``EVICTED_ID_RING``): a distinct event is taken for a duplicate only if its
+key equals one of those at most 128 keys, odds of 128 in 2⁶⁴ (~7·10⁻¹⁸) per
+event; docs/contracts.md states what that means at the reference load.
+
+States written before (version 2) kept 32-bit CRC-32 hashes of the id alone,
+and matched them only at the same event time. Their entries stay as they are
+(a version 3 key is never below 2³², so the two cannot be confused) and are
+matched by the old rule until the buffer has turned over.
 """
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from bisect import bisect_left
 from operator import attrgetter
@@ -40,15 +47,31 @@ def _in_ranges(state: PlayerState, part: str, seq: int) -> bool:
     return False
 
 
-def id_hash(event_id: str) -> int:
-    """A stable 32-bit hash of an event id: CRC-32 (Python's hash() is salted per process). Not a
-    defence against a producer crafting collisions, which could only drop its own player's events."""
+# Keys below this are the 32-bit CRC-32s of a version 2 state (``legacy_hash``).
+LEGACY_LIMIT = 1 << 32
+
+
+def id_hash(event_id: str, source: str = "") -> int:
+    """The event's dedupe key: a stable 64-bit hash (BLAKE2b, 8 bytes) of its ``source`` and ``id``.
+
+    Length-prefixed, so no (source, id) pair can read as another; never below ``LEGACY_LIMIT``
+    (the 2⁻³² of keys that would be are moved up), so it is never mistaken for a version 2 hash.
+    Python's hash() is salted per process, hence BLAKE2b. Not a defence against a producer
+    crafting collisions, which could only drop its own player's events."""
+    src = source.encode()
+    digest = hashlib.blake2b(len(src).to_bytes(4, "little") + src + event_id.encode(), digest_size=8).digest()
+    h = int.from_bytes(digest, "little")
+    return h if h >= LEGACY_LIMIT else h | LEGACY_LIMIT
+
+
+def legacy_hash(event_id: str) -> int:
+    """The 32-bit hash of an event id a version 2 state kept (CRC-32, no source)."""
     return zlib.crc32(event_id.encode())
 
 
 def is_duplicate(state: PlayerState, ev: SignalEvent, h: int) -> bool:
-    """``h``: ``id_hash(ev.id)``."""
-    if _id_seen(state, ev.t, h):
+    """``h``: ``id_hash(ev.id, ev.src or "")``."""
+    if _id_seen(state, ev, h):
         return True
     part, seq = ev.p, ev.s
     if part is None or seq is None:
@@ -58,17 +81,33 @@ def is_duplicate(state: PlayerState, ev: SignalEvent, h: int) -> bool:
     return _in_ranges(state, part, seq)
 
 
-def _id_seen(state: PlayerState, t: int, h: int) -> bool:
-    buf = state.buf
+def _id_seen(state: PlayerState, ev: SignalEvent, h: int) -> bool:
+    keys = [e.h for e in state.buf]
+    evicted = state.evicted
+    if h in keys or h in evicted:
+        return True
+    if min(keys, default=LEGACY_LIMIT) >= LEGACY_LIMIT and min(evicted, default=LEGACY_LIMIT) >= LEGACY_LIMIT:
+        return False  # no version 2 entry left
+    return _legacy_seen(state, ev)
+
+
+def _legacy_seen(state: PlayerState, ev: SignalEvent) -> bool:
+    """The version 2 rule, for entries a version 2 state left: same event time, same CRC-32."""
+    buf, t = state.buf, ev.t
+    old: int | None = None
     if buf and t >= buf[0].t:
         i = bisect_left(buf, t, key=_T)
         while i < len(buf) and buf[i].t == t:
-            if buf[i].h == h:
-                return True
+            if buf[i].h < LEGACY_LIMIT:
+                old = legacy_hash(ev.id) if old is None else old
+                if buf[i].h == old:
+                    return True
             i += 1
         if t > buf[0].t:
             return False  # evicted events are never newer than the oldest buffered one
-    return h in state.evicted
+    if any(x < LEGACY_LIMIT for x in state.evicted):
+        return (legacy_hash(ev.id) if old is None else old) in state.evicted
+    return False
 
 
 def note_position(state: PlayerState, ev: SignalEvent) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import msgspec
 
-STATE_VERSION = 2
+# 3: buffer entries and evicted keys are 64-bit hashes of CloudEvents source + id (a version 2
+# state's 32-bit hashes of the id alone are read as they are: shared.entity.dedupe).
+STATE_VERSION = 3
 MAX_BUFFER_EVENTS = 96
 MAX_BUFFER_AGE_MS = 6 * 3600 * 1000
 EVICTED_ID_RING = 32
@@ -38,7 +40,9 @@ class Entry(msgspec.Struct, array_like=True):
     # integral one is kept as an int (1 byte stored, not 9).
     a: int | float
     b: int | float
-    h: int  # 32-bit hash of the CloudEvent id (dedupe.id_hash): an id of any length in 5 bytes
+    # Dedupe key: a 64-bit hash of the CloudEvent's source and id (dedupe.id_hash), 9 bytes
+    # stored whatever their length; below 2³² it is a version 2 state's CRC-32 of the id alone.
+    h: int
 
 
 class Aggregates(msgspec.Struct, omit_defaults=True):
@@ -149,7 +153,7 @@ class PlayerState(msgspec.Struct, omit_defaults=True):
     # Newest enqueued time seen per partition: a redelivery is never newer, so an
     # event that is newer yet falls in a seen range means the sequence restarted.
     qhi: dict[str, int] = msgspec.field(default_factory=dict)
-    evicted: list[int] = msgspec.field(default_factory=list)  # id hashes of recently evicted events
+    evicted: list[int] = msgspec.field(default_factory=list)  # dedupe keys of recently evicted events
     agg: Aggregates = msgspec.field(default_factory=Aggregates)
     newest_ms: int = 0
     rounds_since_score: int = 0

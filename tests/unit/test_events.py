@@ -23,7 +23,7 @@ def test_valid_round_event_is_routed_with_metadata() -> None:
     assert (result.kind, result.type) == (EventType.ROUND, "round.completed")
     assert (result.a, result.b, result.ref) == (2.5, 0.0, None)  # stake, payout (shared.eventtypes)
     assert result.to_signal() == SignalEvent(
-        id="e-1", kind=EventType.ROUND, t=T0_MS, a=2.5, b=0.0, tp=tp, p="3", s=17
+        id="e-1", kind=EventType.ROUND, t=T0_MS, a=2.5, b=0.0, tp=tp, p="3", s=17, src="/games/demo"
     )
 
 
