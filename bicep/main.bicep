@@ -150,6 +150,33 @@ param producerPrincipalId string = ''
 @description('Principal type of producerPrincipalId: User for a person, ServicePrincipal for a CI identity or managed identity, Group for an Entra group (main.bicepparam reads PRODUCER_PRINCIPAL_TYPE).')
 param producerPrincipalType string = 'User'
 
+@description('Object id of the principal that deploys (azd passes AZURE_PRINCIPAL_ID, scripts/deploy.sh the signed-in az principal); it gets Key Vault Secrets Officer on the vault to create the pseudonymisation key secrets once. Empty to skip.')
+param deployerPrincipalId string = ''
+
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+@description('Principal type of deployerPrincipalId: User for a person, ServicePrincipal for a CI identity.')
+param deployerPrincipalType string = 'User'
+
+@description('Object id of an operator (person or Entra group) who works with parked batches and daily summaries: Storage Blob Data Contributor on the host storage, Azure Event Hubs Data Sender on player-events, Cosmos DB Built-in Data Reader on the database. Empty to skip.')
+param operatorPrincipalId string = ''
+
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+@description('Principal type of operatorPrincipalId.')
+param operatorPrincipalType string = 'User'
+
+@minValue(1)
+@maxValue(3650)
+@description('Days a parked batch (raw events, player ids included) is kept before a lifecycle rule deletes it; re-inject within that period.')
+param parkedBatchRetentionDays int = 14
+
 @description('Extra non-secret app settings for the function app (e.g. DISABLED_ACTION_TYPES, DAILY_ACTION_CAP).')
 param additionalAppSettings object = {}
 
@@ -176,6 +203,15 @@ var names = {
   plan: 'plan-${resourceToken}'
   functionApp: 'func-${resourceToken}'
   deploymentContainer: 'app-package-${resourceToken}'
+  keyVault: 'kv-${resourceToken}'
+}
+
+// Key Vault secrets behind ERASURE_HASH_KEY and TELEMETRY_HASH_KEY. Their values are
+// created once, outside the template (scripts/deploy.sh ensure-secrets, the azd
+// postprovision hook), so a redeployment never regenerates them.
+var secretNames = {
+  erasureHashKey: 'erasure-hash-key'
+  telemetryHashKey: 'telemetry-hash-key'
 }
 
 module identity 'modules/identity.bicep' = {
@@ -205,6 +241,16 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     deploymentContainerName: names.deploymentContainer
     skuName: hostStorageSku
+    parkedBatchRetentionDays: parkedBatchRetentionDays
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  params: {
+    name: names.keyVault
+    location: location
+    tags: tags
   }
 }
 
@@ -220,6 +266,8 @@ module eventHubs 'modules/eventhubs.bicep' = {
     throughputUnits: eventHubsThroughputUnits
     autoInflateEnabled: eventHubsAutoInflate
     maximumThroughputUnits: eventHubsMaxThroughputUnits
+    // Same region rule as the host storage SKU: zone redundancy only where the region has zones.
+    zoneRedundant: regionHasZrs
   }
 }
 
@@ -269,11 +317,16 @@ module functionApp 'modules/functionapp.bicep' = {
     cosmosDatabaseName: cosmos.outputs.databaseName
     durableBackend: durableBackend
     durableTaskHubName: durableTaskHubName
-    // durableTask is conditional: read its outputs with safe access (null when it is off).
-    durableTaskSchedulerEndpoint: durableTask.?outputs.endpoint ?? ''
+    // durableTask is conditional: read its outputs only in the true branch of the
+    // same condition. Not `.?`/`??`: Bicep before 0.36.177 (bundled by older azd)
+    // compiles that to an unguarded reference that fails when the module is off.
+    durableTaskSchedulerEndpoint: useDts ? durableTask!.outputs.endpoint : ''
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     durableAlwaysReadyInstances: durableAlwaysReadyInstances
+    keyVaultName: keyVault.outputs.name
+    erasureHashKeySecretName: secretNames.erasureHashKey
+    telemetryHashKeySecretName: secretNames.telemetryHashKey
     additionalAppSettings: additionalAppSettings
   }
 }
@@ -291,10 +344,15 @@ module rbac 'modules/rbac.bicep' = {
     durableBackend: durableBackend
     // Valid names even when DTS is off (the assignment is then skipped), so the
     // existing-resource ids in rbac.bicep never contain empty segments.
-    durableTaskSchedulerName: durableTask.?outputs.name ?? names.durableTaskScheduler
-    durableTaskHubName: durableTask.?outputs.taskHubName ?? durableTaskHubName
+    durableTaskSchedulerName: useDts ? durableTask!.outputs.name : names.durableTaskScheduler
+    durableTaskHubName: useDts ? durableTask!.outputs.taskHubName : durableTaskHubName
     producerPrincipalId: producerPrincipalId
     producerPrincipalType: producerPrincipalType
+    keyVaultName: keyVault.outputs.name
+    deployerPrincipalId: deployerPrincipalId
+    deployerPrincipalType: deployerPrincipalType
+    operatorPrincipalId: operatorPrincipalId
+    operatorPrincipalType: operatorPrincipalType
   }
 }
 
@@ -320,8 +378,16 @@ output AZURE_FUNCTION_APP_HOSTNAME string = functionApp.outputs.defaultHostName
 @description('Client id of the app identity (AZURE_CLIENT_ID in the app).')
 output AZURE_CLIENT_ID string = identity.outputs.clientId
 
+// Not AZURE_PRINCIPAL_ID: azd keeps the signed-in principal under that name (it
+// feeds deployerPrincipalId); an output of the same name would overwrite it.
 @description('Principal id of the app identity.')
-output AZURE_PRINCIPAL_ID string = identity.outputs.principalId
+output AZURE_APP_PRINCIPAL_ID string = identity.outputs.principalId
+
+@description('Key vault holding the pseudonymisation keys (the hooks create the secrets in it).')
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+
+@description('Key Vault secret names behind ERASURE_HASH_KEY and TELEMETRY_HASH_KEY (space-separated).')
+output AZURE_KEY_VAULT_SECRET_NAMES string = '${secretNames.erasureHashKey} ${secretNames.telemetryHashKey}'
 
 @description('Event Hubs fully qualified namespace (for scripts/send_events.py --namespace).')
 output EVENTHUB_FULLY_QUALIFIED_NAMESPACE string = eventHubs.outputs.fullyQualifiedNamespace
@@ -353,5 +419,8 @@ output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsN
 @description('Durable backend in use.')
 output DURABLE_BACKEND string = durableBackend
 
+@description('Days parked batches are kept (lifecycle rule on parked-batches).')
+output PARKED_BATCH_RETENTION_DAYS int = storage.outputs.parkedBatchRetentionDays
+
 @description('Durable Task Scheduler endpoint (empty on the azureStorage backend).')
-output DURABLE_TASK_SCHEDULER_ENDPOINT string = durableTask.?outputs.endpoint ?? ''
+output DURABLE_TASK_SCHEDULER_ENDPOINT string = useDts ? durableTask!.outputs.endpoint : ''

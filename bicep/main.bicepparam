@@ -1,9 +1,12 @@
-// Parameters for bicep/main.bicep. azd sets AZURE_ENV_NAME and AZURE_LOCATION;
+// Parameters for bicep/main.bicep. azd sets AZURE_ENV_NAME and AZURE_PRINCIPAL_ID;
 // with plain `az deployment group create` export them first (scripts/deploy.sh does).
 using './main.bicep'
 
 param environmentName = readEnvironmentVariable('AZURE_ENV_NAME', 'interventions-dev')
-param location = readEnvironmentVariable('AZURE_LOCATION', 'swedencentral')
+// `location` is not set here: it defaults to the resource group's region (main.bicep),
+// so an existing resource group elsewhere than AZURE_LOCATION is deployed where it is.
+// AZURE_LOCATION only decides where a new resource group is created (azd, deploy.sh).
+// Override with `-p location=<region>`.
 
 // Host storage replication: empty = Standard_ZRS where the region offers ZRS,
 // Standard_LRS elsewhere (main.bicep zoneRedundantStorageRegions); set
@@ -35,5 +38,18 @@ param cosmosAutoscaleMaxThroughput = 1000
 // scripts/deploy.sh sets both from the signed-in az account.
 param producerPrincipalId = readEnvironmentVariable('PRODUCER_PRINCIPAL_ID', '')
 param producerPrincipalType = readEnvironmentVariable('PRODUCER_PRINCIPAL_TYPE', 'User')
+
+// Whoever deploys gets Key Vault Secrets Officer on the vault to create the
+// pseudonymisation key secrets once (azd sets AZURE_PRINCIPAL_ID to the signed-in
+// principal; scripts/deploy.sh sets it and AZURE_PRINCIPAL_TYPE from the az account).
+param deployerPrincipalId = readEnvironmentVariable('AZURE_PRINCIPAL_ID', '')
+param deployerPrincipalType = readEnvironmentVariable('AZURE_PRINCIPAL_TYPE', 'User')
+
+// Optional operator (person or Entra group): parked batches and the summary report.
+param operatorPrincipalId = readEnvironmentVariable('OPERATOR_PRINCIPAL_ID', '')
+param operatorPrincipalType = readEnvironmentVariable('OPERATOR_PRINCIPAL_TYPE', 'User')
+
+// Days a parked batch is kept before the lifecycle rule deletes it.
+param parkedBatchRetentionDays = 14
 
 param additionalAppSettings = {}

@@ -44,6 +44,9 @@ param autoInflateEnabled bool = true
 @description('Upper bound for auto-inflate, 1-20 on Standard (ignored when auto-inflate is off).')
 param maximumThroughputUnits int = 12
 
+@description('Zone-redundant namespace; main.bicep sets it from the same region list as the host storage SKU (zoneRedundantStorageRegions), since a region without availability zones cannot host a zone-redundant namespace.')
+param zoneRedundant bool
+
 resource namespace 'Microsoft.EventHub/namespaces@2026-01-01' = {
   name: namespaceName
   location: location
@@ -60,7 +63,7 @@ resource namespace 'Microsoft.EventHub/namespaces@2026-01-01' = {
     isAutoInflateEnabled: autoInflateEnabled
     maximumThroughputUnits: autoInflateEnabled ? max(maximumThroughputUnits, throughputUnits) : 0
     kafkaEnabled: false
-    zoneRedundant: true
+    zoneRedundant: zoneRedundant
   }
 }
 

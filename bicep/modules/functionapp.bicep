@@ -31,7 +31,7 @@ param storageBlobServiceUri string
 @description('Queue service endpoint of the host storage account (storage.bicep output, from primaryEndpoints).')
 param storageQueueServiceUri string
 
-@description('Table service endpoint of the host storage account (storage.bicep output, from primaryEndpoints).')
+@description('Table service endpoint of the host storage account (storage.bicep output, from primaryEndpoints); set only on the azureStorage backend.')
 param storageTableServiceUri string
 
 @description('Name of the blob container that holds the deployment package.')
@@ -86,6 +86,15 @@ param maximumInstanceCount int = 100
 @description('Always-ready instances for the `durable` scale group (Azure Storage backend only; 0 = none).')
 param durableAlwaysReadyInstances int = 1
 
+@description('Name of the key vault holding the pseudonymisation keys (keyvault.bicep).')
+param keyVaultName string
+
+@description('Key Vault secret behind ERASURE_HASH_KEY (created once by the deploy script / azd hook, never by the template).')
+param erasureHashKeySecretName string
+
+@description('Key Vault secret behind TELEMETRY_HASH_KEY (created once by the deploy script / azd hook, never by the template).')
+param telemetryHashKeySecretName string
+
 @description('Extra non-secret app settings (kill switches, caps), merged last.')
 param additionalAppSettings object = {}
 
@@ -131,6 +140,10 @@ resource site 'Microsoft.Web/sites@2025-03-01' = {
   }
   properties: {
     serverFarmId: plan.id
+    // Key Vault references resolve with the user-assigned identity (it has Key
+    // Vault Secrets User on the vault); without this the platform would use a
+    // system-assigned identity the app does not have.
+    keyVaultReferenceIdentity: identityId
     httpsOnly: true
     clientAffinityEnabled: false
     siteConfig: {
@@ -164,13 +177,14 @@ resource site 'Microsoft.Web/sites@2025-03-01' = {
 // Identity-based connections only. Every name in shared/config.py
 // AZURE_SETTINGS must appear here (tests/iac checks it).
 // Host storage: the service URIs come from the account's primaryEndpoints, so they
-// are right in every cloud. AzureWebJobsStorage__accountName is deliberately not
-// set: the Functions storage client provider prefers accountName over the
-// *ServiceUri settings and builds public-cloud host names from it.
+// are right in every cloud. The host's storage client provider uses a
+// <connection>__<service>ServiceUri first and builds
+// https://<accountName>.<service>.core.windows.net only when it is missing
+// (azure-functions-host StorageServiceUriOptions.cs), so accountName would add
+// nothing but a public-cloud fallback: it is not set.
 var baseAppSettings = {
   AzureWebJobsStorage__blobServiceUri: storageBlobServiceUri
   AzureWebJobsStorage__queueServiceUri: storageQueueServiceUri
-  AzureWebJobsStorage__tableServiceUri: storageTableServiceUri
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
   EventHubConnection__fullyQualifiedNamespace: eventHubsFullyQualifiedNamespace
@@ -189,6 +203,22 @@ var baseAppSettings = {
   // that can run at once (docs/capacity.md, "Durable concurrency on one instance").
   PYTHON_THREADPOOL_THREAD_COUNT: '36'
   OUTBOX_REMINDER_QUEUE: 'outbox-reminders'
+  // Pseudonymisation keys: Key Vault references without a secret version, so the
+  // platform picks up a new version on its next refresh. The values never appear
+  // in the template (the appsettings resource replaces the whole list, so the
+  // references must be here or a redeployment would drop them).
+  ERASURE_HASH_KEY: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${erasureHashKeySecretName})'
+  TELEMETRY_HASH_KEY: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${telemetryHashKeySecretName})'
+}
+
+// Table service only on the Azure Storage backend (the Durable history and instance
+// tables). With the Durable Task Scheduler the app has no table role, and the host's
+// diagnostic event writer would get 403 on every flush if the URI were set; without
+// a table URI the host cannot build a table client and leaves that writer off
+// (azure-functions-host HostAzureTableStorageProvider.cs: TryCreateTableServiceClient
+// returns false).
+var storageTableAppSettings = useDts ? {} : {
+  AzureWebJobsStorage__tableServiceUri: storageTableServiceUri
 }
 
 // Durable Task Scheduler: switch the Durable extension's storage provider and
@@ -202,7 +232,7 @@ var dtsAppSettings = useDts ? {
 resource appSettings 'Microsoft.Web/sites/config@2025-03-01' = {
   parent: site
   name: 'appsettings'
-  properties: union(baseAppSettings, dtsAppSettings, additionalAppSettings)
+  properties: union(baseAppSettings, storageTableAppSettings, dtsAppSettings, additionalAppSettings)
 }
 
 // No FTP or basic-auth SCM publishing: deployments use Entra ID.

@@ -48,6 +48,31 @@ param producerPrincipalId string = ''
 @description('Principal type of producerPrincipalId.')
 param producerPrincipalType string = 'User'
 
+@description('Name of the key vault holding the pseudonymisation keys.')
+param keyVaultName string
+
+@description('Principal id of whoever deploys (azd: AZURE_PRINCIPAL_ID); gets Key Vault Secrets Officer on the vault so the deploy script / azd hook can create the secrets once. Empty to skip (then someone with that role creates them).')
+param deployerPrincipalId string = ''
+
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+@description('Principal type of deployerPrincipalId.')
+param deployerPrincipalType string = 'User'
+
+@description('Principal id of an operator (person or group): Storage Blob Data Contributor on the host account (scripts.parked), Azure Event Hubs Data Sender on the hub (re-injection), Cosmos DB Built-in Data Reader on the database (summary report). Empty to skip.')
+param operatorPrincipalId string = ''
+
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+@description('Principal type of operatorPrincipalId.')
+param operatorPrincipalType string = 'User'
+
 // Built-in role definition ids (Azure RBAC built-in roles reference).
 var roleIds = {
   eventHubsDataReceiver: 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'
@@ -57,10 +82,14 @@ var roleIds = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   durableTaskDataContributor: '0ad04412-c4d5-4796-b79c-f76d14c8d402'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+  keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 }
 
-// Cosmos DB data-plane built-in role (not an Azure RBAC role): Cosmos DB Built-in Data Contributor.
+// Cosmos DB data-plane built-in roles (not Azure RBAC roles): Built-in Data Contributor / Reader.
 var cosmosDataContributorRoleId = '00000000-0000-0000-0000-000000000002'
+var cosmosDataReaderRoleId = '00000000-0000-0000-0000-000000000001'
 
 var useDts = durableBackend == 'durableTaskScheduler'
 
@@ -83,6 +112,10 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
 
 resource cosmosAccount 'Microsoft.DocumentDB/databaseAccounts@2025-04-15' existing = {
   name: cosmosAccountName
+}
+
+resource keyVault 'Microsoft.KeyVault/vaults@2024-11-01' existing = {
+  name: keyVaultName
 }
 
 resource scheduler 'Microsoft.DurableTask/schedulers@2025-11-01' existing = {
@@ -177,9 +210,61 @@ resource appMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01
   }
 }
 
+// --- Key Vault: the app reads its secrets (Key Vault references); the deployer
+// creates them once (scripts/deploy.sh ensure-secrets, the azd postprovision hook).
+resource appKeyVaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(keyVault.id, appPrincipalId, roleIds.keyVaultSecretsUser)
+  scope: keyVault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.keyVaultSecretsUser)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Function app resolves the Key Vault references ERASURE_HASH_KEY and TELEMETRY_HASH_KEY.'
+  }
+}
+
+resource deployerKeyVaultSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(keyVault.id, deployerPrincipalId, roleIds.keyVaultSecretsOfficer)
+  scope: keyVault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.keyVaultSecretsOfficer)
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+    description: 'Deployer creates the pseudonymisation key secrets once (only when absent).'
+  }
+}
+
+// --- Operator: parked batches (list, re-inject) and the summary report.
+resource operatorBlobDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(storage.id, operatorPrincipalId, roleIds.storageBlobDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageBlobDataContributor)
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+    description: 'Operator lists, re-injects and deletes parked batches (scripts.parked).'
+  }
+}
+
+resource operatorEventHubSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(eventHub.id, operatorPrincipalId, roleIds.eventHubsDataSender)
+  scope: eventHub
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.eventHubsDataSender)
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+    description: 'Operator re-injects parked batches into player-events (scripts.parked reinject).'
+  }
+}
+
 // --- Cosmos DB data plane: read/write items in the one database only.
 var cosmosDatabaseScope = '${cosmosAccount.id}/dbs/${cosmosDatabaseName}'
 
+// A Cosmos SQL role assignment carries no principalType, so a brand-new identity
+// can still be unknown to the directory when it is created ("principal not
+// found"). It is therefore created after the identity's Azure RBAC assignments
+// (which carry principalType and are accepted for a fresh principal), and
+// scripts/deploy.sh re-runs the (idempotent) deployment on that error.
 resource appCosmosDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2025-04-15' = {
   parent: cosmosAccount
   name: guid(cosmosDatabaseScope, appPrincipalId, cosmosDataContributorRoleId)
@@ -188,6 +273,28 @@ resource appCosmosDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRole
     principalId: appPrincipalId
     scope: cosmosDatabaseScope
   }
+  dependsOn: [
+    appEventHubReceiver
+    appBlobDataOwner
+    appQueueDataContributor
+    appMetricsPublisher
+    appKeyVaultSecretsUser
+  ]
+}
+
+resource operatorCosmosDataReader 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2025-04-15' = if (!empty(operatorPrincipalId)) {
+  parent: cosmosAccount
+  name: guid(cosmosDatabaseScope, operatorPrincipalId, cosmosDataReaderRoleId)
+  properties: {
+    roleDefinitionId: '${cosmosAccount.id}/sqlRoleDefinitions/${cosmosDataReaderRoleId}'
+    principalId: operatorPrincipalId
+    scope: cosmosDatabaseScope
+  }
+  // One SQL role assignment write at a time on the account (control-plane writes
+  // on one Cosmos account are serialised; parallel ones can conflict).
+  dependsOn: [
+    appCosmosDataContributor
+  ]
 }
 
 @description('Resource ids of the unconditional Azure RBAC role assignments of the app identity.')
@@ -195,6 +302,7 @@ output appRoleAssignmentIds array = [
   appEventHubReceiver.id
   appBlobDataOwner.id
   appMetricsPublisher.id
+  appKeyVaultSecretsUser.id
 ]
 
 @description('Resource id of the Cosmos DB SQL role assignment.')

@@ -1,7 +1,18 @@
 // Host storage of the function app: AzureWebJobsStorage (host locks, Event Hubs
-// checkpoints, Durable Functions task hub on the Azure Storage backend) and the
-// Flex Consumption deployment container. Shared keys are disabled: every client
-// (host, Durable extension, deployment) authenticates with Entra ID.
+// checkpoints, Durable Functions task hub on the Azure Storage backend), the
+// Flex Consumption deployment container, parked batches and the summary export.
+// Shared keys are disabled: every client (host, Durable extension, deployment)
+// authenticates with Entra ID.
+//
+// Blob soft delete is OFF: this account holds the Event Hubs checkpoints, and the
+// Event Hubs checkpoint-store guidance says to disable soft delete (and versioning)
+// on a checkpoint account, since every checkpoint overwrite would otherwise keep a
+// soft-deleted snapshot and slow or fail checkpointing. Parked batches (raw events,
+// player ids included) live here too: with soft delete off, an erasure or a
+// re-injection that deletes a parked blob removes it at once, and a lifecycle rule
+// deletes parked blobs after parkedBatchRetentionDays (docs/deploy.md, Retention).
+// Container soft delete stays on: it only guards a deleted container and does not
+// touch blob writes.
 
 @description('Name of the storage account (3-24 lowercase letters and digits).')
 @minLength(3)
@@ -28,8 +39,13 @@ param skuName string
 
 @minValue(1)
 @maxValue(365)
-@description('Days deleted blobs and containers stay recoverable.')
-param softDeleteRetentionDays int = 7
+@description('Days a deleted container stays recoverable (container soft delete; blob soft delete is off, see the header).')
+param containerSoftDeleteRetentionDays int = 7
+
+@minValue(1)
+@maxValue(3650)
+@description('Days after its last modification a parked batch blob (container parked-batches) is deleted by the lifecycle rule.')
+param parkedBatchRetentionDays int = 14
 
 resource storage 'Microsoft.Storage/storageAccounts@2025-06-01' = {
   name: name
@@ -82,13 +98,14 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2025-06-01'
   parent: storage
   name: 'default'
   properties: {
+    // Off on the Event Hubs checkpoint account (see the header); no versioning either.
     deleteRetentionPolicy: {
-      enabled: true
-      days: softDeleteRetentionDays
+      enabled: false
     }
+    isVersioningEnabled: false
     containerDeleteRetentionPolicy: {
       enabled: true
-      days: softDeleteRetentionDays
+      days: containerSoftDeleteRetentionDays
     }
   }
 }
@@ -116,6 +133,42 @@ resource summaryExportContainer 'Microsoft.Storage/storageAccounts/blobServices/
   name: 'summary-exports'
   properties: {
     publicAccess: 'None'
+  }
+}
+
+// Retention of parked batches: they hold raw events (player ids included), so they
+// never stay for ever. The rule deletes a parked blob parkedBatchRetentionDays after
+// its last write; re-inject within that period (docs/parking.md).
+resource lifecyclePolicy 'Microsoft.Storage/storageAccounts/managementPolicies@2025-06-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'delete-parked-batches'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${parkedContainer.name}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: parkedBatchRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
   }
 }
 
@@ -152,3 +205,9 @@ output skuName string = storage.sku.name
 
 @description('Name of the deployment package container.')
 output deploymentContainerName string = deploymentContainer.name
+
+@description('Name of the parked batches container.')
+output parkedContainerName string = parkedContainer.name
+
+@description('Days a parked batch is kept before the lifecycle rule deletes it.')
+output parkedBatchRetentionDays int = parkedBatchRetentionDays

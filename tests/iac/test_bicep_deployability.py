@@ -230,10 +230,12 @@ def storage_sku_problems(main_source: str, storage_source: str) -> list[str]:
 
 def conditional_module_output_problems(source: str) -> list[str]:
     """Outputs of a module deployed `if (cond)` are null when cond is false. Every read
-    must use safe access (`mod.?outputs.x ?? fallback`) or assert non-null inside the
-    true branch of a conditional on the same condition (`cond ? mod!.outputs.x : …`).
-    A plain `cond ? mod.outputs.x : …` works at run time but Bicep 0.36+ warns
-    (BCP318: conditional modules are nullable for property access)."""
+    must assert non-null inside the true branch of a conditional on the same condition
+    (`cond ? mod!.outputs.x : …`), which ARM's if() evaluates only when cond holds.
+    Safe access (`mod.?outputs.x ?? fallback`) is refused: Bicep before 0.36.177, which
+    older azd releases bundle, compiles it to an unguarded reference() that fails the
+    deployment when the module is off. A plain `cond ? mod.outputs.x : …` works at run
+    time but Bicep 0.36+ warns (BCP318); `!` changes nothing at run time."""
     root = parse(source)
     conditions: dict[str, str] = {}
     for mod in declarations(root, "module_declaration"):
@@ -249,9 +251,13 @@ def conditional_module_output_problems(source: str) -> list[str]:
         if base.type != "identifier" or name not in conditions or text(prop) != "outputs":
             continue
         tokens = {child.type for child in node.children}
-        if ".?" in tokens:
-            continue
         line = node.start_point[0] + 1
+        if ".?" in tokens:
+            problems.append(
+                f"line {line}: {text(node.parent)!r} reads conditional module {name} with `.?` "
+                "(unguarded before Bicep 0.36.177)"
+            )
+            continue
         if "!" in tokens and _guarded(node, conditions[name]):
             continue
         if "!" in tokens:
@@ -321,7 +327,9 @@ def test_zone_redundant_region_list_excludes_regions_without_zrs() -> None:
     assert regions, "zoneRedundantStorageRegions has no default list"
     assert [r for r in regions if r != r.lower() or " " in r] == [], "use lower-case short region names"
     assert [r for r in REGIONS_WITHOUT_ZRS if r in regions] == []
-    default_region = re.search(r"AZURE_LOCATION',\s*'(\w+)'", PARAM_FILE.read_text())
+    # main.bicepparam leaves location to the resource group; deploy.sh creates a new
+    # group in AZURE_LOCATION (default below), which should be a ZRS region.
+    default_region = re.search(r"AZURE_LOCATION:-(\w+)\}", (REPO / "scripts" / "deploy.sh").read_text())
     assert default_region and default_region.group(1) in regions, "the default region should get ZRS"
 
 
@@ -405,7 +413,23 @@ def test_main_has_a_conditional_module_to_check() -> None:
     modules = declarations(parse(MAIN.read_text()), "module_declaration")
     conditional = [m.name for m in modules if any(c.type == "if_statement" for c in m.node.named_children)]
     assert conditional == ["durableTask"]
-    assert "durableTask.?outputs." in MAIN.read_text()
+    assert "useDts ? durableTask!.outputs." in MAIN.read_text()
+
+
+def safe_access_uses(source: str) -> list[str]:
+    """Every `.?` safe access on the syntax tree (comments and strings do not count)."""
+    return [
+        f"line {node.start_point[0] + 1}: {text(node)!r}"
+        for node in walk(parse(source))
+        if node.type == "member_expression" and ".?" in {child.type for child in node.children}
+    ]
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=_rel)
+def test_no_safe_access_anywhere(path: Path) -> None:
+    # azd bundles its own Bicep (1.17.0 and older: before 0.36.177), which compiles
+    # `.?` on a conditional module to an unguarded reference; none is used at all.
+    assert safe_access_uses(path.read_text()) == []
 
 
 # --------------------------------------------------------------------------- finding 8: Event Hubs TUs
@@ -487,11 +511,15 @@ def test_negative_cloud_hosts_in_descriptions_and_values_are_reported() -> None:
 
 
 def test_negative_unguarded_conditional_module_outputs_are_reported() -> None:
-    # 18: guarded but without `!` or `.?` (BCP318); 19: `!` under another condition;
-    # 20: outright; 21 (`.?`) and 22 (`!` under the module's condition) are fine.
+    # 18: guarded but without `!` (BCP318); 19: `!` under another condition;
+    # 20: outright; 21: `.?` (unguarded in older Bicep); 22 (`!` under the module's
+    # condition) is fine.
     problems = conditional_module_output_problems(OLD_MAIN)
-    assert [p.split(":")[0] for p in problems] == ["line 18", "line 19", "line 20"], problems
+    assert [p.split(":")[0] for p in problems] == ["line 18", "line 19", "line 20", "line 21"], problems
     assert "outside `useDts ?" in problems[1]
+    assert "0.36.177" in problems[3]
+    assert [p.split(":")[0] for p in safe_access_uses(OLD_MAIN)] == ["line 21"]
+    assert safe_access_uses("// mod.?outputs.x in a comment\nvar s = 'a.?b'\n") == []
 
 
 def test_negative_throughput_units_above_twenty_are_reported() -> None:

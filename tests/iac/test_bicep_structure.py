@@ -47,6 +47,11 @@ SECRET_VALUE = re.compile(
 # has local auth disabled (ingestion then needs an Entra token).
 ALLOWED_CONNECTION_STRING_SETTINGS = {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
 ROLE_ASSIGNMENT_TYPE = "Microsoft.Authorization/roleAssignments@"
+# An App Service Key Vault reference to the latest version of a secret (no
+# SecretVersion, so a rotation is picked up): the value lives in the vault.
+KEY_VAULT_REFERENCE = re.compile(
+    r"^'@Microsoft\.KeyVault\((?:VaultName=[^;()']+;SecretName=[^;()']+|SecretUri=[^()']+/secrets/[^/()']+/?)\)'$"
+)
 # Settings the templates provide in an equivalent form. The host storage is
 # addressed by its service URIs (from the account's primaryEndpoints, right in
 # every cloud) instead of AzureWebJobsStorage__accountName, which the Functions
@@ -199,7 +204,8 @@ def secret_outputs(source: str) -> list[str]:
     problems = []
     for out in declarations(root, "output_declaration"):
         value = out.node.named_children[-1]
-        if SECRET_NAME.search(out.name):
+        # A resource's name (AZURE_KEY_VAULT_NAME, the secret names) is not a secret.
+        if SECRET_NAME.search(out.name) and not re.search(r"(?i)_?names?$", out.name):
             problems.append(f"output {out.name}: name looks like a secret")
         if SECRET_VALUE.search(text(value)):
             problems.append(f"output {out.name}: value looks like a secret: {text(value)[:60]!r}")
@@ -284,6 +290,8 @@ def app_settings(source: str) -> dict[str, str]:
 def app_setting_problems(settings: dict[str, str]) -> list[str]:
     problems = []
     for name, value in settings.items():
+        if KEY_VAULT_REFERENCE.match(value):
+            continue  # the secret is in the vault, resolved by the platform
         if "key" in name.lower():
             problems.append(f"app setting {name}: key-like setting name")
         if re.search(r"AccountKey=|SharedAccessKey|SharedAccessSignature|sig=|\blist[A-Z]\w*\(|Key\b", value):
