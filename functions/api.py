@@ -72,12 +72,28 @@ async def erase_player(req: func.HttpRequest, client: df.DurableOrchestrationCli
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    """Ready when the settings are valid and the model loads; no player data involved."""
-    from shared.config import ConfigError
+    """Ready when the settings are valid and the model loads; no player data involved.
+
+    Unhealthy names the failing part; the details go to the log. A missing or unresolved
+    pseudonymisation key in Azure (Key Vault reference) stops every handler
+    (shared.config.hash_key), so for it the answer also names the settings and what is wrong
+    with each ("empty", "an unresolved Key Vault reference"), never a value."""
+    from shared.config import ConfigError, HashKeyError
     from shared.model import get_model
 
     try:
         runtime.settings()
+    except HashKeyError as exc:
+        log.error("health check failed: %s", exc)
+        return _json(
+            {
+                "status": "unhealthy",
+                "failing": "configuration",
+                "reason": "pseudonymisation key not usable: the app processes nothing until it resolves",
+                "settings": exc.problems,
+            },
+            503,
+        )
     except ConfigError as exc:
         log.error("health check failed: %s", exc)
         return _json({"status": "unhealthy", "failing": "configuration"}, 503)

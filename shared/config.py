@@ -8,9 +8,14 @@ cross-check it against the templates so the two cannot drift apart.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 # Settings referenced by binding expressions (%NAME%) in functions/.
 EVENTHUB_NAME = "EVENTHUB_NAME"
@@ -37,11 +42,114 @@ AZURE_SETTINGS: tuple[str, ...] = (
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
     "PYTHON_THREADPOOL_THREAD_COUNT",
     "OUTBOX_REMINDER_QUEUE",
+    "ERASURE_HASH_KEY",
+    "TELEMETRY_HASH_KEY",
 )
 
+# The pseudonymisation keys (Key Vault references in Azure; docs/privacy.md): ERASURE_HASH_KEY
+# keys the player-id hash of erasure records, TELEMETRY_HASH_KEY the one telemetry shows.
+HASH_KEYS = ("ERASURE_HASH_KEY", "TELEMETRY_HASH_KEY")
+# What App Service leaves in a setting whose Key Vault reference it could not resolve.
+KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
 
+
+# How the Functions host itself tells it runs in Azure (azure-functions-host,
+# src/WebJobs.Script/Environment/EnvironmentExtensions.cs): IsAppService is WEBSITE_INSTANCE_ID
+# set (dedicated and Premium plans); Flex Consumption (this app's plan, where WEBSITE_INSTANCE_ID
+# is *not* set) is WEBSITE_SKU "FlexConsumption", or LEGION_SERVICE_HOST with CONTAINER_NAME or
+# WEBSITE_POD_NAME; Linux Consumption is CONTAINER_NAME. CONTAINER_NAME alone is too common a
+# name (container runtimes and CI set it), so it counts only with WEBSITE_SITE_NAME, which App
+# Service sets on every plan.
 class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message names it."""
+
+
+class HashKeyError(ConfigError):
+    """In Azure, a pseudonymisation key is empty or an unresolved Key Vault reference.
+
+    ``problems`` maps each such setting to what is wrong with it ("empty", "unresolved Key Vault
+    reference"): what the health endpoint may show, since it names no value."""
+
+    def __init__(self, problems: dict[str, str], marker: str) -> None:
+        self.problems = problems
+        listed = "; ".join(f"{name} is {what}" for name, what in problems.items())
+        super().__init__(
+            f"{listed} (running in Azure: {marker} is set). The app processes nothing until "
+            "the key resolves: check that the Key Vault secret exists and that the app's identity "
+            "(keyVaultReferenceIdentity) has Key Vault Secrets User on the vault (docs/privacy.md)"
+        )
+
+
+def hosted_in_azure(env: Mapping[str, str] | None = None) -> str | None:
+    """The setting that says the app runs in Azure (as the Functions host tells it), or None."""
+    env = os.environ if env is None else env
+    if env.get("WEBSITE_INSTANCE_ID"):
+        return "WEBSITE_INSTANCE_ID"
+    if (env.get("WEBSITE_SKU") or "").lower() == "flexconsumption":
+        return "WEBSITE_SKU"
+    if env.get("LEGION_SERVICE_HOST") and (env.get("CONTAINER_NAME") or env.get("WEBSITE_POD_NAME")):
+        return "LEGION_SERVICE_HOST"
+    if env.get("CONTAINER_NAME") and env.get("WEBSITE_SITE_NAME"):
+        return "WEBSITE_SITE_NAME"
+    return None
+
+
+_told: set[str] = set()
+_told_lock = threading.Lock()
+
+
+def local_hash_key(name: str) -> str:
+    """The key used locally when ``name`` is not set: derived from its name, the same in every
+    process (the devhost's workers must agree on erasure records). Not secret, so never in Azure."""
+    return "local-" + hashlib.sha256(b"player-interventions local key:" + name.encode()).hexdigest()
+
+
+def _key_problem(raw: str) -> str | None:
+    if not raw:
+        return "empty"
+    if raw.startswith(KEY_VAULT_REFERENCE):
+        return "an unresolved Key Vault reference"
+    return None
+
+
+def hash_key(name: str, env: Mapping[str, str] | None = None) -> str:
+    """The pseudonymisation key ``name`` (one of HASH_KEYS).
+
+    In Azure (``hosted_in_azure``) an empty key, or an unresolved Key Vault reference (App
+    Service leaves the ``@Microsoft.KeyVault(...)`` text in the setting when it cannot resolve
+    it), raises HashKeyError: a plain or publicly known key would make ids like ``player-00042``
+    recoverable by enumeration, and a key that changes later stops erasure records matching.
+    Locally it returns ``local_hash_key(name)`` and says so once per process.
+    """
+    env = os.environ if env is None else env
+    raw = (env.get(name) or "").strip()
+    problem = _key_problem(raw)
+    if problem is None:
+        return raw
+    marker = hosted_in_azure(env)
+    if marker:
+        raise HashKeyError({name: problem}, marker)
+    with _told_lock:
+        if name not in _told:
+            _told.add(name)
+            log.warning(
+                "setting %s is %s: using a key generated from its name (local development only, "
+                "not secret; in Azure the app refuses to run without it)",
+                name,
+                problem,
+            )
+    return local_hash_key(name)
+
+
+def check_hash_keys(env: Mapping[str, str] | None = None) -> None:
+    """Raise one HashKeyError naming every unusable key (in Azure); locally, say so once each."""
+    env = os.environ if env is None else env
+    marker = hosted_in_azure(env)
+    problems = {n: p for n in HASH_KEYS if (p := _key_problem((env.get(n) or "").strip()))}
+    if problems and marker:
+        raise HashKeyError(problems, marker)
+    for name in HASH_KEYS:
+        hash_key(name, env)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -167,6 +275,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             f"DISABLED_ACTION_TYPES names unknown action types {sorted(disabled - set(ACTION_TYPES))}; "
             f"known: {', '.join(ACTION_TYPES)}"
         )
+    check_hash_keys(env)  # in Azure, no handler runs on a missing or unresolved key
     signal_path = (env.get("SIGNAL_PATH") or "orchestration").strip().lower()
     if signal_path not in SIGNAL_PATHS:
         raise ConfigError(f"SIGNAL_PATH must be one of {', '.join(SIGNAL_PATHS)}, got {signal_path!r}")

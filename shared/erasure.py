@@ -13,7 +13,7 @@ written, only counted. A sweep ``SWEEP_DELAY_S`` after the erasure deletes what
 an instance with a not-yet-refreshed cache may have written meanwhile.
 
 The record holds a hash of the player id, not the id (keyed with
-ERASURE_HASH_KEY when set), and expires after ``RECORD_TTL_S``, longer than
+ERASURE_HASH_KEY), and expires after ``RECORD_TTL_S``, longer than
 Event Hubs keeps events, so no replay can outlive it.
 """
 
@@ -22,11 +22,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+
+from shared import config
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +43,14 @@ _TOKEN = re.compile(rb'"([A-Za-z0-9_.:-]{1,128})"')
 def erased_key(player_id: str) -> str:
     """The erasure record's id: a hash of the player id, never the id itself.
 
-    Keyed (HMAC-SHA-256) with ``ERASURE_HASH_KEY`` when it is set, which it should be in Azure
-    (from Key Vault): without a key, sequential ids could be recovered from the records by
-    enumeration. It is its own key, not the telemetry one, and must never be rotated while
-    records made with it exist: a record made with another key no longer matches.
+    Keyed (HMAC-SHA-256) with ``ERASURE_HASH_KEY``, a Key Vault reference in Azure, where a
+    missing or unresolved key raises (``config.hash_key``): without a secret key, sequential ids
+    could be recovered from the records by enumeration. Locally a key generated from the name is
+    used. It is its own key, not the telemetry one, and must never be rotated while records made
+    with it exist: a record made with another key no longer matches.
     """
-    key = os.environ.get("ERASURE_HASH_KEY", "")
-    if key:
-        digest = hmac.new(key.encode(), player_id.encode(), hashlib.sha256).hexdigest()
-    else:
-        digest = hashlib.sha256(player_id.encode()).hexdigest()
-    return "er-" + digest[:32]
+    key = config.hash_key("ERASURE_HASH_KEY")
+    return "er-" + hmac.new(key.encode(), player_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def mentions(raw: bytes, player_id: str) -> bool:

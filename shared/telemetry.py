@@ -22,6 +22,7 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 
+from shared import config
 from shared.config import ConfigError
 
 METER_NAME = "player_interventions"
@@ -398,7 +399,11 @@ def configure(env: Mapping[str, str] | None = None) -> str:
     """
     global _configured
     env = os.environ if env is None else env
-    set_hash_key(env.get("TELEMETRY_HASH_KEY"))
+    try:
+        set_hash_key(config.hash_key("TELEMETRY_HASH_KEY", env))
+    except ConfigError as exc:  # in Azure: logged here, every handler refuses, health says why
+        logging.getLogger(__name__).error("%s", exc)
+        set_hash_key(None)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     if _configured:
