@@ -150,16 +150,40 @@ wait_for_role_propagation 00000000-0000-0000-0000-000000000001; echo "rc=$?"
     assert unreadable.stdout.split() == ["rc=0"] and "not waiting" in unreadable.stderr
 
 
+def azd_hook(azure_yaml: str, event: str) -> dict[str, dict[str, str]]:
+    """azure.yaml hooks.<event>: platform ('posix'/'windows') -> {shell, run} (no YAML
+    library in the venv; the file is small and indented by two spaces per level)."""
+    block = re.search(rf"(?m)^  {event}:\s*\n((?:(?:\s{{4,}}.*)?\n?)+)", azure_yaml.split("\nhooks:", 1)[-1])
+    out: dict[str, dict[str, str]] = {}
+    if not block:
+        return out
+    platform = ""
+    for line in block.group(1).splitlines():
+        if m := re.match(r"^    (posix|windows):\s*$", line):
+            platform = m.group(1)
+            out[platform] = {}
+        elif (m := re.match(r"^      (shell|run):\s*(.+?)\s*$", line)) and platform:
+            out[platform][m.group(1)] = m.group(2)
+    return out
+
+
 def test_azd_predeploy_hook_waits_for_role_assignments() -> None:
-    azure_yaml = AZURE_YAML.read_text()
-    hook = re.search(r"(?m)^hooks:\s*\n(?:\s+#.*\n)*\s+predeploy:\s*\n((?:\s{4,}.*\n?)+)", azure_yaml)
-    assert hook, "azure.yaml has no project-level predeploy hook"
-    assert re.search(r"(?m)^\s+shell:\s*sh\s*$", hook.group(1))
-    assert re.search(r"(?m)^\s+run:\s*\./scripts/deploy\.sh wait-for-roles\s*$", hook.group(1))
+    hook = azd_hook(AZURE_YAML.read_text(), "predeploy")
+    assert hook.get("posix") == {"shell": "sh", "run": "./scripts/deploy.sh wait-for-roles"}, hook
+    assert hook.get("windows") == {"shell": "pwsh", "run": "./scripts/hooks/wait-for-roles.ps1"}, hook
+    assert (REPO / "scripts" / "hooks" / "wait-for-roles.ps1").is_file()
     assert "wait-for-roles) cmd_wait_for_roles" in DEPLOY.read_text()
-    # Without AZURE_PRINCIPAL_ID (nothing provisioned yet) the hook must not fail azd.
-    result = run_sourced('unset AZURE_PRINCIPAL_ID; cmd_wait_for_roles; echo "rc=$?"')
+    # Without the app identity's output (nothing provisioned yet) the hook must not fail azd.
+    result = run_sourced('unset AZURE_APP_PRINCIPAL_ID; cmd_wait_for_roles; echo "rc=$?"')
     assert result.stdout.split() == ["rc=0"]
+    assert "AZURE_APP_PRINCIPAL_ID is not set" in result.stderr
+    # It waits for the app identity, never for azd's AZURE_PRINCIPAL_ID (the deployer).
+    waited = run_sourced(
+        'wait_for_role_propagation() { echo "waited for $1"; }\n'
+        "az() { return 0; }\n"
+        "AZURE_PRINCIPAL_ID=deployer AZURE_APP_PRINCIPAL_ID=app cmd_wait_for_roles"
+    )
+    assert waited.stdout.split() == ["waited", "for", "app"], waited.stdout + waited.stderr
     assert "azd deploy" in DEPLOY_DOC.read_text()
 
 
