@@ -11,7 +11,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared import runtime
+from shared import parking, runtime
 from shared.entity.codec import StateCache
 from shared.model import get_model
 from shared.player import run_operation
@@ -28,6 +28,11 @@ def _input(context: df.DurableEntityContext) -> Any:
         return context.get_input()
     except (TypeError, ValueError):
         return None
+
+
+def _erase_from_parked(player_id: str) -> int:
+    """The erasure sweep's part in parked trigger batches (Blob Storage, docs/privacy.md)."""
+    return parking.erase_player(player_id).events
 
 
 @bp.entity_trigger(context_name="context", entity_name="Player")
@@ -51,6 +56,7 @@ def player(context: df.DurableEntityContext) -> None:
             reminders=get_reminders(),
             reminder_first_s=settings.outbox_reminder_seconds,
             hash_player_ids=settings.hash_player_ids_in_telemetry,
+            parked=_erase_from_parked,
         )
         encoded = None if outcome.state is None else _STATES.store(key, outcome.state)
     except BaseException:

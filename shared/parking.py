@@ -12,6 +12,13 @@ writes the same blob again. It holds the raw bodies byte for byte (base64),
 each event's sequence number, offset, enqueued time and partition key, the
 error and how many attempts failed. ``python -m scripts.parked`` lists them
 and re-injects them (docs/parking.md).
+
+An erasure reaches parked batches: the erasure's sweep (shared.player) takes
+every event that carries the erased player's id out of every parked blob
+(``ParkingLot.erase``), rewriting the blob, or deleting it when nothing is left
+(docs/privacy.md). Each rewrite is conditional on the blob's ETag, so a batch
+parked again or re-injected meanwhile is read again, never overwritten with
+stale content.
 """
 
 from __future__ import annotations
@@ -19,12 +26,14 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from shared import hoststorage
+from shared import erasure, hoststorage
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +92,8 @@ class ParkedBatch(msgspec.Struct, frozen=True):
     parked_ms: int
     events: list[ParkedEvent]
     version: int = 1
+    # Events an erasure took out of this batch (their player was erased): counted, never kept.
+    erased: int = 0
 
     @property
     def blob_name(self) -> str:
@@ -106,6 +117,10 @@ def encode(batch: ParkedBatch) -> bytes:
 
 def decode(raw: bytes) -> ParkedBatch:
     return _DECODER.decode(raw)
+
+
+class _Raced(RuntimeError):
+    """A parked blob changed between its read and its rewrite."""
 
 
 class ParkingLot:
@@ -142,6 +157,101 @@ class ParkingLot:
 
     def remove(self, name: str) -> None:
         self._container.delete_blob(name)  # type: ignore[attr-defined]
+
+    def erase(self, concerns: Callable[[ParkedEvent], bool], redact: str | None = None) -> ErasedFromParked:
+        """Take every event ``concerns`` picks out of every parked blob: the blob is rewritten
+        without them (their number added to ``erased``), or deleted when none is left; ``redact``
+        (the erased id) is also blanked from the recorded error text. Raises when storage
+        refuses (the sweep is retried); a blob re-injected meanwhile is skipped."""
+        report = ErasedFromParked()
+        for name in list(self.names()):
+            removed = self._erase_one(name, concerns, redact)
+            report.blobs_scanned += 1
+            if removed is not None:
+                report.events += removed[0]
+                report.blobs_deleted += removed[1]
+                report.blobs_rewritten += 1 - removed[1]
+        return report
+
+    @retry(
+        retry=retry_if_exception_type(_Raced),
+        stop=stop_after_attempt(5),
+        wait=wait_random_exponential(multiplier=0.05, max=1.0),
+        reraise=True,
+    )
+    def _erase_one(
+        self, name: str, concerns: Callable[[ParkedEvent], bool], redact: str | None
+    ) -> tuple[int, int] | None:
+        """(events removed, 1 if the blob was deleted else 0), or None when nothing changed."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        try:
+            downloader = self._container.download_blob(name)  # type: ignore[attr-defined]
+            raw = downloader.readall()
+        except ResourceNotFoundError:
+            return None  # re-injected (and removed) meanwhile
+        etag = downloader.properties.etag
+        batch = decode(raw)
+        kept = [e for e in batch.events if not concerns(e)]
+        error = batch.error.replace(redact, "[erased]") if redact else batch.error
+        if len(kept) == len(batch.events) and error == batch.error:
+            return None
+        condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+        try:
+            if not kept:
+                self._container.delete_blob(name, **condition)  # type: ignore[attr-defined]
+            else:
+                rest = msgspec.structs.replace(
+                    batch, events=kept, error=error, erased=batch.erased + len(batch.events) - len(kept)
+                )
+                self._container.upload_blob(name, encode(rest), overwrite=True, **condition)  # type: ignore[attr-defined]
+        except ResourceModifiedError as exc:
+            raise _Raced(name) from exc  # parked again meanwhile: read it again
+        except ResourceNotFoundError:
+            return None
+        return len(batch.events) - len(kept), int(not kept)
+
+
+@dataclass
+class ErasedFromParked:
+    blobs_scanned: int = 0
+    blobs_rewritten: int = 0
+    blobs_deleted: int = 0
+    events: int = 0
+
+
+def concerns_player(player_id: str) -> Callable[[ParkedEvent], bool]:
+    """A parked event is the player's when its raw body carries the id as a JSON string value
+    (its ``subject``, or anywhere else: the rule ingest applies to dead letters) or its partition
+    key is the id."""
+
+    def concerns(event: ParkedEvent) -> bool:
+        return event.partition_key == player_id or erasure.mentions(event.body, player_id)
+
+    return concerns
+
+
+def erase_player(player_id: str, lot: ParkingLot | None = None) -> ErasedFromParked:
+    """The erasure sweep's part in parked batches. With no storage configured for parking nothing
+    can have been parked, so there is nothing to do (said at debug level)."""
+    if lot is None:
+        try:
+            lot = get_parking_lot()
+        except ParkingError as exc:
+            log.debug("no parked batches to erase from: %s", exc)
+            return ErasedFromParked()
+    report = lot.erase(concerns_player(player_id), redact=player_id)
+    if report.events:
+        log.info(
+            "erasure removed events from parked batches",
+            extra={
+                "events": report.events,
+                "rewritten": report.blobs_rewritten,
+                "deleted": report.blobs_deleted,
+            },
+        )
+    return report
 
 
 def container_from_settings(env: Mapping[str, str] | None = None) -> object:

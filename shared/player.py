@@ -53,6 +53,11 @@ class Store(Protocol):
     def delete_player_deadletters(self, player_id: str) -> int: ...
 
 
+# The erasure sweep's part in parked trigger batches (shared.parking.erase_player): takes the
+# player's events out of every parked blob, returns how many; raises when storage refuses.
+ParkedEraser = Callable[[str], int]
+
+
 # The first reminder comes after REMINDER_FIRST_S, later ones back off to REMINDER_MAX_S: after
 # Cosmos recovers, an unwritten action is written within REMINDER_MAX_S (plus queue polling).
 REMINDER_FIRST_S = 10
@@ -104,6 +109,7 @@ def run_operation(
     reminders: Reminders | None = None,
     reminder_first_s: int = REMINDER_FIRST_S,
     hash_player_ids: bool = True,
+    parked: ParkedEraser | None = None,
 ) -> Outcome:
     ref = _PlayerRef(player_id, hash_player_ids)
     state = raw_state if isinstance(raw_state, st.PlayerState) else st.load_state(raw_state)
@@ -113,7 +119,7 @@ def run_operation(
     if op == "erase" or state.erasing:
         return _erase(player_id, op, state, store, reminders, now_ms)
     if op == "sweep":
-        return _sweep(player_id, op, state, store, reminders, now_ms, reminder_first_s)
+        return _sweep(player_id, op, state, store, reminders, now_ms, reminder_first_s, parked)
     effects = st.apply(
         state,
         player_id,
@@ -128,7 +134,8 @@ def run_operation(
     written: list[st.OutboxItem] = []
     failures = 0
     if state.outbox:
-        failures = _flush(player_id, ref, state, store, effects, written, now_ms)
+        wait_ms = 0 if op == "flush" else reminder_first_s * 1000
+        failures = _flush(player_id, ref, state, store, effects, written, now_ms, wait_ms)
         if effects.outbox_expired:
             log.error("outbox items expired unwritten", extra={"expired": effects.outbox_expired})
     _record(op, effects, state, written, failures, now_ms)
@@ -144,12 +151,29 @@ def _flush(
     effects: st.Effects,
     written: list[st.OutboxItem],
     now_ms: int,
+    aggregate_wait_ms: int = 0,
 ) -> int:
     """Write the outbox: its documents together (one transactional batch, or concurrently: see
     ``ActionStore.write_outbox``), a traced one on its own inside its decision's trace, then the
     outcomes unless Cosmos is failing. What fails waits in the outbox (and for a reminder); returns
-    1 if anything failed, else 0."""
-    items = list(state.outbox)
+    1 if anything failed, else 0.
+
+    A suppressed aggregate of the open hour is written only once it has waited ``aggregate_wait_ms``
+    since it changed (0 for a ``flush``, the reminder's operation): the decisions of the next
+    operations are counted into the same write, so an aggregate is written at most once per
+    ``aggregate_wait_ms`` of wall clock while its hour is open, and once when a later hour closes it,
+    whatever the number of events. The reminder the entity keeps pending while its outbox holds
+    anything writes the last count of an hour when the player goes quiet."""
+    open_hour = state.newest_ms - state.newest_ms % st.HOUR_MS
+    items = [
+        i
+        for i in state.outbox
+        if not (
+            isinstance(i.rec, st.SuppressedAggregate)
+            and i.rec.hour_ms >= open_hour
+            and now_ms - i.since_ms < aggregate_wait_ms
+        )
+    ]
     done: set[str] = set()
     tried: set[str] = set()
     report = WriteReport()
@@ -294,8 +318,10 @@ def _sweep(
     reminders: Reminders | None,
     now_ms: int,
     reminder_first_s: int,
+    parked: ParkedEraser | None = None,
 ) -> Outcome:
-    """After an erasure: delete the dead letters of the player that were written meanwhile.
+    """After an erasure: delete the dead letters of the player that were written meanwhile, and
+    take the player's events out of parked trigger batches (``parked``; docs/privacy.md).
 
     Only dead letters: actions decided after the erasure (from events enqueued after it) are new.
     A sweep that fails is asked for again later (backing off); afterwards, an outbox the player
@@ -305,6 +331,7 @@ def _sweep(
         return Outcome(state, {"swept": 0}, effects)
     try:
         swept = store.delete_player_deadletters(player_id)
+        from_parked = parked(player_id) if parked is not None else None
     except (AzureError, OSError, RuntimeError) as exc:
         log.warning("erasure sweep failed, retried later: %s", type(exc).__name__)
         _retry_later(state, player_id, reminders, now_ms, "sweep")
@@ -312,7 +339,8 @@ def _sweep(
     state.remind_ms, state.retries = 0, 0
     _ask_for_reminder(state, player_id, reminders, now_ms, reminder_first_s)
     _record(op, effects, state, [], 0, now_ms)
-    return Outcome(state, {"swept": swept}, effects)
+    result = {"swept": swept} if from_parked is None else {"swept": swept, "parkedEvents": from_parked}
+    return Outcome(state, result, effects)
 
 
 def _retry_later(
