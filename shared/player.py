@@ -134,8 +134,7 @@ def run_operation(
     written: list[st.OutboxItem] = []
     failures = 0
     if state.outbox:
-        wait_ms = 0 if op == "flush" else reminder_first_s * 1000
-        failures = _flush(player_id, ref, state, store, effects, written, now_ms, wait_ms)
+        failures = _flush(player_id, ref, state, store, effects, written, now_ms)
         if effects.outbox_expired:
             log.error("outbox items expired unwritten", extra={"expired": effects.outbox_expired})
     _record(op, effects, state, written, failures, now_ms)
@@ -151,29 +150,17 @@ def _flush(
     effects: st.Effects,
     written: list[st.OutboxItem],
     now_ms: int,
-    aggregate_wait_ms: int = 0,
 ) -> int:
     """Write the outbox: its documents together (one transactional batch, or concurrently: see
     ``ActionStore.write_outbox``), a traced one on its own inside its decision's trace, then the
     outcomes unless Cosmos is failing. What fails waits in the outbox (and for a reminder); returns
     1 if anything failed, else 0.
 
-    A suppressed aggregate of the open hour is written only once it has waited ``aggregate_wait_ms``
-    since it changed (0 for a ``flush``, the reminder's operation): the decisions of the next
-    operations are counted into the same write, so an aggregate is written at most once per
-    ``aggregate_wait_ms`` of wall clock while its hour is open, and once when a later hour closes it,
-    whatever the number of events. The reminder the entity keeps pending while its outbox holds
-    anything writes the last count of an hour when the player goes quiet."""
-    open_hour = state.newest_ms - state.newest_ms % st.HOUR_MS
-    items = [
-        i
-        for i in state.outbox
-        if not (
-            isinstance(i.rec, st.SuppressedAggregate)
-            and i.rec.hour_ms >= open_hour
-            and now_ms - i.since_ms < aggregate_wait_ms
-        )
-    ]
+    A suppressed aggregate is written in the operation that changed it, once whatever the number of
+    decisions the operation counted into it: writes are bounded by operations (signals), not events.
+    (Waiting to count later operations into the same write would leave an hour's last count to a
+    reminder, and unwritten when a local run ends.)"""
+    items = list(state.outbox)
     done: set[str] = set()
     tried: set[str] = set()
     report = WriteReport()

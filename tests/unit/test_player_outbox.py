@@ -243,3 +243,22 @@ def test_while_cosmos_fails_the_open_hours_aggregates_wait_and_closed_hours_are_
     # replace its document with a smaller count); the closed ones do
     out = run_flush(state, FakeStore("fail"), now=NOW_MS + st.OUTBOX_TTL_MS + 60_000)
     assert [i.rec.hour_ms for i in out.state.outbox] == [hour + 11 * st.HOUR_MS]  # type: ignore[union-attr]
+
+
+def test_each_operation_writes_the_aggregates_it_changed_once_with_the_count_so_far() -> None:
+    """Writes are bounded by operations, not decisions: an operation that counted three decisions into
+    one aggregate writes it once; the document is replaced, never added to."""
+    from shared import signals
+
+    hour = T0_MS - T0_MS % st.HOUR_MS
+    state = st.PlayerState(newest_ms=hour + 10)
+    store = FakeStore("ok")
+    for k in range(4):  # four operations, three decisions each
+        for j in range(3):
+            st.add_suppressed(state, "p-1", suppressed(f"e{k}-{j}", hour + k), NOW_MS)
+        state = run_operation(
+            "p-1", "events", state, signals.encode(signals.Signal([])), now_ms=NOW_MS + k,
+            scorer=lambda f: st.Scored({}, [], []), model_version="m", rules=Rules(), store=store,
+        ).state  # fmt: skip
+    assert [d["count"] for d in store.docs] == [3, 6, 9, 12] and len({d["id"] for d in store.docs}) == 1
+    assert not state.outbox and [a.count for a in state.sup] == [12]
