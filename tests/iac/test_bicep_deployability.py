@@ -85,7 +85,9 @@ REGIONS_WITHOUT_ZRS = (
 )
 # Standard (not Premium) Event Hubs: sku.capacity and maximumThroughputUnits are 0-20.
 STANDARD_MAX_THROUGHPUT_UNITS = 20
-MIN_BICEP_VERSION = (0, 38, 3)
+# What azd 1.10.0 (the minimum azd) bundles: the templates use nothing newer (no `.?`,
+# no cloud host in any string, so the pre-0.38.3 no-hardcoded-env-urls behaviour passes).
+MIN_BICEP_VERSION = (0, 29, 47)
 STORAGE_URI_SETTINGS = (
     "AzureWebJobsStorage__blobServiceUri",
     "AzureWebJobsStorage__queueServiceUri",

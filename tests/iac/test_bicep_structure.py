@@ -89,7 +89,7 @@ def parse(source: str) -> Node:
 
 
 def text(node: Node | None) -> str:
-    return "" if node is None else node.text.decode()
+    return "" if node is None else (node.text or b"").decode()
 
 
 def walk(node: Node) -> Iterator[Node]:
