@@ -206,6 +206,13 @@ ensure_secret() {
     return 1
   fi
   file="$(new_secret_file)"
+  # Never store an empty or short value (openssl failing inside this retried
+  # function does not stop the script): 32 bytes are 44 base64 characters.
+  if [[ "$(wc -c <"${file}" | tr -d ' ')" != 44 ]]; then
+    rm -f "${file}"
+    log "could not generate a 32-byte key for ${name} (openssl rand)"
+    return 1
+  fi
   status=0
   err="$(az keyvault secret set --vault-name "${vault}" --name "${name}" --file "${file}" --encoding utf-8 \
     --content-type 'pseudonymisation key (HMAC-SHA-256), created once; see docs/deploy.md' -o none 2>&1)" || status=$?

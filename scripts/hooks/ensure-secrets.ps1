@@ -8,7 +8,9 @@
 # propagates) are retried, bounded: RETRY_ATTEMPTS (8), RETRY_DELAY (15 s) doubling
 # up to RETRY_MAX_DELAY (120 s). When a secret was created, the function app is
 # restarted so its Key Vault references resolve. Needs a logged-in az.
-$ErrorActionPreference = 'Stop'
+# Continue: az writes to stderr, which must not end the script; every az call's exit
+# code is checked instead. Needs PowerShell 7.2+ (.NET 6 RandomNumberGenerator.GetBytes).
+$ErrorActionPreference = 'Continue'
 Set-StrictMode -Version Latest
 
 $vault = $env:AZURE_KEY_VAULT_NAME
@@ -29,6 +31,7 @@ function Confirm-Secret([string]$Vault, [string]$Name) {
     $file = New-TemporaryFile
     try {
         $value = [Convert]::ToBase64String([System.Security.Cryptography.RandomNumberGenerator]::GetBytes(32))
+        if ($value.Length -ne 44) { throw "could not generate a 32-byte key for $Name" }
         [System.IO.File]::WriteAllText($file.FullName, $value)
         $err = az keyvault secret set --vault-name $Vault --name $Name --file $file.FullName --encoding utf-8 `
             --content-type 'pseudonymisation key (HMAC-SHA-256), created once; see docs/deploy.md' -o none 2>&1

@@ -379,6 +379,20 @@ cat "$calls"
     assert result.stdout.count("secret set") == 1, "a deleted secret must not be retried"
 
 
+def test_a_failed_key_generation_never_stores_an_empty_value() -> None:
+    result = run_sourced(
+        AZ_STUB
+        + """
+openssl() { return 1; }
+show() { echo "(SecretNotFound)" >&2; return 3; }
+RETRY_ATTEMPTS=2 AZURE_KEY_VAULT_NAME=v AZURE_KEY_VAULT_SECRET_NAMES=a cmd_ensure_secrets; echo "rc=$?"
+cat "$calls"
+"""
+    )
+    assert "rc=1" in result.stdout and "secret set" not in result.stdout, result.stdout + result.stderr
+    assert "could not generate a 32-byte key" in result.stderr
+
+
 def test_ensure_secrets_without_outputs_says_provision_first() -> None:
     result = run_sourced('unset AZURE_KEY_VAULT_NAME; cmd_ensure_secrets; echo "rc=$?"')
     assert "rc=1" in result.stdout and "provision first" in result.stderr
