@@ -243,6 +243,13 @@ cmd_ensure_secrets() {
     echo "openssl is required to generate the keys" >&2
     return 1
   }
+  if [[ -n "${AZURE_PRINCIPAL_ID:-}" && "${AZURE_PRINCIPAL_ID}" == "${AZURE_APP_PRINCIPAL_ID:-}" ]]; then
+    # An azd environment provisioned when the app identity's output was named
+    # AZURE_PRINCIPAL_ID: azd then passed the app identity as deployerPrincipalId.
+    echo "AZURE_PRINCIPAL_ID is the app identity, so the template made it the deployer; run" \
+      "azd env set AZURE_PRINCIPAL_ID \"\$(az ad signed-in-user show --query id -o tsv)\" and azd provision again" >&2
+    return 1
+  fi
   for name in ${names}; do
     result="$(retry_roles ensure_secret "${vault}" "${name}")" || {
       echo "secret ${name} in ${vault} could not be checked or created; the deployer needs Key Vault Secrets Officer on the vault (deployerPrincipalId, docs/deploy.md)" >&2

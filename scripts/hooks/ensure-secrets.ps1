@@ -19,6 +19,12 @@ if (-not $vault -or $names.Count -eq 0) {
     Write-Error 'AZURE_KEY_VAULT_NAME / AZURE_KEY_VAULT_SECRET_NAMES are not set: provision first (azd provision)'
     exit 1
 }
+if ($env:AZURE_PRINCIPAL_ID -and $env:AZURE_PRINCIPAL_ID -eq $env:AZURE_APP_PRINCIPAL_ID) {
+    # An azd environment provisioned when the app identity's output was named
+    # AZURE_PRINCIPAL_ID: azd then passed the app identity as deployerPrincipalId.
+    Write-Error 'AZURE_PRINCIPAL_ID is the app identity, so the template made it the deployer; run azd env set AZURE_PRINCIPAL_ID (az ad signed-in-user show --query id -o tsv) and azd provision again'
+    exit 1
+}
 $attempts = if ($env:RETRY_ATTEMPTS) { [int]$env:RETRY_ATTEMPTS } else { 8 }
 $firstDelay = if ($env:RETRY_DELAY) { [int]$env:RETRY_DELAY } else { 15 }
 $maxDelay = if ($env:RETRY_MAX_DELAY) { [int]$env:RETRY_MAX_DELAY } else { 120 }

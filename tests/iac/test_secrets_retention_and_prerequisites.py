@@ -393,6 +393,18 @@ cat "$calls"
     assert "could not generate a 32-byte key" in result.stderr
 
 
+def test_an_app_identity_left_as_the_deployer_is_refused() -> None:
+    result = run_sourced(
+        AZ_STUB
+        + """
+show() { return 0; }
+AZURE_PRINCIPAL_ID=app AZURE_APP_PRINCIPAL_ID=app AZURE_KEY_VAULT_NAME=v AZURE_KEY_VAULT_SECRET_NAMES=a \\
+  cmd_ensure_secrets; echo "rc=$?"
+"""
+    )
+    assert "rc=1" in result.stdout and "azd env set AZURE_PRINCIPAL_ID" in result.stderr, result.stderr
+
+
 def test_ensure_secrets_without_outputs_says_provision_first() -> None:
     result = run_sourced('unset AZURE_KEY_VAULT_NAME; cmd_ensure_secrets; echo "rc=$?"')
     assert "rc=1" in result.stdout and "provision first" in result.stderr
