@@ -118,6 +118,36 @@ def imports_of(path: Path) -> set[str]:
     return out
 
 
+def modules_imported(path: Path) -> set[str]:
+    """Every module ``path`` imports by absolute name (``from a.b import c`` gives ``a.b`` and
+    ``a.b.c``: ``c`` may be a module)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+# The run itself, at the top of devhost/: what the emulators of the platform parts never import.
+RUN_MODULES = {
+    f"devhost.{p.stem}"
+    for p in (ROOT / "devhost").glob("*.py")
+    if p.stem not in ("__init__", "db")  # db.py: the state the parts share
+}
+PLATFORM_PARTS = ("functions_host", "eventhubs", "durable", "storage", "servers")
+
+
+def upward_imports(root: Path, parts: tuple[str, ...], run_modules: set[str]) -> list[str]:
+    return sorted(
+        f"{p.relative_to(root)} imports {', '.join(sorted(modules_imported(p) & run_modules))}"
+        for part in parts
+        for p in (root / "devhost" / part).rglob("*.py")
+        if modules_imported(p) & run_modules
+    )
+
+
 def importers(root: Path, folders: tuple[str, ...], forbidden: set[str]) -> list[str]:
     return sorted(
         f"{p.relative_to(root)} imports {', '.join(sorted(imports_of(p) & forbidden))}"
@@ -161,6 +191,26 @@ def test_every_make_target_has_a_line_in_the_readme() -> None:
 def test_the_devhost_never_imports_scripts_and_the_app_imports_neither() -> None:
     assert importers(ROOT, ("devhost",), {"scripts"}) == []
     assert importers(ROOT, ("shared", "functions"), {"devhost", "scripts"}) == []
+
+
+def test_the_platform_parts_never_import_the_run_above_them() -> None:
+    assert {"devhost.host", "devhost.pipeline", "devhost.cli"} <= RUN_MODULES
+    assert upward_imports(ROOT, PLATFORM_PARTS, RUN_MODULES) == []
+
+
+def test_an_upward_import_is_reported(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "devhost/durable/a.py": "from devhost import pipeline\nfrom devhost.db import DevDB\n",
+            "devhost/storage/b.py": "from devhost.host import Host\n",
+            "devhost/storage/c.py": "from devhost.functions_host import worker\n",
+        },
+    )
+    assert upward_imports(root, ("durable", "storage"), {"devhost.pipeline", "devhost.host"}) == [
+        "devhost/durable/a.py imports devhost.pipeline",
+        "devhost/storage/b.py imports devhost.host",
+    ]
 
 
 def test_no_devhost_module_is_over_800_lines() -> None:
