@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from shared.entity.dedupe import legacy_hash
+from shared.entity.dedupe import has_legacy_keys, legacy_hash
 from shared.entity.model import STATE_VERSION, ActionRecord, OutboxItem, PlayerState
 from shared.policy import ACTION_TYPES
 from shared.timeutil import DAY_MS, parse_iso_ms
@@ -62,7 +62,9 @@ def _current(state: PlayerState) -> PlayerState:
     """A stored version 2 or 3 state as version 3 (nothing to convert: see the module doc)."""
     if state.v > STATE_VERSION:
         raise StateError(f"entity state version {state.v} is newer than this code")
-    state.v = STATE_VERSION
+    if state.v < STATE_VERSION:
+        state.v2_keys = has_legacy_keys(state)
+        state.v = STATE_VERSION
     return state
 
 
@@ -87,7 +89,9 @@ def upgrade(old: dict[str, Any]) -> PlayerState:
             item["rec"] = msgspec.to_builtins(_record_from_doc(item.pop("doc")))
         outbox.append(item)
     fields["outbox"] = outbox
-    return msgspec.convert(fields, PlayerState)
+    state = msgspec.convert(fields, PlayerState)
+    state.v2_keys = has_legacy_keys(state)
+    return state
 
 
 def _record_from_doc(doc: dict[str, Any]) -> ActionRecord:

@@ -22,7 +22,8 @@ event; docs/contracts.md states what that means at the reference load.
 States written before (version 2) kept 32-bit CRC-32 hashes of the id alone,
 and matched them only at the same event time. Their entries stay as they are
 (a version 3 key is never below 2³², so the two cannot be confused) and are
-matched by the old rule until the buffer has turned over.
+matched by the old rule until the buffer has turned over (``v2_keys`` says
+whether any is left, so a version 3 state pays nothing for the old rule).
 """
 
 from __future__ import annotations
@@ -82,13 +83,21 @@ def is_duplicate(state: PlayerState, ev: SignalEvent, h: int) -> bool:
 
 
 def _id_seen(state: PlayerState, ev: SignalEvent, h: int) -> bool:
-    keys = [e.h for e in state.buf]
-    evicted = state.evicted
-    if h in keys or h in evicted:
+    if h in state.evicted or h in [e.h for e in state.buf]:
         return True
-    if min(keys, default=LEGACY_LIMIT) >= LEGACY_LIMIT and min(evicted, default=LEGACY_LIMIT) >= LEGACY_LIMIT:
-        return False  # no version 2 entry left
+    if not state.v2_keys:
+        return False
+    if not has_legacy_keys(state):
+        state.v2_keys = False  # the version 2 entries have all been evicted
+        return False
     return _legacy_seen(state, ev)
+
+
+def has_legacy_keys(state: PlayerState) -> bool:
+    """Does the state still hold a version 2 key (a CRC-32, below ``LEGACY_LIMIT``)?"""
+    return min((e.h for e in state.buf), default=LEGACY_LIMIT) < LEGACY_LIMIT or (
+        min(state.evicted, default=LEGACY_LIMIT) < LEGACY_LIMIT
+    )
 
 
 def _legacy_seen(state: PlayerState, ev: SignalEvent) -> bool:

@@ -154,6 +154,9 @@ class PlayerState(msgspec.Struct, omit_defaults=True):
     # event that is newer yet falls in a seen range means the sequence restarted.
     qhi: dict[str, int] = msgspec.field(default_factory=dict)
     evicted: list[int] = msgspec.field(default_factory=list)  # dedupe keys of recently evicted events
+    # Loaded from a version 2 state whose CRC-32 keys are still in ``buf`` or ``evicted``: the old
+    # dedupe rule applies to them (shared.entity.dedupe); cleared once they are gone.
+    v2_keys: bool = False
     agg: Aggregates = msgspec.field(default_factory=Aggregates)
     newest_ms: int = 0
     rounds_since_score: int = 0

@@ -17,6 +17,7 @@ from shared import entity as st
 from shared import signals
 from shared.entity import codec
 from shared.entity.dedupe import LEGACY_LIMIT, id_hash
+from shared.entity.model import EVICTED_ID_RING
 from shared.eventtypes import EventType
 from shared.policy import ACTION_TYPES, Rules
 from tests.helpers import T0_MS
@@ -97,6 +98,7 @@ def _version_2_state() -> str:
 def test_a_version_2_state_still_loads_and_dedupes_what_it_had_seen() -> None:
     state = codec.decode(_version_2_state())
     assert state.v == 3 and [e.h for e in state.buf] == [zlib.crc32(b"e-1"), zlib.crc32(b"e-2")]
+    assert state.v2_keys and not st.PlayerState().v2_keys
     # The version 2 rule still holds for its entries: same id, same time -> a duplicate, whatever
     # the source (version 2 did not keep it); the evicted id at the buffer's oldest instant too.
     eff = apply(state, ev("e-1", T0_MS), ev("e-2", T0_MS + 1000, None), ev("e-0", T0_MS))
@@ -121,3 +123,13 @@ def test_a_state_from_a_newer_version_is_refused_not_misread() -> None:
         assert "newer" in str(exc)
     else:  # pragma: no cover
         raise AssertionError("a version 4 state was read")
+
+
+def test_the_version_2_rule_stops_once_its_entries_are_gone() -> None:
+    state = codec.decode(_version_2_state())
+    later = T0_MS + st.MAX_BUFFER_AGE_MS + 60_000  # both old entries fall out of the 6 h buffer
+    apply(state, *(ev(f"n{i}", later + i) for i in range(st.MAX_BUFFER_EVENTS + EVICTED_ID_RING + 1)))
+    assert all(e.h >= LEGACY_LIMIT for e in state.buf) and all(k >= LEGACY_LIMIT for k in state.evicted)
+    apply(state, ev("next", later + 10_000))
+    assert not state.v2_keys  # a version 3 state from here on: the old rule is not even looked at
+    assert "v2_keys" not in msgspec.msgpack.decode(base64.b64decode(codec.encode(state)[3:]))
