@@ -30,9 +30,9 @@ def _input(context: df.DurableEntityContext) -> Any:
         return None
 
 
-def _erase_from_parked(player_id: str) -> int:
+def _erase_from_parked(player_id: str, erased_ms: int) -> int:
     """The erasure sweep's part in parked trigger batches (Blob Storage, docs/privacy.md)."""
-    return parking.erase_player(player_id).events
+    return parking.erase_player(player_id, erased_ms).events
 
 
 @bp.entity_trigger(context_name="context", entity_name="Player")

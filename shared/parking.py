@@ -221,18 +221,22 @@ class ErasedFromParked:
     events: int = 0
 
 
-def concerns_player(player_id: str) -> Callable[[ParkedEvent], bool]:
-    """A parked event is the player's when its raw body carries the id as a JSON string value
-    (its ``subject``, or anywhere else: the rule ingest applies to dead letters) or its partition
-    key is the id."""
+def concerns_player(player_id: str, erased_ms: int) -> Callable[[ParkedEvent], bool]:
+    """A parked event is the erased player's when its raw body carries the id as a JSON string
+    value (its ``subject``, or anywhere else: the rule ingest applies to dead letters) or its
+    partition key is the id, and it was enqueued at or before the erasure (or has no enqueued
+    time): the rule of the entity's tombstone. An event enqueued after the erasure starts the
+    player's new history and stays."""
 
     def concerns(event: ParkedEvent) -> bool:
+        if event.enqueued_ms is not None and event.enqueued_ms > erased_ms:
+            return False
         return event.partition_key == player_id or erasure.mentions(event.body, player_id)
 
     return concerns
 
 
-def erase_player(player_id: str, lot: ParkingLot | None = None) -> ErasedFromParked:
+def erase_player(player_id: str, erased_ms: int, lot: ParkingLot | None = None) -> ErasedFromParked:
     """The erasure sweep's part in parked batches. With no storage configured for parking nothing
     can have been parked, so there is nothing to do (said at debug level)."""
     if lot is None:
@@ -241,7 +245,7 @@ def erase_player(player_id: str, lot: ParkingLot | None = None) -> ErasedFromPar
         except ParkingError as exc:
             log.debug("no parked batches to erase from: %s", exc)
             return ErasedFromParked()
-    report = lot.erase(concerns_player(player_id), redact=player_id)
+    report = lot.erase(concerns_player(player_id, erased_ms), redact=player_id)
     if report.events:
         log.info(
             "erasure removed events from parked batches",

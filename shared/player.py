@@ -54,8 +54,9 @@ class Store(Protocol):
 
 
 # The erasure sweep's part in parked trigger batches (shared.parking.erase_player): takes the
-# player's events out of every parked blob, returns how many; raises when storage refuses.
-ParkedEraser = Callable[[str], int]
+# player's events enqueued up to the erasure (player id, erased_ms) out of every parked blob,
+# returns how many; raises when storage refuses.
+ParkedEraser = Callable[[str, int], int]
 
 
 # The first reminder comes after REMINDER_FIRST_S, later ones back off to REMINDER_MAX_S: after
@@ -318,7 +319,7 @@ def _sweep(
         return Outcome(state, {"swept": 0}, effects)
     try:
         swept = store.delete_player_deadletters(player_id)
-        from_parked = parked(player_id) if parked is not None else None
+        from_parked = parked(player_id, state.erased_ms) if parked is not None else None
     except (AzureError, OSError, RuntimeError) as exc:
         log.warning("erasure sweep failed, retried later: %s", type(exc).__name__)
         _retry_later(state, player_id, reminders, now_ms, "sweep")

@@ -41,11 +41,13 @@ def lot(storage: str, request: pytest.FixtureRequest) -> ParkingLot:
     )
 
 
-def event(seq: int, player: str, key: str | None = None) -> ParkedEvent:
+def event(
+    seq: int, player: str, key: str | None = None, enqueued_ms: int | None = NOW_MS - 900
+) -> ParkedEvent:
     raw = body(
         cloud_event("deposit.made", player, event_id=f"e{seq}", at_ms=NOW_MS - 1000, data={"amount": 5})
     )
-    return ParkedEvent(seq, str(seq * 100), NOW_MS - 900, key, raw)
+    return ParkedEvent(seq, str(seq * 100), enqueued_ms, key, raw)
 
 
 def batch(first: int, events: list[ParkedEvent], error: str = "ServiceUnavailable") -> ParkedBatch:
@@ -64,6 +66,8 @@ def test_the_erased_players_events_leave_every_parked_blob_and_nothing_else_does
             event(3, "carol", key="eve"),  # the erased id as its partition key
             malformed,  # not parseable, but carries the id
             event(5, "eve-other"),  # a longer id that contains "eve": another player
+            event(6, "eve", enqueued_ms=NOW_MS + 1),  # after the erasure: eve's new history, kept
+            event(7, "eve", enqueued_ms=None),  # no enqueued time: taken, as the tombstone drops it
         ],
         error="CosmosHttpResponseError: conflict for eve",
     )
@@ -72,19 +76,19 @@ def test_the_erased_players_events_leave_every_parked_blob_and_nothing_else_does
     names = [lot.park(b) for b in (mixed, only_eve, others)]
     untouched_etag = lot._container.get_blob_client(names[2]).get_blob_properties().etag  # type: ignore[attr-defined]
 
-    report = parking.erase_player("eve", lot)
+    report = parking.erase_player("eve", NOW_MS, lot)
 
-    assert (report.events, report.blobs_rewritten, report.blobs_deleted, report.blobs_scanned) == (5, 1, 1, 3)
+    assert (report.events, report.blobs_rewritten, report.blobs_deleted, report.blobs_scanned) == (6, 1, 1, 3)
     assert sorted(lot.names()) == sorted([names[0], names[2]])
     rest = lot.load(names[0])
-    assert [e.sequence for e in rest.events] == [2, 5] and rest.erased == 3
-    assert all(b'"eve"' not in e.body for e in rest.events)
+    assert [e.sequence for e in rest.events] == [2, 5, 6] and rest.erased == 4
+    assert all(b'"eve"' not in e.body for e in rest.events[:2])
     assert rest.error == "CosmosHttpResponseError: conflict for [erased]"
     # Everything else about the batch is kept: where it came from, so it can still be re-injected.
-    assert (rest.first_sequence, rest.last_sequence, rest.partition, rest.attempts) == (1, 5, "2", 13)
+    assert (rest.first_sequence, rest.last_sequence, rest.partition, rest.attempts) == (1, 7, "2", 13)
     assert lot._container.get_blob_client(names[2]).get_blob_properties().etag == untouched_etag  # type: ignore[attr-defined]
     # A second sweep finds nothing left to take.
-    again = parking.erase_player("eve", lot)
+    again = parking.erase_player("eve", NOW_MS, lot)
     assert (again.events, again.blobs_rewritten, again.blobs_deleted) == (0, 0, 0)
 
 
@@ -117,7 +121,7 @@ def test_a_blob_parked_again_between_read_and_rewrite_is_read_again_not_overwrit
     racing = _ReParkedOnce(lot, again)
     lot._container = racing
 
-    report = lot.erase(parking.concerns_player("eve"), redact="eve")
+    report = lot.erase(parking.concerns_player("eve", NOW_MS), redact="eve")
 
     assert racing.raced == 1 and report.events == 1
     kept = lot.load(name)
@@ -137,8 +141,9 @@ def test_the_erasure_sweep_of_the_player_entity_reaches_parked_blobs(
     )
     name = lot.park(batch(1, [event(1, "zoe"), event(2, "bob"), event(3, "zoe")]))
 
-    erased = call_entity("zoe", None, [("erase", {"requested": True})])
-    swept = call_entity("zoe", erased.state, [("sweep", {"reason": "reminder"})])
+    with runtime.clock(lambda: NOW_MS + 5_000):  # the erasure's time: after the events were enqueued
+        erased = call_entity("zoe", None, [("erase", {"requested": True})])
+        swept = call_entity("zoe", erased.state, [("sweep", {"reason": "reminder"})])
 
     assert json.loads(swept.results[0]["result"]) == {"swept": 0, "parkedEvents": 2}
     assert [e.sequence for e in lot.load(name).events] == [2]
