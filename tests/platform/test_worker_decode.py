@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
 import pytest
+from azure.functions import meta
 from azure.functions.eventhub import EventHubTriggerConverter
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,7 +29,9 @@ from devhost.functions_host import bindings
 from devhost.functions_host.bindings import HubEvent
 from functions import fastdecode
 
-LIBRARY = EventHubTriggerConverter._parse_datetime  # before any install in this module
+# The library's own parser, whatever is installed: the classmethod the converter inherits from
+# meta._BaseConverter, bound to the converter (function_app may have installed the fast path).
+LIBRARY = meta._BaseConverter.__dict__["_parse_datetime"].__get__(None, EventHubTriggerConverter)
 
 
 @pytest.fixture
