@@ -273,6 +273,9 @@ class Pipeline:
                 "max_entity_batch": self.options.max_entity_batch,
                 "timer_invocations": self.timer_stats.invocations,
                 "orchestrations_completed": self.engine.stats.completed if self.engine else 0,
+                "orchestrations_completed_by_name": dict(self.engine.stats.completed_by_name)
+                if self.engine
+                else {},
                 "orchestrations_failed": self.engine.stats.failed if self.engine else 0,
                 "activities": self.engine.stats.activities if self.engine else 0,
             },
@@ -311,7 +314,7 @@ class Pipeline:
             if self.scheduler.pending == 0 and not self.unfinished_entities():
                 break
             await asyncio.sleep(0.25)
-        await _unless_failed(self.scheduler.drained(), entity_task)
+        await _unless_failed(self.quiesce(), entity_task)
 
     # -- the daily summary (--summary) --------------------------------------------------------------
     async def run_summary(self) -> dict[str, Any]:
@@ -346,12 +349,23 @@ class Pipeline:
         await asyncio.gather(*(p.run() for p in self.pumps))
         await self.settle()
 
+    async def quiesce(self) -> None:
+        """Wait until the entities and the orchestrations are idle at the same time: a trigger
+        batch's delivery orchestration signals entities after ingest returned, so neither being
+        idle alone means the events have reached the entities."""
+        while True:
+            if self.engine is not None:
+                await self.engine.drained()
+            await self.scheduler.drained()
+            if self.engine is None or self.engine.pending() == 0:
+                return
+
     async def settle(self, timeout_s: float = SETTLE_S) -> None:
         """Wait until the entities are idle and no outbox holds an unwritten action (their reminders
         write them), so that what the summary reads is everything the run decided and recorded."""
         deadline = time.monotonic() + timeout_s
         while True:
-            await self.scheduler.drained()
+            await self.quiesce()
             if not self.unfinished_entities():
                 return
             if time.monotonic() > deadline:
@@ -462,7 +476,7 @@ class Pipeline:
                         self.source.run(self.event_log, self.gate), *(p.run() for p in self.pumps)
                     )
                     await _unless_failed(work, entity_task)
-                await _unless_failed(scheduler.drained(), entity_task)
+                await _unless_failed(self.quiesce(), entity_task)
                 if cfg.drain_reminders_s > 0:
                     await self._drain_queues(cfg.drain_reminders_s, entity_task)
                 daily: dict[str, Any] | None = None

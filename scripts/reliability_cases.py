@@ -111,7 +111,12 @@ def fuzz_ingest(endpoint: str, key: str, database: str, cases: int) -> dict[str,
         posts: list[str] = []
 
         async def post(url: str, data: Any = None, *a: Any, **k: Any) -> list[Any]:
-            # The event ids the signal carries (decoded: the signal is an encoded string).
+            # The event ids the signals carry (decoded: each signal is an encoded string). A
+            # delivery orchestration's start carries the batch's [player, signal] pairs.
+            if f"{protocol.WEBHOOK_PATH}orchestrators/" in url:
+                for _, payload in json.loads(data):
+                    posts.append(" ".join(e.id for e in signals.decode(payload).events))
+                return [202, {"id": url.split("?", 1)[0].rsplit("/", 1)[1]}]
             posts.append(" ".join(e.id for e in signals.decode(json.loads(data)).events))
             return [202, ""]
 

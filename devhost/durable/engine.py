@@ -49,7 +49,7 @@ import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,6 +106,7 @@ class OrchestrationStats:
     completed: int = 0
     failed: int = 0
     episode_errors: int = 0  # host-level failures of an episode (not committed, retried)
+    completed_by_name: dict[str, int] = field(default_factory=dict)  # orchestrator name, lower-cased
 
 
 class OrchestrationEngine:
@@ -504,6 +505,8 @@ class OrchestrationEngine:
         self.stats.episodes += 1
         if commit.instance.status == "Completed":
             self.stats.completed += 1
+            by_name = self.stats.completed_by_name
+            by_name[row.name.lower()] = by_name.get(row.name.lower(), 0) + 1
         elif commit.instance.status == "Failed":
             self.stats.failed += 1
             log.warning("orchestration %s (%s) failed: %s", instance_id, row.name, commit.instance.output)
