@@ -203,6 +203,10 @@ var baseAppSettings = {
   // that can run at once (docs/capacity.md, "Durable concurrency on one instance").
   PYTHON_THREADPOOL_THREAD_COUNT: '36'
   OUTBOX_REMINDER_QUEUE: 'outbox-reminders'
+  // How ingest reaches the entities (docs/performance.md, "Signals"): one delivery orchestration
+  // per trigger batch saves worker CPU but adds ~7 storage transactions per batch on the Azure
+  // Storage backend (more in dollars than the CPU it saves); the Scheduler bills capacity instead.
+  SIGNAL_PATH: useDts ? 'orchestration' : 'client'
   // Pseudonymisation keys: Key Vault references without a secret version, so the
   // platform picks up a new version on its next refresh. The values never appear
   // in the template (the appsettings resource replaces the whole list, so the

@@ -77,7 +77,13 @@ def test_the_benchmark_runs_at_the_tiny_size_and_writes_every_key(tmp_path: Path
     assert all(w["cosmos_writes"] > 0 for w in report["workloads"].values())
     assert all(t["met"] in (True, False) for t in report["targets"]), report["targets"]
     steady = report["workloads"]["steady"]
-    assert steady["batch_size"] == 32 and "minEventBatchSize" in report["batching"]["steady_batch_arithmetic"]
+    from scripts import bench_workloads as bw
+
+    expected, arithmetic = bw.HostBatching.read(ROOT / "host.json").steady_batch(
+        bw.REFERENCE_EPS, bw.PARTITIONS
+    )
+    assert steady["batch_size"] == expected and report["batching"]["steady_batch_arithmetic"] == arithmetic
+    assert "minEventBatchSize" in arithmetic and "maxWaitTime" in arithmetic
     assert steady["ops_per_entity_batch"] == 1.0
     assert report["workloads"]["reference"]["noise_events"] > report["workloads"]["reference"]["used_events"]
     assert report["machine"]["cores"] and report["machine"]["python"]

@@ -698,3 +698,17 @@ def test_deploy_script_is_strict_bash_using_az() -> None:
     assert bash, "bash not found"
     syntax = subprocess.run([bash, "-n", str(script)], capture_output=True, text=True, check=False)
     assert syntax.returncode == 0, syntax.stderr
+
+
+def test_the_signal_path_follows_the_durable_backend() -> None:
+    """docs/performance.md, "Signals": a delivery orchestration per batch on the Durable Task
+    Scheduler (capacity billed), one client signal per player on Azure Storage (where the
+    orchestration's storage transactions cost more than the worker CPU it saves)."""
+    import re
+
+    from shared.config import SIGNAL_PATHS
+
+    text = FUNCTION_APP.read_text(encoding="utf-8")
+    m = re.search(r"^\s*SIGNAL_PATH: useDts \? '(\w+)' : '(\w+)'\s*$", text, flags=re.MULTILINE)
+    assert m, "functionapp.bicep must set SIGNAL_PATH from the backend"
+    assert m.groups() == ("orchestration", "client") and set(m.groups()) <= set(SIGNAL_PATHS)
