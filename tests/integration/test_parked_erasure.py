@@ -8,12 +8,10 @@ through the hosting path against the real Cosmos DB server. Nothing is mocked.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from devhost.servers.node import Azurite, ServerError
 from shared import parking, runtime
 from shared.parking import ParkedBatch, ParkedEvent, ParkingLot, container_from_settings
 from tests.apphost import call_entity
@@ -23,14 +21,8 @@ pytestmark = [pytest.mark.azurite, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")
-def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = Azurite(tmp_path_factory.mktemp("azurite"))
-    try:
-        yield server.start_connection_string()
-    except ServerError as exc:
-        pytest.fail(str(exc))
-    finally:
-        server.stop()
+def storage(azurite_module: str) -> str:
+    return azurite_module
 
 
 @pytest.fixture

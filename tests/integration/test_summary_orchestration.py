@@ -15,7 +15,7 @@ import hashlib
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,6 @@ from devhost.durable.engine import OrchestrationEngine
 from devhost.durable.history import EventType
 from devhost.functions_host import bindings
 from devhost.servers.faultproxy import behind_proxy
-from devhost.servers.node import Azurite, ServerError
 from devhost.storage.timers import StatusStore, TimerListener
 from scripts import extra_rows
 from shared import entity as st
@@ -48,14 +47,8 @@ RULES = ("cooldown", "daily_cap", "opt_out", "warm_up", "harm_guard", "stale", "
 
 
 @pytest.fixture(scope="module")
-def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = Azurite(tmp_path_factory.mktemp("azurite"))
-    try:
-        yield server.start_connection_string()
-    except ServerError as exc:
-        pytest.fail(str(exc))
-    finally:
-        server.stop()
+def storage(azurite_module: str) -> str:
+    return azurite_module
 
 
 @pytest.fixture
