@@ -34,14 +34,20 @@ def test_startup_waits_for_a_slow_cosmos_and_succeeds(
     settings = _settings(cosmos_endpoint)
     with behind_proxy(settings, status=0, failures=0) as (proxy, slow):
         proxy.hold_writes.set()  # creating the database waits until released
-        release = threading.Timer(SLOW_S, proxy.hold_writes.clear)
-        release.start()
-        caplog.set_level(logging.INFO, logger="devhost.servers.node")
         began = time.monotonic()
+
+        def release() -> None:  # a sleep, not threading.Timer: timed waits break under libfaketime
+            while time.monotonic() - began < SLOW_S and proxy.hold_writes.is_set():
+                time.sleep(0.05)
+            proxy.hold_writes.clear()
+
+        releaser = threading.Thread(target=release, daemon=True)
+        releaser.start()
+        caplog.set_level(logging.INFO, logger="devhost.servers.node")
         try:
             ensure_cosmos(slow, limit_s=120)
         finally:
-            release.cancel()
+            proxy.hold_writes.clear()
         took = time.monotonic() - began
     assert took >= SLOW_S - 0.5, took  # it did wait for the server
     names = {c["id"] for c in make_client(settings).get_database_client(settings.database).list_containers()}
