@@ -32,11 +32,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.cosmos import exceptions as cosmos_errors
 
-from devhost.durable import protocol
+from devhost.durable import history, protocol
 from devhost.durable.client import as_sent
 from devhost.functions_host import bindings, worker
 from devhost.functions_host.indexing import AppIndex, FunctionSpec, index_app
@@ -378,16 +379,11 @@ class Runner:
         """A delivery orchestration's first (and only) episode, as the extension runs it: the
         trigger payload built (not timed: the extension's work), the real orchestrator function
         through the worker path (timed), its SignalEntity actions read back."""
-        from datetime import UTC, datetime
-
-        from devhost.durable import history as orchestrations
-        from devhost.functions_host.worker import Datum, Invocation
-
         name, _, instance_id = url.split("?", 1)[0].split(START_MARK, 1)[1].partition("/")
         spec = self.d.orchestrators[name.lower()]
         at = datetime.fromtimestamp(now_ms / 1000, UTC)
-        raw = orchestrations.first_episode_json(name, instance_id, orchestrations.compact(posted), at)
-        inv = Invocation(inputs={str(spec.trigger["name"]): Datum(raw, "string")})
+        raw = history.first_episode_json(name, instance_id, history.compact(posted), at)
+        inv = worker.Invocation(inputs={str(spec.trigger["name"]): worker.Datum(raw, "string")})
         c0 = cpu()
         if self.profile is not None:
             self.profile.enable()
@@ -398,7 +394,7 @@ class Runner:
         state = json.loads(out.value)
         if not state.get("isDone"):
             raise RuntimeError(f"{self.d.name}: delivery {instance_id} did not finish in one episode")
-        return [(key, op, inp) for _, key, op, inp in orchestrations.signal_actions(state)]
+        return [(key, op, inp) for _, key, op, inp in history.signal_actions(state)]
 
     def entity(self, key: str, ops: list[tuple[str, str | None]]) -> None:
         spec = self.d.entity
