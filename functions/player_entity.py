@@ -13,7 +13,7 @@ import azure.durable_functions as df
 
 from shared import parking, runtime
 from shared.entity.codec import StateCache
-from shared.model import get_model
+from shared.model import get_challenger, get_model
 from shared.player import run_operation
 from shared.reminders import get_reminders
 from shared.store import get_store
@@ -57,6 +57,7 @@ def player(context: df.DurableEntityContext) -> None:
             reminder_first_s=settings.outbox_reminder_seconds,
             hash_player_ids=settings.hash_player_ids_in_telemetry,
             parked=_erase_from_parked,
+            challenger=get_challenger(settings.challenger_model),
         )
         encoded = None if outcome.state is None else _STATES.store(key, outcome.state)
     except BaseException:

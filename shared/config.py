@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,12 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"setting {name} must be true or false, got {raw!r}")
 
 
+# Holdout (docs/workflows.md): withholding a player-protection action from an at-risk player is
+# the operator's decision, so only the marketing action is held out unless HOLDOUT_SHARE says more.
+DEFAULT_HOLDOUT_SHARE: Mapping[str, float] = {"break_suggestion": 0.0, "help_offer": 0.0, "bonus_offer": 0.1}
+DEFAULT_HOLDOUT_SALT = "pi-holdout-1"
+
+
 @dataclass(frozen=True)
 class CosmosSettings:
     endpoint: str
@@ -226,9 +233,83 @@ class Settings:
     outbox_reminder_seconds: int = 10
     # How ingest gets a batch's signals to the entities (docs/performance.md, "Signals").
     signal_path: str = "orchestration"
+    # Share of would-be actions held out per action type (shared.holdout; docs/workflows.md).
+    holdout_share: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_HOLDOUT_SHARE))
+    # Key of the holdout assignment hash: changing it re-draws every group.
+    holdout_salt: str = DEFAULT_HOLDOUT_SALT
+    # Path of a challenger ONNX model scored in shadow (with its model card), or None: off.
+    challenger_model: str | None = None
 
 
 SIGNAL_PATHS = ("orchestration", "client")
+
+HOLDOUT_SALT_MAX_BYTES = 64  # BLAKE2b's key length limit
+
+
+def parse_holdout_share(raw: str | None) -> dict[str, float]:
+    """``HOLDOUT_SHARE``: ``type=share,...`` with each share in [0, 1]. Empty: the default. A set
+    value is the whole table: a type it does not name is not held out. Raises ConfigError."""
+    from shared.policy import ACTION_TYPES
+
+    if raw is None or not raw.strip():
+        return dict(DEFAULT_HOLDOUT_SHARE)
+    shares = dict.fromkeys(ACTION_TYPES, 0.0)
+    named: set[str] = set()
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ConfigError(f"setting HOLDOUT_SHARE: expected type=share, got {part!r}")
+        if name not in shares:
+            raise ConfigError(
+                f"setting HOLDOUT_SHARE names unknown action type {name!r}; known: {', '.join(ACTION_TYPES)}"
+            )
+        if name in named:
+            raise ConfigError(f"setting HOLDOUT_SHARE names {name} twice")
+        try:
+            share = float(value)
+        except ValueError as exc:
+            raise ConfigError(
+                f"setting HOLDOUT_SHARE: the share of {name} must be a number, got {value!r}"
+            ) from exc
+        if not 0.0 <= share <= 1.0:  # (also refuses nan)
+            raise ConfigError(f"setting HOLDOUT_SHARE: the share of {name} must be in [0, 1], got {value!r}")
+        named.add(name)
+        shares[name] = share
+    return shares
+
+
+# A relative CHALLENGER_MODEL is taken from the app's root (where function_app.py is), whatever the
+# working directory.
+APP_ROOT = Path(__file__).resolve().parents[1]
+
+
+def challenger_path(raw: str | None) -> str | None:
+    """``CHALLENGER_MODEL``: an ONNX file with its model_card.json beside it, or empty (off)."""
+    value = (raw or "").strip()
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_absolute():
+        path = APP_ROOT / path
+    if not path.is_file():
+        raise ConfigError(f"setting CHALLENGER_MODEL: no model file at {path}")
+    if not (path.parent / "model_card.json").is_file():
+        raise ConfigError(f"setting CHALLENGER_MODEL: no model_card.json beside {path}")
+    return str(path)
+
+
+def parse_holdout_salt(raw: str | None) -> str:
+    if raw is None or raw == "":
+        return DEFAULT_HOLDOUT_SALT
+    if not raw.strip():
+        raise ConfigError("setting HOLDOUT_SALT must not be blank")
+    if len(raw.encode()) > HOLDOUT_SALT_MAX_BYTES:
+        raise ConfigError(f"setting HOLDOUT_SALT must be at most {HOLDOUT_SALT_MAX_BYTES} bytes")
+    return raw
 
 
 def is_local_endpoint(endpoint: str) -> bool:
@@ -292,4 +373,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         park_after_retries=_positive(env, "INGEST_PARK_AFTER_RETRIES", 12),
         outbox_reminder_seconds=max(1, _positive(env, "OUTBOX_REMINDER_SECONDS", 10)),
         signal_path=signal_path,
+        holdout_share=parse_holdout_share(env.get("HOLDOUT_SHARE")),
+        holdout_salt=parse_holdout_salt(env.get("HOLDOUT_SALT")),
+        challenger_model=challenger_path(env.get("CHALLENGER_MODEL")),
     )

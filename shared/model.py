@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from shared.entity.decide import Scored
+from shared.entity.decide import Challenger, Scored
 from shared.features import FEATURES, N_FEATURES, Features
 from shared.policy import ACTION_TYPES
 
@@ -149,6 +149,14 @@ class InterventionModel:
 
     __call__ = score
 
+    def scores(self, features: Features) -> dict[str, float]:
+        """Per-action probabilities only (a challenger in shadow: no explanation, no row kept)."""
+        row, out, _, binding = self._buffers()
+        row[0] = self.vector(features)
+        self._session.run_with_iobinding(binding)
+        proba = out[0].tolist()
+        return {action: proba[col] for action, col in self._columns}
+
     def score_vector(self, vector: Sequence[float]) -> dict[str, float]:
         """Probabilities for a row already in the card's order (evaluation, benchmarks)."""
         if len(vector) != N_FEATURES:
@@ -182,6 +190,7 @@ class InterventionModel:
 
 _lock = threading.Lock()
 _instances: dict[Path, InterventionModel] = {}
+_challengers: dict[str, Challenger] = {}
 
 
 _default: InterventionModel | None = None
@@ -202,3 +211,22 @@ def get_model(path: Path | str | None = None) -> InterventionModel:
             if model is None:
                 model = _instances[key] = InterventionModel(key)
     return model
+
+
+def get_challenger(path: str | Path | None) -> Challenger | None:
+    """The challenger model of ``CHALLENGER_MODEL`` (None: off), loaded once per process by the
+    champion's loader: its card must name exactly the features this code computes, so it is scored
+    on the same row, mapped by name. A model that does not load raises ModelError naming the setting."""
+    if not path:
+        return None
+    key = str(path)
+    challenger = _challengers.get(key)
+    if challenger is None:
+        try:
+            model = get_model(path)
+        except (ModelError, OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"CHALLENGER_MODEL {key}: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # onnxruntime's own errors (an invalid graph)
+            raise ModelError(f"CHALLENGER_MODEL {key}: {type(exc).__name__}: {exc}") from exc
+        challenger = _challengers[key] = Challenger(model.scores, model.version)
+    return challenger

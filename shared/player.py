@@ -35,6 +35,7 @@ from shared.store import (
     WriteFailed,
     WriteReport,
     action_document,
+    shadow_document,
     suppressed_document,
 )
 
@@ -45,6 +46,8 @@ class Store(Protocol):
     def write_outbox(self, player_id: str, writes: list[Write]) -> WriteReport: ...
 
     def record_outcome(self, player_id: str, outcome: st.OutcomeRecord) -> str: ...
+
+    def record_outcome_met(self, player_id: str, met: st.OutcomeMet) -> str: ...
 
     def delete_player_data(self, player_id: str) -> int: ...
 
@@ -111,6 +114,7 @@ def run_operation(
     reminder_first_s: int = REMINDER_FIRST_S,
     hash_player_ids: bool = True,
     parked: ParkedEraser | None = None,
+    challenger: st.Challenger | None = None,
 ) -> Outcome:
     ref = _PlayerRef(player_id, hash_player_ids)
     state = raw_state if isinstance(raw_state, st.PlayerState) else st.load_state(raw_state)
@@ -131,6 +135,7 @@ def run_operation(
         rules,
         model_version,
         tracing.trigger_hook(ref, model_version),
+        challenger,
     )
     written: list[st.OutboxItem] = []
     failures = 0
@@ -166,16 +171,18 @@ def _flush(
     tried: set[str] = set()
     report = WriteReport()
     outcomes: dict[str, int] = {}
+    met: dict[str, int] = {}
     together: list[Write] = []
     for item in items:
         rec = item.rec
-        if isinstance(rec, st.OutcomeRecord):
+        if isinstance(rec, st.OutcomeRecord | st.OutcomeMet):
             continue
-        write = (
-            Write("upsert", suppressed_document(player_id, rec))
-            if isinstance(rec, st.SuppressedAggregate)
-            else Write("create", action_document(player_id, rec))
-        )
+        if isinstance(rec, st.SuppressedAggregate):
+            write = Write("upsert", suppressed_document(player_id, rec))
+        elif isinstance(rec, st.ShadowAggregate):
+            write = Write("upsert", shadow_document(player_id, rec))
+        else:
+            write = Write("create", action_document(player_id, rec))
         tried.add(item.id)
         if item.trace:  # sampled: the write is a child span of the decision, on this thread
             with tracing.write_span(item.trace, item.id, ref) as span:
@@ -187,14 +194,19 @@ def _flush(
             together.append(write)
     if together:
         report.merge(store.write_outbox(player_id, together))
-    if not report.failed:
+    if not report.failed:  # after the documents they update
         for item in items:
-            if isinstance(item.rec, st.OutcomeRecord):
-                tried.add(item.id)
-                one = _write_outcome(store, player_id, item.id, item.rec, outcomes)
-                report.merge(one)
-                if one.failed:  # Cosmos is failing: the rest wait in the outbox
-                    break
+            rec = item.rec
+            if isinstance(rec, st.OutcomeRecord):
+                one = _write_outcome(store.record_outcome, player_id, item.id, rec, rec.action_id, outcomes)
+            elif isinstance(rec, st.OutcomeMet):
+                one = _write_outcome(store.record_outcome_met, player_id, item.id, rec, rec.action_id, met)
+            else:
+                continue
+            tried.add(item.id)
+            report.merge(one)
+            if one.failed:  # Cosmos is failing: the rest wait in the outbox
+                break
     for item in items:
         if item.id in report.written:
             done.add(item.id)
@@ -203,7 +215,9 @@ def _flush(
     effects.outbox_expired = st.acknowledge(state, done, now_ms, tried)
     failures = 1 if report.failed else 0
     if failures:
-        effects.suppressed_dropped = sum(st.suppressed_count(i) for i in st.bound_suppressed(state))
+        dropped = st.bound_suppressed(state)
+        effects.suppressed_dropped = sum(st.suppressed_count(i) for i in dropped)
+        effects.shadow_dropped = sum(1 for i in dropped if isinstance(i.rec, st.ShadowAggregate))
     if report.refused:
         telemetry.add_counts(
             telemetry.instruments().actions_refused,
@@ -212,27 +226,34 @@ def _flush(
         )
     if outcomes:
         telemetry.add_counts(telemetry.instruments().outcomes, outcomes, "result")
+    if met:
+        telemetry.add_counts(telemetry.instruments().outcome_writes, met, "result")
     return failures
 
 
 def _write_outcome(
-    store: Store, player_id: str, item_id: str, rec: st.OutcomeRecord, counts: dict[str, int]
+    record: Callable[[str, Any], str],
+    player_id: str,
+    item_id: str,
+    rec: st.OutcomeRecord | st.OutcomeMet,
+    action_id: str,
+    counts: dict[str, int],
 ) -> WriteReport:
-    """Record a response on its action; an unknown action is counted, not an error."""
+    """Record a response (or an outcome met) on its action; an unknown action is counted, not an error."""
     report = WriteReport()
     try:
-        result = store.record_outcome(player_id, rec)
+        result = record(player_id, rec)
     except PermanentWriteFailure as exc:
-        log.error("outcome refused by Cosmos DB for good", extra={"action_id": rec.action_id})
+        log.error("outcome refused by Cosmos DB for good", extra={"action_id": action_id})
         counts["refused"] = counts.get("refused", 0) + 1
         report.refused[item_id] = exc.status
         return report
     except (WriteFailed, CircuitOpen, AzureError, OSError) as exc:
-        log.warning("outcome write failed; kept in outbox: %s", exc, extra={"action_id": rec.action_id})
+        log.warning("outcome write failed; kept in outbox: %s", exc, extra={"action_id": action_id})
         report.failed[item_id] = str(exc)
         return report
     except Exception as exc:  # noqa: BLE001 - never wedge the entity: retried, and expires like any item
-        log.exception("outcome write raised; kept in outbox", extra={"action_id": rec.action_id})
+        log.exception("outcome write raised; kept in outbox", extra={"action_id": action_id})
         report.failed[item_id] = f"{type(exc).__name__}: {exc}"
         return report
     counts[result] = counts.get(result, 0) + 1
@@ -374,6 +395,15 @@ def _record(
     tally.add(m.scores, effects.scored)
     for action in effects.actions:
         tally.add(m.actions, 1, (("type", action.type),))
+    for held in effects.holdouts:
+        tally.add(m.actions_holdout, 1, (("type", held.type),))
+    for atype, how in effects.watches_ended:
+        tally.add(m.outcome_watches, 1, (("type", atype), ("result", how)))
+    if effects.shadow:
+        tally.add(m.shadow_decisions, effects.shadow_agree, (("result", "agree"),))
+        tally.add(m.shadow_decisions, effects.shadow - effects.shadow_agree, (("result", "differ"),))
+    if effects.shadow_dropped:
+        m.outbox_expired.add(effects.shadow_dropped, {"kind": "shadow"})
     for suppressed in effects.suppressed:
         attrs = (("type", suppressed.type), ("rule", suppressed.rejected_by or ""))
         tally.add(m.actions_suppressed, 1, attrs)

@@ -44,6 +44,11 @@ class Rules:
     harm_loss_streak: float = 8
     harm_deposit_failures: float = 2
     harm_withdrawal_reversals: float = 1
+    # Randomized holdout (shared.holdout): the share of each type's would-be actions withheld, and
+    # the key of the assignment hash. None held out here; the app takes HOLDOUT_SHARE and
+    # HOLDOUT_SALT (shared.runtime.rules), whose default holds out a share of bonus offers.
+    holdout_share: Mapping[str, float] = field(default_factory=dict)
+    holdout_key: str = "pi-holdout-1"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ def rules() -> Rules:
         daily_cap=s.daily_action_cap,
         disabled=s.disabled_action_types,
         stale_after_ms=int(s.stale_after_seconds * 1000),
+        holdout_share=s.holdout_share,
+        holdout_key=s.holdout_salt,
     )
 
 

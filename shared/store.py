@@ -36,8 +36,16 @@ from tenacity.wait import wait_base
 from shared import erasure, runtime
 from shared.breaker import Breaker, CircuitOpen
 from shared.config import CosmosSettings, is_local_endpoint
-from shared.entity.model import HOUR_MS, ActionRecord, OutcomeRecord, SuppressedAggregate
+from shared.entity.model import (
+    HOUR_MS,
+    ActionRecord,
+    OutcomeMet,
+    OutcomeRecord,
+    ShadowAggregate,
+    SuppressedAggregate,
+)
 from shared.erasure import ErasureIndex
+from shared.outcomes import OUTCOMES
 from shared.policy import ACTION_TYPES
 from shared.timeutil import DAY_MS, iso_ms, parse_iso_ms, utc_day
 
@@ -76,8 +84,9 @@ HTTP_POOL_SIZE = 32
 PROXY_SETTINGS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 # CA bundles requests would read per request too: read once, at start, into the session.
 CA_BUNDLE_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-# Write kinds counted by ActionStore.write_counts().
-WRITE_KINDS = ("action", "suppressed", "outcome", "deadletter", "erasure")
+# Write kinds counted by ActionStore.write_counts(): "action" includes holdout decisions, "outcome"
+# the outcomes met (outcome.metAt) as well as the responses, "shadow" the challenger's aggregates.
+WRITE_KINDS = ("action", "suppressed", "outcome", "shadow", "deadletter", "erasure")
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -154,15 +163,18 @@ class WriteReport:
 
 @dataclass(frozen=True)
 class Write:
-    """One outbox document to write: ``create`` (an action: written once, a repeat is a no-op) or
-    ``upsert`` (a suppressed aggregate: the whole document replaced, the same content on a re-run)."""
+    """One outbox document to write: ``create`` (an action or a holdout decision: written once, a
+    repeat is a no-op) or ``upsert`` (a suppressed or shadow aggregate: the whole document replaced,
+    the same content on a re-run)."""
 
     op: str  # "create" | "upsert"
     doc: dict[str, Any]
 
     @property
     def kind(self) -> str:
-        return "action" if self.op == "create" else "suppressed"
+        if self.op == "create":
+            return "action"
+        return "shadow" if self.doc.get("kind") == "shadow" else "suppressed"
 
 
 def _status(exc: BaseException) -> int | None:
@@ -334,11 +346,12 @@ class ActionStore:
         return True
 
     def upsert_suppressed(self, doc: dict[str, Any]) -> None:
-        """Replace a suppressed aggregate with its current content (shared.entity.outbox)."""
+        """Replace a suppressed (or shadow) aggregate with its current content (shared.entity.outbox)."""
         body = dict(doc)
         body.setdefault("ttl", self.settings.action_ttl_seconds)
-        self._call(f"write of suppressed aggregate {doc.get('id')}", self.actions.upsert_item, body)
-        self._count("suppressed")
+        kind = "shadow" if doc.get("kind") == "shadow" else "suppressed"
+        self._call(f"write of {kind} aggregate {doc.get('id')}", self.actions.upsert_item, body)
+        self._count(kind)
 
     def create_actions(self, docs: Iterable[dict[str, Any]]) -> WriteReport:
         """Write each doc (existing ones count as written). Never raises.
@@ -494,8 +507,8 @@ class ActionStore:
 
         ``recorded``: the document now says accepted/dismissed, when, and after how long;
         ``already``: it had a response (the first one stands, so a replay changes nothing);
-        ``unknown``: no such sent action in this player's partition (never sent, suppressed,
-        expired, or erased). A read and a conditional replace (``If-Match`` on the ETag): a
+        ``unknown``: no such sent action in this player's partition (never sent, suppressed, held
+        out, expired, or erased). A read and a conditional replace (``If-Match`` on the ETag): a
         concurrent writer makes the replace fail with 412, and the read is done again.
         """
         for _ in range(3):
@@ -518,7 +531,7 @@ class ActionStore:
             if not found:
                 return "unknown"
             doc = found[0]
-            if doc.get("status") == "suppressed" or doc.get("playerId") != player_id:
+            if doc.get("status") in NOT_SENT or doc.get("playerId") != player_id:
                 return "unknown"
             if doc.get("status") in RESPONSES:
                 return "already"
@@ -545,6 +558,54 @@ class ActionStore:
             self._count("outcome")
             return "recorded"
         raise WriteFailed(f"outcome of action {outcome.action_id}: the document kept changing")
+
+    def _read_action(self, player_id: str, action_id: str) -> dict[str, Any] | None:
+        found = self._call(
+            f"read of action {action_id}",
+            lambda: list(
+                self.actions.query_items(
+                    "SELECT * FROM c WHERE c.playerId = @p AND c.id = @id",
+                    parameters=[{"name": "@p", "value": player_id}, {"name": "@id", "value": action_id}],
+                    partition_key=player_id,
+                )
+            ),
+        )
+        return found[0] if found else None
+
+    def record_outcome_met(self, player_id: str, met: OutcomeMet) -> str:
+        """Record that a decision's outcome was met (``outcome.metAt``, ``outcome.eventId``), once.
+
+        ``recorded``: written now; ``already``: the document has a ``metAt`` (the first stands: a
+        replay changes nothing); ``unknown``: no sent or held-out decision with an outcome under that
+        id (expired, erased, or decided before outcomes were tracked). A read and a conditional
+        replace, as ``record_outcome``."""
+        for _ in range(3):
+            doc = self._read_action(player_id, met.action_id)
+            if doc is None or doc.get("playerId") != player_id or doc.get("status") == "suppressed":
+                return "unknown"
+            outcome = doc.get("outcome")
+            if not isinstance(outcome, dict):
+                return "unknown"
+            if outcome.get("metAt"):
+                return "already"
+            body = {k: v for k, v in doc.items() if not k.startswith("_")}
+            body["outcome"] = {**outcome, "metAt": iso_ms(met.t), "eventId": met.event_id}
+            try:
+                self._call(
+                    f"outcome met of {met.action_id}",
+                    self.actions.replace_item,
+                    met.action_id,
+                    body,
+                    etag=doc.get("_etag"),
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except exceptions.CosmosAccessConditionFailedError:
+                continue
+            except exceptions.CosmosResourceNotFoundError:
+                return "unknown"
+            self._count("outcome")
+            return "recorded"
+        raise WriteFailed(f"outcome met of {met.action_id}: the document kept changing")
 
     def player_actions(self, player_id: str) -> list[dict[str, Any]]:
         return list(
@@ -605,6 +666,9 @@ class ActionStore:
 
 
 RESPONSES = ("accepted", "dismissed")
+# Decisions that were never delivered: a response naming one is "unknown".
+NOT_SENT = ("suppressed", "holdout")
+SENT_STATUSES = ("pending", *RESPONSES)
 
 
 def action_document(player_id: str, rec: ActionRecord) -> dict[str, Any]:
@@ -633,7 +697,46 @@ def action_document(player_id: str, rec: ActionRecord) -> dict[str, Any]:
         doc["rejectedBy"] = rec.rejected_by
     if rec.tp:
         doc["traceparent"] = rec.tp
+    if rec.status == "holdout" or rec.status in SENT_STATUSES:
+        # Both groups carry the outcome the entity watches for (shared.entity.watch): the entity
+        # adds metAt / eventId when an event meets it inside the window.
+        doc["group"] = "holdout" if rec.status == "holdout" else "treated"
+        outcome = OUTCOMES.get(rec.type)
+        if outcome is not None:
+            doc["outcome"] = {"name": outcome.name, "windowEnd": iso_ms(rec.t + outcome.window_ms)}
     return doc
+
+
+def shadow_document(player_id: str, agg: ShadowAggregate) -> dict[str, Any]:
+    """The Cosmos document of the challenger's aggregate for one player and UTC hour
+    (docs/contracts.md, "Shadow aggregates"): how often the two models decided alike, the
+    champion-by-challenger decision matrix, score sums for a correlation per type, and the rule
+    behind each difference."""
+    return {
+        "id": agg.id,
+        "playerId": player_id,
+        "kind": "shadow",
+        "status": "shadow",
+        "day": utc_day(agg.hour_ms),
+        "hour": (agg.hour_ms % DAY_MS) // HOUR_MS,
+        "modelVersion": agg.model,
+        "challengerVersion": agg.challenger,
+        "count": agg.count,
+        "agree": agg.agree,
+        "matrix": dict(agg.matrix),
+        "scores": {
+            atype: dict(zip(("n", "sx", "sy", "sxx", "syy", "sxy"), _sums(row), strict=True))
+            for atype, row in zip(ACTION_TYPES, agg.sums, strict=False)
+        },
+        "differByRule": dict(agg.differ),
+        "firstEventTime": iso_ms(agg.first_ms),
+        "lastEventTime": iso_ms(agg.last_ms),
+        "decidedAt": iso_ms(agg.decided_ms),
+    }
+
+
+def _sums(row: list[float]) -> list[float | int]:
+    return [int(row[0]), *(round(v, 9) for v in row[1:6])]
 
 
 def suppressed_document(player_id: str, agg: SuppressedAggregate) -> dict[str, Any]:

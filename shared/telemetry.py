@@ -59,6 +59,10 @@ REMINDERS = "pi.outbox.reminders"
 DEADLETTERS_ERASED = "pi.deadletters.erased"
 ACTIONS_SUPPRESSED = "pi.actions.suppressed"
 OUTCOMES = "pi.outcomes"
+ACTIONS_HOLDOUT = "pi.actions.holdout"
+OUTCOME_WATCHES = "pi.outcome.watches"
+OUTCOME_WRITES = "pi.outcome.writes"
+SHADOW_DECISIONS = "pi.shadow.decisions"
 
 METRIC_NAMES: tuple[str, ...] = (
     EVENTS_IN,
@@ -81,6 +85,10 @@ METRIC_NAMES: tuple[str, ...] = (
     DEADLETTERS_ERASED,
     ACTIONS_SUPPRESSED,
     OUTCOMES,
+    ACTIONS_HOLDOUT,
+    OUTCOME_WATCHES,
+    OUTCOME_WRITES,
+    SHADOW_DECISIONS,
 )
 
 _configured = False
@@ -133,6 +141,28 @@ class Instruments:
             OUTCOMES,
             unit="{response}",
             description="Player responses to actions, by result: recorded, already (a repeat), unknown",
+        )
+        self.actions_holdout = c(
+            ACTIONS_HOLDOUT,
+            unit="{decision}",
+            description="Would-be actions the randomized holdout withheld (recorded, never sent), by type",
+        )
+        self.outcome_watches = c(
+            OUTCOME_WATCHES,
+            unit="{watch}",
+            description="Outcome windows of actions and holdout decisions that ended, by type and "
+            "result: met, expired (not met), dropped (over the state's bound)",
+        )
+        self.outcome_writes = c(
+            OUTCOME_WRITES,
+            unit="{write}",
+            description="Outcomes met written onto their decision, by result: recorded, already, "
+            "unknown, refused",
+        )
+        self.shadow_decisions = c(
+            SHADOW_DECISIONS,
+            unit="{trigger}",
+            description="Triggers the challenger model scored in shadow, by result: agree, differ",
         )
         self.reminders = c(REMINDERS, unit="{reminder}", description="Outbox reminders asked for, by outcome")
         self.deadletters_erased = c(

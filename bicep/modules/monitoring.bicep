@@ -150,6 +150,19 @@ var workbookContent = {
       type: 3
       content: {
         version: 'KqlItem/1.0'
+        query: 'customMetrics | where name in ("pi.actions.holdout", "pi.outcome.watches", "pi.outcome.writes", "pi.shadow.decisions") | extend kind = strcat(name, " ", tostring(customDimensions["type"]), " ", tostring(customDimensions["result"])) | summarize value = sum(valueSum) by kind, bin(timestamp, 1h) | render timechart'
+        size: 0
+        title: 'Holdout decisions, outcome windows ended and met, challenger agreement'
+        queryType: 0
+        resourceType: 'microsoft.insights/components'
+        visualization: 'timechart'
+      }
+      name: 'experiments'
+    }
+    {
+      type: 3
+      content: {
+        version: 'KqlItem/1.0'
         query: 'customMetrics | where name == "pi.events.duplicate" | summarize value = sum(valueSum) by bin(timestamp, 5m) | render timechart'
         size: 0
         title: 'Redelivered events ignored by the entities'

@@ -10,9 +10,11 @@ state once. By concern:
 - ``codec``: the stored form (one compact string) and old-state upgrades;
 - ``dedupe``: ids, sequence ranges, enqueued times;
 - ``history``: the buffer and the aggregates;
-- ``decide``: triggers, scoring, the policy, action and suppressed records;
+- ``decide``: triggers, scoring, the policy, the holdout, action and suppressed records;
 - ``outbox``: suppressed decisions counted into hourly aggregates; acknowledging, refusing and
-  expiring writes.
+  expiring writes;
+- ``watch``: outcome windows of the decisions, met by later events;
+- ``shadow``: the challenger model's would-be decisions, counted per hour.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.entity import codec
+from shared.entity import watch as watches
 from shared.entity.decide import (
+    Challenger,
     Scored,
     Scorer,
     TriggerHook,
@@ -36,7 +40,9 @@ from shared.entity.model import (
     HOUR_MS,
     MAX_BUFFER_AGE_MS,
     MAX_BUFFER_EVENTS,
+    MAX_WATCHES,
     OUTBOX_TTL_MS,
+    OUTCOME_GRACE_MS,
     SEEN_RANGES,
     SEEN_RANGES_TOTAL,
     SUPPRESSED_EXAMPLES,
@@ -45,11 +51,14 @@ from shared.entity.model import (
     Aggregates,
     Entry,
     OutboxItem,
+    OutcomeMet,
     OutcomeRecord,
     PlayerState,
     RefusedAction,
+    ShadowAggregate,
     SuppressedAggregate,
     SuppressedExample,
+    Watch,
 )
 from shared.entity.outbox import (
     acknowledge,
@@ -60,6 +69,7 @@ from shared.entity.outbox import (
     suppressed_count,
     suppressed_id,
 )
+from shared.entity.shadow import shadow_id
 from shared.eventtypes import BY_CODE, EventType
 from shared.policy import ACTION_TYPES, Rules
 from shared.signals import MALFORMED, Signal, SignalError, SignalEvent
@@ -74,11 +84,19 @@ class Effects:
     duplicates: int = 0
     triggers: int = 0
     scored: int = 0
-    actions: list[ActionRecord] = field(default_factory=list)
+    actions: list[ActionRecord] = field(default_factory=list)  # sent (status "pending")
+    holdouts: list[ActionRecord] = field(default_factory=list)  # withheld by the holdout
     suppressed: list[ActionRecord] = field(default_factory=list)
     # Suppressed decisions dropped unwritten to bound the state (see MAX_SUPPRESSED_PENDING).
     suppressed_dropped: int = 0
     outcomes: int = 0
+    # Outcome watches that ended, by how (met / expired / dropped), as (action type, how).
+    watches_ended: list[tuple[str, str]] = field(default_factory=list)
+    # Triggers the challenger scored, and of those, decided as the champion did.
+    shadow: int = 0
+    shadow_agree: int = 0
+    # Challenger aggregates dropped unwritten to bound the state.
+    shadow_dropped: int = 0
     rejections: dict[str, int] = field(default_factory=dict)
     outbox_expired: int = 0
     erase: bool = False
@@ -97,6 +115,7 @@ def apply_events(
     rules: Rules,
     model_version: str,
     hook: TriggerHook | None = None,
+    challenger: Challenger | None = None,
 ) -> Effects:
     """Fold a signal's events into the state (in place) and decide actions."""
     effects = Effects()
@@ -124,20 +143,32 @@ def apply_events(
                 OutboxItem(OutcomeRecord(ev.ref, "accepted" if ev.a >= 1.0 else "dismissed", ev.t), now_ms)
             )
             effects.outcomes += 1
+        if state.watch:
+            for w in watches.meet(state, ev, now_ms):
+                effects.watches_ended.append((watches.type_of(w), "met"))
         if is_newest and is_trigger(state, entry):
             effects.triggers += 1
             effects.scored += 1
             if hook is None:
-                decided = score_and_decide(state, player_id, ev, now_ms, scorer, rules, model_version)
+                decided = score_and_decide(
+                    state, player_id, ev, now_ms, scorer, rules, model_version, None, challenger
+                )
             else:
                 with hook(ev) as span:
                     decided = score_and_decide(
-                        state, player_id, ev, now_ms, scorer, rules, model_version, span
+                        state, player_id, ev, now_ms, scorer, rules, model_version, span, challenger
                     )
             for rule, n in decided.rejections.items():
                 effects.reject(rule, n)
             if decided.action is not None:
-                effects.actions.append(decided.action)
+                (effects.actions if decided.action.status == "pending" else effects.holdouts).append(
+                    decided.action
+                )
+            for w in decided.watches_dropped:
+                effects.watches_ended.append((watches.type_of(w), "dropped"))
+            if decided.agree is not None:
+                effects.shadow += 1
+                effects.shadow_agree += int(decided.agree)
             effects.suppressed.extend(decided.suppressed)
         evict(state)
     for part, lo, hi in covered_ranges(signal.ranges, signal.events):
@@ -155,19 +186,29 @@ def apply(
     rules: Rules,
     model_version: str,
     hook: TriggerHook | None = None,
+    challenger: Challenger | None = None,
 ) -> Effects:
-    """Dispatch one entity operation; unknown operations and bad inputs are reported, never raised."""
+    """Dispatch one entity operation; unknown operations and bad inputs are reported, never raised.
+    Every operation first lets the outcome watches whose window and grace have passed leave."""
+    expired = [(watches.type_of(w), "expired") for w in watches.expire(state, now_ms)]
     if op == "events":
         try:
             signal = payload if isinstance(payload, Signal) else decode_signal(payload)
         except SignalError as exc:
-            return Effects(rejections={exc.reason: 1}, result={"error": str(exc)})
-        effects = apply_events(state, player_id, signal, now_ms, scorer, rules, model_version, hook)
+            return Effects(rejections={exc.reason: 1}, result={"error": str(exc)}, watches_ended=expired)
+        effects = apply_events(
+            state, player_id, signal, now_ms, scorer, rules, model_version, hook, challenger
+        )
+        effects.watches_ended[:0] = expired
         effects.result = {"accepted": effects.accepted, "duplicates": effects.duplicates}
         return effects
     if op == "flush":
-        return Effects(result={"outbox": len(state.outbox)})
-    return Effects(rejections={"unknown_operation": 1}, result={"error": f"unknown operation {op!r}"})
+        return Effects(result={"outbox": len(state.outbox)}, watches_ended=expired)
+    return Effects(
+        rejections={"unknown_operation": 1},
+        result={"error": f"unknown operation {op!r}"},
+        watches_ended=expired,
+    )
 
 
 load_state = codec.decode
@@ -175,6 +216,14 @@ load_state = codec.decode
 __all__ = [
     "ACTION_TYPES",
     "HOUR_MS",
+    "MAX_WATCHES",
+    "OUTCOME_GRACE_MS",
+    "Challenger",
+    "OutcomeMet",
+    "ShadowAggregate",
+    "Watch",
+    "shadow_id",
+    "watches",
     "SUPPRESSED_EXAMPLES",
     "SUPPRESSED_EXAMPLES_HELD",
     "MAX_BUFFER_AGE_MS",

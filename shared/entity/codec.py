@@ -13,6 +13,11 @@ their old hashes are matched by the old rule (shared.entity.dedupe) until the
 buffer turns over. The prefix stays ``p2:`` so that a rollback to the code
 before version 3 still reads the state (it then only misses the new keys,
 while the sequence ranges still catch redeliveries).
+
+Version 4 adds the outcome watches (``watch``) and the challenger's open
+aggregate (``shd``); a version 3 state is read as it is (it has neither) and
+marked version 4. Code of version 3 refuses a version 4 state (``StateError``):
+a rollback across it must be a rollback of the state too (docs/contracts.md).
 """
 
 from __future__ import annotations
@@ -59,17 +64,18 @@ def decode(raw: Any) -> PlayerState:
 
 
 def _current(state: PlayerState) -> PlayerState:
-    """A stored version 2 or 3 state as version 3 (nothing to convert: see the module doc)."""
+    """A stored version 2, 3 or 4 state as version 4 (nothing to convert: see the module doc)."""
     if state.v > STATE_VERSION:
         raise StateError(f"entity state version {state.v} is newer than this code")
     if state.v < STATE_VERSION:
-        state.v2_keys = has_legacy_keys(state)
+        if state.v < 3:
+            state.v2_keys = has_legacy_keys(state)
         state.v = STATE_VERSION
     return state
 
 
 def upgrade(old: dict[str, Any]) -> PlayerState:
-    """A version 1 state (JSON object) as version 3: same buffer layout; the day as its start in ms;
+    """A version 1 state (JSON object) as the current version: same buffer layout; the day as its start in ms;
     outbox documents as records."""
     if int(old.get("v", 1)) > 2:
         raise StateError(f"entity state version {old.get('v')} is newer than this code")

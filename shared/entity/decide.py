@@ -14,12 +14,15 @@ from contextlib import AbstractContextManager
 from typing import NamedTuple, Protocol
 
 from shared import features as feat
-from shared.entity.model import ActionRecord, Entry, OutboxItem, PlayerState
+from shared.entity.model import ActionRecord, Entry, OutboxItem, PlayerState, Watch
 from shared.entity.outbox import add_suppressed
+from shared.entity.shadow import add_shadow
+from shared.entity.watch import open_watch
 from shared.eventtypes import ALWAYS_TRIGGER, EventType
+from shared.holdout import is_held_out
 from shared.policy import ACTION_TYPES, PolicyContext, Rules, decide
 from shared.signals import SignalEvent
-from shared.timeutil import DAY_MS
+from shared.timeutil import DAY_MS, utc_day
 
 ROUNDS_PER_SCORE = 10
 LOSS_STREAK_TRIGGER = 5
@@ -33,6 +36,13 @@ class Scored(NamedTuple):
 
 # A scorer maps the features of a moment to per-action probabilities (shared.model.InterventionModel).
 Scorer = Callable[[feat.Features], Scored]
+
+
+class Challenger(NamedTuple):
+    """A second model scored in shadow on the same features (shared.entity.shadow)."""
+
+    scores: Callable[[feat.Features], Mapping[str, float]]  # per action type
+    version: str
 
 
 class TriggerSpan(Protocol):
@@ -69,9 +79,13 @@ def is_trigger(state: PlayerState, entry: Entry) -> bool:
 
 
 class Decided(NamedTuple):
-    action: ActionRecord | None
+    action: ActionRecord | None  # status "pending" (sent) or "holdout" (withheld)
     suppressed: list[ActionRecord]
     rejections: dict[str, int]
+    # Outcome watches dropped to make room for the action's (shared.entity.watch)
+    watches_dropped: list[Watch] = []
+    # With a challenger: whether its would-be decision was the champion's; None without one
+    agree: bool | None = None
 
 
 def score_and_decide(
@@ -83,10 +97,14 @@ def score_and_decide(
     rules: Rules,
     model_version: str,
     span: TriggerSpan | None = None,
+    challenger: Challenger | None = None,
 ) -> Decided:
-    """Score the moment of ``ev`` and put what the policy decides in the outbox: the action, and each
+    """Score the moment of ``ev`` and put what the policy decides in the outbox: the action (sent, or
+    a holdout decision when the player is held out for its type that day: shared.holdout), and each
     suppressed candidate counted into its (hour, type, rule) aggregate. The suppressed records are
-    returned too (for counts and traces); they are not written one by one."""
+    returned too (for counts and traces); they are not written one by one. With a ``challenger``,
+    its scores go through the same policy in the same context, counted into the hour's shadow
+    aggregate (shared.entity.shadow)."""
     state.rounds_since_score = 0
     t = ev.t
     features = feat.compute(state.buf, state.agg, state.last_action_ms, t)
@@ -106,8 +124,16 @@ def score_and_decide(
     decision = decide(scored.scores, ctx, rules, scored.top)
     if span is not None:
         span.outcome(decision.action_type, decision.rejections)
+    agree = None
+    if challenger is not None:  # before the champion's action changes the context
+        shadow_scores = challenger.scores(features)
+        shadow = decide(shadow_scores, ctx, rules)
+        agree = add_shadow(
+            state, player_id, t, decision, shadow, scored.scores, shadow_scores, rules,
+            model_version, challenger.version, now_ms, ev.q,
+        )  # fmt: skip
     if decision.action_type is None and not decision.suppressed:
-        return Decided(None, [], decision.rejections)
+        return Decided(None, [], decision.rejections, [], agree)
     all_scores = [round(float(scored.scores.get(a, 0.0)), 6) for a in ACTION_TYPES]
     vector = [round(float(v), 6) for v in scored.vector]
 
@@ -133,9 +159,16 @@ def score_and_decide(
     for rec in suppressed:  # counted into its hour's aggregate, not a document of its own
         add_suppressed(state, player_id, rec, now_ms, ev.q, trace)
     action = None
+    dropped: list[Watch] = []
     if decision.action_type is not None:
-        action = record(decision.action_type, "pending", decision.reasons)
+        atype = decision.action_type
+        share = rules.holdout_share.get(atype, 0.0)
+        held = share > 0.0 and is_held_out(player_id, utc_day(t), atype, share, rules.holdout_key)
+        action = record(atype, "holdout" if held else "pending", decision.reasons)
+        # A holdout decision counts for the cooldown and the daily cap like a sent action: both
+        # groups meet the same guardrails afterwards.
         state.last_action_ms[action.type] = t
         state.day_count += 1
         state.outbox.append(OutboxItem(action, since_ms=now_ms, enqueued_ms=ev.q, trace=trace))
-    return Decided(action, suppressed, decision.rejections)
+        dropped = open_watch(state, action)
+    return Decided(action, suppressed, decision.rejections, dropped, agree)

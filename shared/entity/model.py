@@ -11,7 +11,9 @@ import msgspec
 
 # 3: buffer entries and evicted keys are 64-bit hashes of CloudEvents source + id (a version 2
 # state's 32-bit hashes of the id alone are read as they are: shared.entity.dedupe).
-STATE_VERSION = 3
+# 4: outcome watches (``watch``) and the challenger's open shadow aggregate (``shd``); a version 3
+# state has neither and is read as it is.
+STATE_VERSION = 4
 MAX_BUFFER_EVENTS = 96
 MAX_BUFFER_AGE_MS = 6 * 3600 * 1000
 EVICTED_ID_RING = 32
@@ -28,6 +30,10 @@ HOUR_MS = 3600 * 1000
 # over every aggregate the state holds (so 21 type x rule pairs in one hour cannot grow the state).
 SUPPRESSED_EXAMPLES = 2
 SUPPRESSED_EXAMPLES_HELD = 12
+# Outcome watches (shared.outcomes): at most this many open (the oldest is dropped, counted), each
+# kept until its window plus this grace has passed on the wall clock (events may arrive that late).
+MAX_WATCHES = 8
+OUTCOME_GRACE_MS = 10 * 60_000
 
 
 class Entry(msgspec.Struct, array_like=True):
@@ -66,12 +72,13 @@ class Aggregates(msgspec.Struct, omit_defaults=True):
 
 
 class ActionRecord(msgspec.Struct, tag="a", tag_field="k", omit_defaults=True):
-    """A decision to write: an action sent (``pending``) or a candidate a guardrail stopped
-    (``suppressed``, with the rule). ``shared.store.action_document`` makes the Cosmos document."""
+    """A decision to write: an action sent (``pending``), one the randomized holdout withheld
+    (``holdout``: written, never delivered) or a candidate a guardrail stopped (``suppressed``, with
+    the rule). ``shared.store.action_document`` makes the Cosmos document."""
 
     id: str
     type: str
-    status: str  # "pending" | "suppressed"
+    status: str  # "pending" | "holdout" | "suppressed"
     score: float
     scores: list[float]  # per shared.policy.ACTION_TYPES
     features: list[float]  # in the model card's order for ``model``
@@ -120,8 +127,50 @@ class OutcomeRecord(msgspec.Struct, tag="o", tag_field="k"):
     t: int  # the response event's time
 
 
+class OutcomeMet(msgspec.Struct, tag="m", tag_field="k"):
+    """An action's (or holdout decision's) outcome event seen inside its window: to record on its
+    document as ``outcome.metAt`` / ``outcome.eventId``, once (ActionStore.record_outcome_met)."""
+
+    action_id: str
+    t: int  # the meeting event's time
+    event_id: str  # its CloudEvent id
+
+
+class Watch(msgspec.Struct, array_like=True):
+    """An open outcome window, stored as ``[action_id, type, t0, end, decided_ms]``: an accepted
+    event of the type's outcome event with ``t0 < t <= end`` (event time) meets it."""
+
+    action_id: str
+    type: int  # index in shared.policy.ACTION_TYPES
+    t0: int  # the trigger's event time
+    end: int  # t0 + the outcome window
+    decided_ms: int  # wall clock of the decision: the watch leaves after window + OUTCOME_GRACE_MS
+
+
+class ShadowAggregate(msgspec.Struct, tag="h", tag_field="k", omit_defaults=True):
+    """The challenger model's would-be decisions next to the champion's, for one player and one UTC
+    hour of trigger event time (``shared.store.shadow_document``). Written like a suppressed
+    aggregate: the whole document replaced under a deterministic id, once per operation."""
+
+    id: str
+    hour_ms: int
+    count: int  # triggers scored by both models
+    agree: int  # triggers where both decided alike (the same type, or both nothing)
+    first_ms: int
+    last_ms: int
+    model: str  # champion version (of the last trigger counted)
+    challenger: str  # challenger version
+    decided_ms: int
+    # "<champion>|<challenger>" (an action type or "none") -> triggers
+    matrix: dict[str, int] = msgspec.field(default_factory=dict)
+    # per shared.policy.ACTION_TYPES: [n, sx, sy, sxx, syy, sxy] (x champion, y challenger score)
+    sums: list[list[float]] = msgspec.field(default_factory=list)
+    # rule -> triggers where they differ (see shared.entity.shadow.differ_rule)
+    differ: dict[str, int] = msgspec.field(default_factory=dict)
+
+
 class OutboxItem(msgspec.Struct, omit_defaults=True):
-    rec: ActionRecord | OutcomeRecord | SuppressedAggregate
+    rec: ActionRecord | OutcomeRecord | SuppressedAggregate | OutcomeMet | ShadowAggregate
     since_ms: int
     attempts: int = 0
     # When the trigger event reached Event Hubs: the start of the action's latency.
@@ -133,7 +182,11 @@ class OutboxItem(msgspec.Struct, omit_defaults=True):
     def id(self) -> str:
         """The document this item writes (an outcome's is its action's)."""
         rec = self.rec
-        return "outcome:" + rec.action_id if isinstance(rec, OutcomeRecord) else rec.id
+        if isinstance(rec, OutcomeRecord):
+            return "outcome:" + rec.action_id
+        if isinstance(rec, OutcomeMet):
+            return "met:" + rec.action_id
+        return rec.id
 
 
 class RefusedAction(msgspec.Struct, omit_defaults=True):
@@ -180,3 +233,7 @@ class PlayerState(msgspec.Struct, omit_defaults=True):
     # When the player was erased (wall clock): events enqueued before it are
     # replays of the erased history and are dropped.
     erased_ms: int = 0
+    # Open outcome windows of the decisions sent or held out (oldest first, at most MAX_WATCHES).
+    watch: list[Watch] = msgspec.field(default_factory=list)
+    # The challenger's aggregate of the newest hour once written (kept to go on counting, as ``sup``).
+    shd: ShadowAggregate | None = None

@@ -24,12 +24,17 @@ from shared.entity.model import (
     SUPPRESSED_EXAMPLES_HELD,
     ActionRecord,
     OutboxItem,
+    OutcomeMet,
     OutcomeRecord,
     PlayerState,
     RefusedAction,
+    ShadowAggregate,
     SuppressedAggregate,
     SuppressedExample,
 )
+
+# Aggregates written whole and kept for their open hour (suppressed decisions, the challenger's).
+Aggregate = SuppressedAggregate | ShadowAggregate
 
 
 def suppressed_id(player_id: str, hour_ms: int, action_type: str, rule: str) -> str:
@@ -92,13 +97,17 @@ def acknowledge(
     expired = 0
     open_hour = state.newest_ms - state.newest_ms % HOUR_MS
     state.sup = [a for a in state.sup if a.hour_ms >= open_hour]
+    if state.shd is not None and state.shd.hour_ms < open_hour:
+        state.shd = None
     for item in state.outbox:
         if item.id in written_ids:
             rec = item.rec
             if isinstance(rec, SuppressedAggregate) and rec.hour_ms >= open_hour:
                 state.sup.append(rec)
+            elif isinstance(rec, ShadowAggregate) and rec.hour_ms >= open_hour:
+                state.shd = rec
             continue
-        open_aggregate = isinstance(item.rec, SuppressedAggregate) and item.rec.hour_ms >= open_hour
+        open_aggregate = isinstance(item.rec, Aggregate) and item.rec.hour_ms >= open_hour
         if now_ms - item.since_ms > OUTBOX_TTL_MS and not open_aggregate:
             # (an open hour's aggregate waits: dropped, a later write would replace its count)
             expired += 1
@@ -119,7 +128,12 @@ def record_refused(
     for item in items:
         if item.id in gone:
             rec = item.rec
-            rtype = "outcome" if isinstance(rec, OutcomeRecord) else rec.type
+            if isinstance(rec, OutcomeRecord | OutcomeMet):
+                rtype = "outcome"
+            elif isinstance(rec, ShadowAggregate):
+                rtype = "shadow"
+            else:
+                rtype = rec.type
             state.refused.append(RefusedAction(item.id, rtype, statuses[item.id], now_ms))
     del state.refused[:-MAX_REFUSED]
 
@@ -129,14 +143,13 @@ def latency_start_ms(item: OutboxItem) -> int:
     if item.enqueued_ms is not None:
         return item.enqueued_ms
     rec = item.rec
-    return rec.last_ms if isinstance(rec, SuppressedAggregate) else rec.t
+    return rec.last_ms if isinstance(rec, Aggregate) else rec.t
 
 
 def _is_suppressed(item: OutboxItem) -> bool:
+    """Suppressed decisions and the challenger's aggregates: counts that may be dropped unwritten."""
     rec = item.rec
-    return isinstance(rec, SuppressedAggregate) or (
-        isinstance(rec, ActionRecord) and rec.status == "suppressed"
-    )
+    return isinstance(rec, Aggregate) or (isinstance(rec, ActionRecord) and rec.status == "suppressed")
 
 
 def bound_suppressed(state: PlayerState) -> list[OutboxItem]:
@@ -147,7 +160,7 @@ def bound_suppressed(state: PlayerState) -> list[OutboxItem]:
     waiting = [
         i
         for i in state.outbox
-        if _is_suppressed(i) and not (isinstance(i.rec, SuppressedAggregate) and i.rec.hour_ms >= open_hour)
+        if _is_suppressed(i) and not (isinstance(i.rec, Aggregate) and i.rec.hour_ms >= open_hour)
     ]
     if len(waiting) <= MAX_SUPPRESSED_PENDING:
         return []

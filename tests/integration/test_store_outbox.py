@@ -98,6 +98,7 @@ def test_the_local_server_runs_no_batches_so_the_outbox_is_written_concurrently(
         "action": 12,
         "suppressed": 1,
         "outcome": 0,
+        "shadow": 0,
         "deadletter": 0,
         "erasure": 0,
     }

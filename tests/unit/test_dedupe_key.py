@@ -17,7 +17,7 @@ from shared import entity as st
 from shared import signals
 from shared.entity import codec
 from shared.entity.dedupe import LEGACY_LIMIT, id_hash
-from shared.entity.model import EVICTED_ID_RING
+from shared.entity.model import EVICTED_ID_RING, STATE_VERSION
 from shared.eventtypes import EventType
 from shared.policy import ACTION_TYPES, Rules
 from tests.helpers import T0_MS
@@ -97,7 +97,7 @@ def _version_2_state() -> str:
 
 def test_a_version_2_state_still_loads_and_dedupes_what_it_had_seen() -> None:
     state = codec.decode(_version_2_state())
-    assert state.v == 3 and [e.h for e in state.buf] == [zlib.crc32(b"e-1"), zlib.crc32(b"e-2")]
+    assert state.v == STATE_VERSION and [e.h for e in state.buf] == [zlib.crc32(b"e-1"), zlib.crc32(b"e-2")]
     assert state.v2_keys and not st.PlayerState().v2_keys
     # The version 2 rule still holds for its entries: same id, same time -> a duplicate, whatever
     # the source (version 2 did not keep it); the evicted id at the buffer's oldest instant too.
@@ -108,21 +108,21 @@ def test_a_version_2_state_still_loads_and_dedupes_what_it_had_seen() -> None:
     assert (eff.accepted, eff.duplicates) == (1, 1)
     assert state.buf[-1].h == id_hash("e-3", "/games/demo") >= LEGACY_LIMIT
     reloaded = codec.decode(codec.encode(state))
-    assert reloaded == state and reloaded.v == 3
+    assert reloaded == state and reloaded.v == STATE_VERSION
     # ... and after the reload the old entries still dedupe by the old rule, the new by the new.
     eff = apply(reloaded, ev("e-2", T0_MS + 1000), ev("e-3", T0_MS + 60_000))
     assert (eff.accepted, eff.duplicates) == (0, 2)
 
 
 def test_a_state_from_a_newer_version_is_refused_not_misread() -> None:
-    newer = st.PlayerState(v=4)
+    newer = st.PlayerState(v=STATE_VERSION + 1)
     raw = "p2:" + base64.b64encode(msgspec.msgpack.encode(newer)).decode("ascii")
     try:
         codec.decode(raw)
     except codec.StateError as exc:
         assert "newer" in str(exc)
     else:  # pragma: no cover
-        raise AssertionError("a version 4 state was read")
+        raise AssertionError("a state of a newer version was read")
 
 
 def test_the_version_2_rule_stops_once_its_entries_are_gone() -> None:
