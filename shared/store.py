@@ -44,6 +44,7 @@ from shared.entity.model import (
     ShadowAggregate,
     SuppressedAggregate,
 )
+from shared.entity.shadow import matrix_counts
 from shared.erasure import ErasureIndex
 from shared.outcomes import OUTCOMES
 from shared.policy import ACTION_TYPES
@@ -723,7 +724,7 @@ def shadow_document(player_id: str, agg: ShadowAggregate) -> dict[str, Any]:
         "challengerVersion": agg.challenger,
         "count": agg.count,
         "agree": agg.agree,
-        "matrix": dict(agg.matrix),
+        "matrix": matrix_counts(agg),
         "scores": {
             atype: dict(zip(("n", "sx", "sy", "sxx", "syy", "sxy"), _sums(row), strict=True))
             for atype, row in zip(ACTION_TYPES, agg.sums, strict=False)

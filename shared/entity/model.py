@@ -24,6 +24,8 @@ MAX_REFUSED = 20
 # Suppressed-decision records waiting in the outbox at most (the newest are kept): while Cosmos
 # is down a player in a cooldown would otherwise grow its state without bound.
 MAX_SUPPRESSED_PENDING = 8
+# The challenger's aggregates of closed hours waiting at most (shared.entity.shadow): the newest kept.
+MAX_SHADOW_PENDING = 1
 HOUR_MS = 3600 * 1000
 # Suppressed decisions are written as one aggregate per (UTC hour, action type, rule): a count and
 # the first few decisions as examples, at most SUPPRESSED_EXAMPLES each and SUPPRESSED_EXAMPLES_HELD
@@ -161,8 +163,9 @@ class ShadowAggregate(msgspec.Struct, tag="h", tag_field="k", omit_defaults=True
     model: str  # champion version (of the last trigger counted)
     challenger: str  # challenger version
     decided_ms: int
-    # "<champion>|<challenger>" (an action type or "none") -> triggers
-    matrix: dict[str, int] = msgspec.field(default_factory=dict)
+    # Triggers by (champion's decision, challenger's decision), row-major over ("none", *ACTION_TYPES)
+    # squared (shared.entity.shadow.DECISIONS): 16 counts, not 16 keyed strings.
+    matrix: list[int] = msgspec.field(default_factory=list)
     # per shared.policy.ACTION_TYPES: [n, sx, sy, sxx, syy, sxy] (x champion, y challenger score)
     sums: list[list[float]] = msgspec.field(default_factory=list)
     # rule -> triggers where they differ (see shared.entity.shadow.differ_rule)

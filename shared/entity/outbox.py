@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from shared.entity.model import (
     HOUR_MS,
     MAX_REFUSED,
+    MAX_SHADOW_PENDING,
     MAX_SUPPRESSED_PENDING,
     OUTBOX_TTL_MS,
     SUPPRESSED_EXAMPLES,
@@ -154,17 +155,21 @@ def _is_suppressed(item: OutboxItem) -> bool:
 
 def bound_suppressed(state: PlayerState) -> list[OutboxItem]:
     """After a flush that could not write everything: keep at most MAX_SUPPRESSED_PENDING suppressed
-    items waiting (the newest; an aggregate of the open hour is never dropped, so a later write cannot
-    replace its document with a smaller count); returns those dropped, for the shell to count."""
+    items and MAX_SHADOW_PENDING challenger aggregates of closed hours waiting (the newest; an
+    aggregate of the open hour is never dropped, so a later write cannot replace its document with a
+    smaller count); returns those dropped, for the shell to count."""
     open_hour = state.newest_ms - state.newest_ms % HOUR_MS
-    waiting = [
+    closed = [
         i
         for i in state.outbox
         if _is_suppressed(i) and not (isinstance(i.rec, Aggregate) and i.rec.hour_ms >= open_hour)
     ]
-    if len(waiting) <= MAX_SUPPRESSED_PENDING:
+    shadow = [i for i in closed if isinstance(i.rec, ShadowAggregate)]
+    suppressed = [i for i in closed if not isinstance(i.rec, ShadowAggregate)]
+    old = suppressed[: max(0, len(suppressed) - MAX_SUPPRESSED_PENDING)]
+    old += shadow[: max(0, len(shadow) - MAX_SHADOW_PENDING)]
+    if not old:
         return []
-    old = waiting[:-MAX_SUPPRESSED_PENDING]
     drop = {id(i) for i in old}
     state.outbox = [i for i in state.outbox if id(i) not in drop]
     return old

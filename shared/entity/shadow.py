@@ -16,6 +16,9 @@ from shared.entity.model import HOUR_MS, OutboxItem, PlayerState, ShadowAggregat
 from shared.policy import ACTION_TYPES, Decision, Rules
 
 NONE = "none"
+# The decisions of the matrix, in its stored order (ShadowAggregate.matrix).
+DECISIONS: tuple[str, ...] = (NONE, *ACTION_TYPES)
+_INDEX = {d: i for i, d in enumerate(DECISIONS)}
 # When both models pick a type, but not the same: the challenger's score put another type first.
 RANKING = "ranking"
 
@@ -80,8 +83,9 @@ def add_shadow(
     agg.agree += int(agree)
     agg.first_ms, agg.last_ms = min(agg.first_ms, t), max(agg.last_ms, t)
     agg.model, agg.challenger, agg.decided_ms = model, challenger_version, now_ms
-    key = f"{c or NONE}|{h or NONE}"
-    agg.matrix[key] = agg.matrix.get(key, 0) + 1
+    if len(agg.matrix) != len(DECISIONS) ** 2:
+        agg.matrix = [0] * len(DECISIONS) ** 2
+    agg.matrix[_INDEX[c or NONE] * len(DECISIONS) + _INDEX[h or NONE]] += 1
     if not agg.sums:
         agg.sums = [[0.0] * 6 for _ in ACTION_TYPES]
     for row, atype in zip(agg.sums, ACTION_TYPES, strict=False):
@@ -97,3 +101,9 @@ def add_shadow(
         rule = differ_rule(champion, challenger, challenger_scores, rules)
         agg.differ[rule] = agg.differ.get(rule, 0) + 1
     return agree
+
+
+def matrix_counts(agg: ShadowAggregate) -> dict[str, int]:
+    """The matrix as the document gives it: ``{"<champion>|<challenger>": n}``, the cells counted."""
+    n = len(DECISIONS)
+    return {f"{DECISIONS[k // n]}|{DECISIONS[k % n]}": v for k, v in enumerate(agg.matrix[: n * n]) if v}

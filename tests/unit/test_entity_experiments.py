@@ -13,7 +13,14 @@ import pytest
 from shared import entity as st
 from shared import signals
 from shared.entity import codec
-from shared.entity.model import MAX_WATCHES, OUTCOME_GRACE_MS, STATE_VERSION
+from shared.entity.model import (
+    MAX_SHADOW_PENDING,
+    MAX_SUPPRESSED_PENDING,
+    MAX_WATCHES,
+    OUTCOME_GRACE_MS,
+    STATE_VERSION,
+)
+from shared.entity.shadow import matrix_counts
 from shared.features import Features
 from shared.holdout import is_held_out
 from shared.outcomes import OUTCOMES
@@ -290,7 +297,8 @@ def test_shadow_aggregate_counts_agreement_matrix_scores_and_rules() -> None:
     hour = D1 - D1 % st.HOUR_MS
     assert agg.id == st.shadow_id("p1", hour) and agg.hour_ms == hour
     assert (agg.count, agg.agree, eff.shadow, eff.shadow_agree) == (2, 1, 2, 1)
-    assert agg.matrix == {"break_suggestion|none": 1, "none|none": 1}
+    assert matrix_counts(agg) == {"break_suggestion|none": 1, "none|none": 1}
+    assert agg.matrix == [1, 0, 0, 0, 1] + [0] * 11  # stored: row-major counts
     assert agg.differ == {"min_score": 1}
     assert agg.sums[0] == pytest.approx([2, 1.8, 0.4, 1.62, 0.08, 0.36])
     assert agg.model == "m-test" and agg.challenger == "ch-1"
@@ -315,7 +323,7 @@ def test_the_rule_of_a_difference_is_the_one_that_stopped_the_side_that_chose_no
         challenger=challenger({BREAK: 0.9}),
     )
     assert shadows(state)[0].differ == {"cooldown": 1}
-    assert shadows(state)[0].matrix == {"help_offer|none": 1}
+    assert matrix_counts(shadows(state)[0]) == {"help_offer|none": 1}
     # both choose, different types: the challenger ranked another type first
     state = st.PlayerState()
     run(
@@ -325,7 +333,7 @@ def test_the_rule_of_a_difference_is_the_one_that_stopped_the_side_that_chose_no
         rules,
         challenger=challenger({BREAK: 0.7, HELP: 0.9}),
     )
-    assert shadows(state)[0].differ == {"ranking": 1} and shadows(state)[0].matrix == {
+    assert shadows(state)[0].differ == {"ranking": 1} and matrix_counts(shadows(state)[0]) == {
         "break_suggestion|help_offer": 1
     }
     # both choose, the challenger's score of the champion's type is under its threshold
@@ -357,3 +365,60 @@ def test_a_state_with_watches_and_a_shadow_aggregate_round_trips() -> None:
     run(state, [*warm(), deposit("d1", D1)], fixed({BREAK: 0.9}), challenger=challenger({HELP: 0.9}))
     assert state.watch and shadows(state)
     assert codec.decode(codec.encode(state)) == state
+
+
+# -- bounds ---------------------------------------------------------------------------------------
+
+
+def test_the_worst_state_with_watches_outcomes_and_shadow_aggregates_stays_under_16_kb() -> None:
+    """tests/unit/test_state.py's worst case (a full buffer, every (type, rule) aggregate of the open
+    hour and the closed hours' an outage left, nothing written) plus what issue 18 adds at most: every
+    watch open, an unwritten outcome record per watch, and the challenger's aggregates of ten hours
+    (the open hour's plus those the bound keeps) with every matrix cell and rule counted."""
+    from shared.policy import RULES as RULE_NAMES
+
+    state = st.PlayerState()
+    rounds = [round_event(f"r{i}", T0_MS + i * 10_000, 2.0, 0.0) for i in range(st.MAX_BUFFER_EVENTS + 20)]
+    run(state, [*warm(), *rounds], fixed({}))
+    assert len(state.buf) == st.MAX_BUFFER_EVENTS
+    base = state.newest_ms - state.newest_ms % st.HOUR_MS + st.HOUR_MS
+    player = "player-0123456789"
+    features = [0.123456789] * 24
+    for hour in range(10):
+        t0 = base + hour * st.HOUR_MS
+        state.newest_ms = t0
+        for atype in (BREAK, HELP, BONUS):
+            for rule in [r for r in RULE_NAMES if r != "min_score"]:
+                for n in range(3):
+                    rec = st.ActionRecord(
+                        f"x{hour}{atype}{rule}{n}", atype, "suppressed", 0.9, [0.9] * 3, features,
+                        "pi-2026-11-21-abcdef01", f"evt-{hour:02d}-{atype}-{rule}-{n}-0123456789abcdef",
+                        t0 + n, t0 + n, rejected_by=rule,
+                    )  # fmt: skip
+                    st.add_suppressed(state, player, rec, t0)
+        agg = st.ShadowAggregate(
+            st.shadow_id(player, t0), t0, 10_000, 5_000, t0, t0 + 3_599_999, "pi-2026-11-21-abcdef01",
+            "pi-2026-12-01-0123abcd", t0,
+            matrix=[1000 + i for i in range(16)],
+            sums=[[10_000.0, 1234.56789123, 2345.67891234, 345.678912345, 456.789123456, 567.891234567]] * 3,
+            differ={r: 100 for r in [*RULE_NAMES, "ranking"]},
+        )  # fmt: skip
+        state.outbox.append(st.OutboxItem(agg, since_ms=t0))
+        st.bound_suppressed(state)
+    for k in range(st.MAX_WATCHES):
+        aid = st.action_id(player, f"evt-trigger-{k}-0123456789abcdef", BONUS)
+        state.watch.append(st.Watch(aid, 2, base + k, base + k + 72 * 3_600_000, base + k))
+        state.outbox.append(
+            st.OutboxItem(st.OutcomeMet(aid, base + k + 1, f"evt-meeting-{k}-0123456789abcdef"), base)
+        )
+    size = len(codec.encode(state))
+    assert size < 16 * 1024, size
+    kept = [i.rec.hour_ms for i in state.outbox if isinstance(i.rec, st.ShadowAggregate)]
+    # the open hour's is never dropped; of the closed hours', the newest MAX_SHADOW_PENDING wait
+    assert kept == [base + h * st.HOUR_MS for h in range(9 - MAX_SHADOW_PENDING, 10)]
+    closed = [
+        i
+        for i in state.outbox
+        if isinstance(i.rec, st.SuppressedAggregate) and i.rec.hour_ms < base + 9 * st.HOUR_MS
+    ]
+    assert len(closed) == MAX_SUPPRESSED_PENDING
