@@ -39,6 +39,10 @@ HOST_JSON = ROOT / "host.json"
 STATE_BUDGET_BYTES = 16_384
 PACED_TOLERANCE = 0.97  # "sustained": at least 97% of the paced rate over the whole run
 PROFILE_SHARE = 3  # the profile runs the first third of a workload's batches
+# challenger_cpu_us_per_event: the engine run again with CHALLENGER_MODEL set to the champion's own file
+# (a challenger the champion's size, the usual case: a retrained model of the same family).
+CHALLENGER = "engine+challenger"
+CHALLENGER_MODEL = ROOT / "shared" / "models" / "player_intervention.onnx"
 
 LOW_RATE_EPS = 400.0  # the low-load latency check (issue 17): no event may wait for a batch to fill
 
@@ -183,15 +187,33 @@ def measure_workloads(
     }
     results: dict[str, Any] = {}
     for w in workloads:
-        runs: dict[str, list[bench_cpu.RunStats]] = {"engine": [], "naive": [], "platform": []}
+        runs: dict[str, list[bench_cpu.RunStats]] = {
+            "engine": [],
+            "naive": [],
+            "platform": [],
+            CHALLENGER: [],
+        }
         counts: list[dict[str, Any]] = []
         counts_naive: dict[str, int] = {}
+        shadow: dict[str, int] = {}
         for rep in range(repeats):
-            designs = (engine, naive, platform_floor)
-            for d in designs[rep % 3 :] + designs[: rep % 3]:
-                progress.set_description(f"{w.name}: {d.name} {rep + 1}/{repeats}")
+            designs = (
+                (engine, "engine"),
+                (naive, "naive"),
+                (platform_floor, "platform"),
+                (engine, CHALLENGER),
+            )
+            for d, label in designs[rep % 4 :] + designs[: rep % 4]:
+                progress.set_description(f"{w.name}: {label} {rep + 1}/{repeats}")
                 before = proc.meter.snapshot()
                 bench_naive.stats.scored = bench_naive.stats.actions = 0
+                if label == CHALLENGER:  # the engine again, a second model scoring in shadow
+                    with bench_cpu.challenger(str(CHALLENGER_MODEL)):
+                        stats = bench_cpu.run_workload(d, proc, w, templates["engine"], host.max_entity_batch)
+                    shadow = proc.meter.snapshot().minus(before).by("pi.shadow.decisions", "result")
+                    runs[label].append(stats)
+                    progress.update(1)
+                    continue
                 stats = bench_cpu.run_workload(d, proc, w, templates[d.name], host.max_entity_batch)
                 if d is engine:
                     delta = proc.meter.snapshot().minus(before)
@@ -211,6 +233,7 @@ def measure_workloads(
                 progress.update(1)
         decode_s = bench_cpu.worker_decode_s(engine, w.batches)
         results[w.name] = _workload_figures(w, runs, counts, counts_naive, repeats, decode_s)
+        results[w.name].update(_challenger_figures(w, runs, shadow))
         if profile:
             progress.set_description(f"{w.name}: profile")
             prof = cProfile.Profile()
@@ -293,7 +316,8 @@ def _path_run(
         delta = proc.meter.snapshot().minus(before)
         writes = fp.writes.count
     n = w.events
-    actions = delta.total("pi.actions")
+    # Decisions written as documents: sent actions and holdout decisions (each one create).
+    actions = delta.total("pi.actions") + delta.total("pi.actions.holdout")
     return {
         "path_cpu_us_per_event": _us(stats.decode_s + stats.function_s, n),
         "path_decode_us_per_event": _us(stats.decode_s, n),
@@ -363,6 +387,23 @@ def _workload_figures(
         # The speedup a design with no logic at all would reach: the naive design / the platform's share.
         "speedup_ceiling": _median(naive_fn) / _median([_us(r.function_s, n) for r in runs["platform"]]),
         "repeats": repeats,
+    }
+
+
+def _challenger_figures(
+    w: bw.Workload, runs: dict[str, list[bench_cpu.RunStats]], shadow: dict[str, int]
+) -> dict[str, Any]:
+    """What the challenger in shadow adds: the entity's CPU per event with it minus without it
+    (medians of the interleaved runs; ingest does not change), and how often it agreed."""
+    n = w.events
+    with_it = _median([_us(r.entity_s, n) for r in runs[CHALLENGER]])
+    without = _median([_us(r.entity_s, n) for r in runs["engine"]])
+    scored = sum(shadow.values())
+    return {
+        "challenger_cpu_us_per_event": with_it - without,
+        "challenger_entity_cpu_us_per_event": with_it,
+        "challenger_scores_per_event": scored / n,
+        "challenger_agreement": shadow.get("agree", 0) / scored if scored else None,
     }
 
 
@@ -475,6 +516,8 @@ def table(report: dict[str, Any]) -> str:
     row("  delivery orchestration", "deliver_cpu_us_per_event")
     row("  entity", "entity_cpu_us_per_event")
     row("  entity per operation", "entity_cpu_us_per_operation")
+    row("challenger in shadow (entity, added)", "challenger_cpu_us_per_event", 2)
+    row("  its agreement with the champion", "challenger_agreement", 3)
     row("worker decode (outside the function)", "worker_decode_us_per_event")
     row("floor: msgspec decode", "floor_decode_us_per_event", 2)
     row("ratio to floor", "ratio_to_floor")
@@ -650,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     e2e_size = E2E_TINY if args.tiny else (E2E_SOAK if args.soak else E2E_FULL)
     host = bw.HostBatching.read(HOST_JSON)
     proc = bench_cpu.setup_process()
-    steps = 3 * 3 * args.repeats
+    steps = 3 * 4 * args.repeats  # workloads x (engine, naive, platform, engine+challenger) x repeats
     progress = tqdm(total=steps, unit="run", disable=args.no_progress, dynamic_ncols=True)
     progress.set_description("workloads")
     source = bw.make_source(sizes.journeys, args.seed)
@@ -683,6 +726,7 @@ def main(argv: list[str] | None = None) -> int:
             "path_cpu_us_per_event_client_signals",
             "cosmos_writes_per_action",
             "cosmos_writes_per_event",
+            "challenger_cpu_us_per_event",
         )
         if all(k in results[n] for n in results)
     }

@@ -171,6 +171,27 @@ def setup_process() -> Process:
     return Process(clock, cosmos, meter, injected)
 
 
+@contextlib.contextmanager
+def challenger(path: str) -> Iterator[None]:
+    """The app with ``CHALLENGER_MODEL`` set to ``path`` (the settings re-read, the fake store kept):
+    every trigger is scored by a second model in shadow (shared.entity.shadow)."""
+    from shared import runtime, store
+
+    fake, saved = store._store, os.environ.get("CHALLENGER_MODEL")
+    os.environ["CHALLENGER_MODEL"] = path
+    runtime.reset()
+    store._store = fake
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("CHALLENGER_MODEL", None)
+        else:
+            os.environ["CHALLENGER_MODEL"] = saved
+        runtime.reset()
+        store._store = fake
+
+
 # -- designs ---------------------------------------------------------------------------------------
 @dataclass
 class Design:

@@ -89,3 +89,10 @@ def test_the_benchmark_runs_at_the_tiny_size_and_writes_every_key(tmp_path: Path
     assert report["machine"]["cores"] and report["machine"]["python"]
     assert (tmp_path / "bench.png").stat().st_size > 10_000
     assert "targets (issue 10)" in proc.stdout and "targets (issue 17)" in proc.stdout
+    # The challenger in shadow (issue 18; the champion's own file): a figure per workload, scored at
+    # every trigger the champion scored, and in agreement with itself every time.
+    assert set(keys["challenger_cpu_us_per_event"]) == {"backlog", "steady", "reference"}
+    for w in report["workloads"].values():
+        assert w["challenger_scores_per_event"] == w["scores_per_event"] > 0
+        assert w["challenger_agreement"] == 1.0
+    assert "challenger in shadow" in proc.stdout
