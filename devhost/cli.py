@@ -225,6 +225,62 @@ def parser() -> argparse.ArgumentParser:
         "--json", help="a report file: reports/summary-<day>.json (from run --summary; default: the newest)"
     )
     report.add_argument("--png", type=Path, help="where the PNG goes (default reports/summary-<day>.png)")
+    whatif = sub.add_parser(
+        "whatif",
+        help="replay recorded events through the current configuration and a candidate; report the change",
+        description="Replay recorded events through the real entity code twice, with the current "
+        "settings and with a candidate (a model, rule overrides, a holdout table), on a deterministic "
+        "clock, and report what changes: decisions added and removed by type and rule, score "
+        "distributions, rejections per rule, the estimated effect. Writes reports/whatif-<stamp>.json "
+        "and .png.",
+        formatter_class=_Help,
+    )
+    what = whatif.add_mutually_exclusive_group(required=True)
+    what.add_argument("--events", type=Path, help="a JSON-lines file of CloudEvents (examples/events.jsonl)")
+    what.add_argument("--state-dir", type=Path, help="a devhost run's state dir: replays its Event Hubs log")
+    what.add_argument(
+        "--export", type=Path, help="a day of the retraining export: a folder of hour-HH.jsonl files, or one"
+    )
+    whatif.add_argument(
+        "--model", type=Path, help="candidate model: an ONNX file with model_card.json beside it"
+    )
+    whatif.add_argument(
+        "--rule",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="candidate rule override, repeatable: min_score.break_suggestion=0.6, min_score=0.6, "
+        "daily_cap=2, disabled=bonus_offer, cooldown_ms.help_offer=1800000, stale_after_ms=..., "
+        "warm_up_events=... (the field names of shared.policy.Rules)",
+    )
+    whatif.add_argument(
+        "--holdout", metavar="TYPE=SHARE,...", help="candidate holdout table (as HOLDOUT_SHARE)"
+    )
+    whatif.add_argument(
+        "--lag-ms",
+        type=_number(int, 0, None, "a whole number of 0 or more"),
+        default=1000,
+        help="--events: the replay's clock is each event's time plus this (the file has no enqueued times)",
+    )
+    whatif.add_argument(
+        "--settings",
+        type=Path,
+        help="local.settings.json of the current configuration (default: ./local.settings.json)",
+    )
+    whatif.add_argument(
+        "--summary-json",
+        type=Path,
+        help="daily summary report with uplift estimates (default: the newest in --report-dir)",
+    )
+    whatif.add_argument(
+        "--report-dir", type=Path, default=Path("reports"), help="where the JSON report and PNG go"
+    )
+    whatif.add_argument("--no-report", action="store_true", help="print the numbers only, write no files")
+    whatif.add_argument(
+        "--fail-on-change",
+        action="store_true",
+        help="exit 3 when the candidate adds, removes or changes a decision",
+    )
     parked = sub.add_parser("parked", help="list or re-inject the trigger batches the app parked")
     parked.add_argument("action", choices=("list", "reinject"), help="list them, or put them back in the log")
     parked.add_argument("--state-dir", type=Path, default=Path(".devhost"), help="the run's state dir")
@@ -272,6 +328,39 @@ def _summary(args: argparse.Namespace) -> int:
     return summary_report.main(argv)
 
 
+def _whatif(args: argparse.Namespace) -> int:
+    from devhost import whatif, whatif_report
+    from devhost.functions_host.settings import LOCAL_SETTINGS, SettingsError, load_local_settings
+
+    try:
+        path = args.settings or (LOCAL_SETTINGS if LOCAL_SETTINGS.exists() else None)
+        if args.settings is not None and not args.settings.is_file():
+            raise whatif.WhatIfError(f"--settings {args.settings}: no such file")
+        settings = load_local_settings(path) if path is not None else None
+        summary = args.summary_json or whatif_report.newest_summary(args.report_dir)
+        report = whatif.run(
+            events=args.events,
+            state_dir=args.state_dir,
+            export=args.export,
+            settings=settings,
+            model=args.model,
+            rules=args.rule,
+            holdout=args.holdout,
+            lag_ms=args.lag_ms,
+            summary_json=summary,
+        )
+    except (whatif.WhatIfError, SettingsError) as exc:
+        print(f"devhost whatif: {exc}", file=sys.stderr)
+        return 2
+    print(whatif_report.render(report))
+    if not args.no_report:
+        json_path, png = whatif_report.write_report(report, args.report_dir)
+        print(f"\n  report: {json_path}\n          {png}")
+    if args.fail_on_change and whatif.changed(report):
+        return 3
+    return 0
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -308,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _parked(args)
     if args.command == "summary":
         return _summary(args)
+    if args.command == "whatif":
+        return _whatif(args)
     from devhost import report
     from devhost.eventhubs.producers import SourceError
     from devhost.functions_host.indexing import UnsupportedBinding
