@@ -1,7 +1,10 @@
 """Daily summaries: a timer starts one small orchestration per day; HTTP starts and reads them.
 
-    summary_timer (timer, 00:30 UTC)  -> start "daily_summary" for yesterday, id summary-YYYY-MM-DD
-    POST /api/summaries/{day}         -> the same start for any past day (202, status URL)
+    summary_timer (timer, 00:30 UTC)  -> start "daily_summary" for each kept day without a final
+                                         summary (yesterday, and the days whose outcome windows were
+                                         still open at their last run), id summary-YYYY-MM-DD
+    POST /api/summaries/{day}         -> the same start for a past day the actions container keeps
+                                         (202, status URL; today or an expired day: 400)
     GET  /api/summaries/{day}         -> status, and when complete the index and hour documents
 
     daily_summary (parent)  --24 x-->  summary_hour (child, one per UTC hour of the day)
@@ -18,7 +21,10 @@ keep each history tiny and each query bounded; and what a child returns is a fix
 Starting a day that is running (or pending) is a no-op; a completed or failed day is started
 again under the same instance id, which the Durable extension replaces with a fresh history
 (its default ``overridableExistingInstanceStates``), and the documents it writes replace the
-previous run's (same ids, upsert).
+previous run's (same ids, upsert). Every run has its own id (``run``, drawn by the starter and
+passed in the orchestration's input), written on the index, each hour document and each export's
+header, so a re-run that failed part-way leaves parts a reader can tell apart (GET lists them as
+``mixedRuns``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from typing import Any
 
 import azure.durable_functions as df
@@ -54,14 +61,21 @@ ACTIVE = frozenset(
 # -- starting a day -------------------------------------------------------------------------------
 
 
-async def start_summary(client: df.DurableOrchestrationClient, day: str) -> tuple[str, bool]:
-    """Start the day's summary unless it is running; (instance id, whether this call started it)."""
+async def start_summary(
+    client: df.DurableOrchestrationClient, day: str, now_ms: int | None = None
+) -> tuple[str, bool]:
+    """Start the day's summary unless it is running; (instance id, whether this call started it).
+    Raises ``summary.BadDay`` for a day that cannot be summarised (today, the future, or older than
+    the actions container keeps)."""
+    now = runtime.now_ms() if now_ms is None else now_ms
+    day = summary.check_summarisable(day, now, runtime.settings().cosmos.action_ttl_seconds)
     instance = summary.instance_id(day)
     status = await client.get_status(instance)
     if status and status.runtime_status in ACTIVE:
         return instance, False
     try:
-        await client.start_new(ORCHESTRATOR, instance, {"day": day})
+        # The run id is drawn here, in the client, not in the orchestrator (which must be deterministic).
+        await client.start_new(ORCHESTRATOR, instance, {"day": day, "run": uuid.uuid4().hex})
     except Exception:
         # Another start won the race (the extension refuses a running id with 500): a no-op too.
         status = await client.get_status(instance)
@@ -74,15 +88,23 @@ async def start_summary(client: df.DurableOrchestrationClient, day: str) -> tupl
 @bp.timer_trigger(schedule=SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True)
 @bp.durable_client_input(client_name="client")
 async def summary_timer(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
-    """Yesterday's summary (UTC), once a day. A missed run fires at start-up with ``past_due``."""
-    day = summary.yesterday(runtime.now_ms())
-    instance, started = await start_summary(client, day)
-    log.info(
-        "daily summary %s %s (past due: %s)",
-        instance,
-        "started" if started else "already running",
-        timer.past_due,
-    )
+    """Once a day: every past day the actions container keeps whose summary is missing or not final
+    (``summary.days_due``): yesterday, and the days whose outcome windows (72 hours at most) were
+    still open at their last run. A missed run fires at start-up with ``past_due``."""
+    from shared import summary_store
+
+    now = runtime.now_ms()
+    cosmos = runtime.settings().cosmos
+    kept = summary.kept_days(now, cosmos.action_ttl_seconds)
+    finals = await asyncio.to_thread(summary_store.index_finals, cosmos, kept)
+    for day in summary.days_due(now, cosmos.action_ttl_seconds, finals):
+        instance, started = await start_summary(client, day, now)
+        log.info(
+            "daily summary %s %s (past due: %s)",
+            instance,
+            "started" if started else "already running",
+            timer.past_due,
+        )
 
 
 # -- the orchestrations --------------------------------------------------------------------------
@@ -90,10 +112,20 @@ async def summary_timer(timer: func.TimerRequest, client: df.DurableOrchestratio
 
 @bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
 def daily_summary(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
-    """Fan out to one child per hour, merge their fixed-size partials, write the index."""
-    day = str(context.get_input()["day"])
+    """Fan out to one child per hour, merge their fixed-size partials, write the index.
+
+    The run id (drawn by the starter, in the input, so every replay reads the same) and the as-of
+    time (the orchestration's clock at its start: what is open or closed) go to every child, so the
+    whole run counts the same way and tags what it writes."""
+    spec = context.get_input()
+    day = str(spec["day"])
+    run = str(spec.get("run") or context.new_uuid())
+    as_of = int(context.current_utc_datetime.timestamp() * 1000)
     results = yield context.task_all(
-        [context.call_sub_orchestrator(CHILD, {"day": day, "hour": h}) for h in range(summary.HOURS)]
+        [
+            context.call_sub_orchestrator(CHILD, {"day": day, "hour": h, "run": run, "asOf": as_of})
+            for h in range(summary.HOURS)
+        ]
     )
     merged = summary.merge_all(r["partial"] for r in results)
     exports = [r["export"] for r in results if r.get("export")]
@@ -105,11 +137,18 @@ def daily_summary(context: df.DurableOrchestrationContext):  # type: ignore[no-u
             "partial": merged,
             "parts": [summary.part_id(day, h) for h in range(summary.HOURS)],
             "exports": exports,
-            "run": context.instance_id,
+            "run": run,
+            "asOf": as_of,
             "at": context.current_utc_datetime.isoformat(),
         },
     )
-    return {"day": day, "index": summary.index_id(day), "summary": summary.report(merged)}
+    return {
+        "day": day,
+        "index": summary.index_id(day),
+        "run": run,
+        "final": summary.is_final(day, as_of),
+        "summary": summary.report(merged),
+    }
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=CHILD)
@@ -120,7 +159,7 @@ def summary_hour(context: df.DurableOrchestrationContext):  # type: ignore[no-un
     yield context.call_activity_with_retry(
         "summary_write_part",
         RETRY,
-        {**scanned, "at": context.current_utc_datetime.isoformat()},
+        {**scanned, "run": spec.get("run"), "at": context.current_utc_datetime.isoformat()},
     )
     return {"hour": scanned["hour"], "partial": scanned["partial"], "export": scanned["export"]}
 
@@ -135,15 +174,18 @@ def summary_scan_hour(spec: dict) -> dict:
     from shared.features import FEATURES
 
     day, hour = str(spec["day"]), int(spec["hour"])
+    run = spec.get("run")
+    as_of = spec.get("asOf")
+    as_of_ms = int(as_of) if as_of is not None else runtime.now_ms()
     cosmos = runtime.settings().cosmos
     partial = summary.empty()
     writer = summary_store.ExportWriter(
         summary_store.export_container(),
         summary.export_blob_name(day, hour),
-        summary.export_header(list(FEATURES), day, hour),
+        summary.export_header(list(FEATURES), day, hour, run),
     )
     for doc in summary_store.hour_documents(cosmos, day, hour):
-        summary.add(partial, doc)
+        summary.add(partial, doc, as_of_ms)
         row = summary.export_row(doc)
         if row is not None:
             writer.add(row)
@@ -156,7 +198,9 @@ def summary_write_part(part: dict) -> str:
     from shared import summary_store
 
     day, hour = str(part["day"]), int(part["hour"])
-    doc = summary.part_document(day, hour, part["partial"], part.get("export"), str(part["at"]))
+    doc = summary.part_document(
+        day, hour, part["partial"], part.get("export"), str(part["at"]), part.get("run")
+    )
     summary_store.upsert(runtime.settings().cosmos, doc)
     return str(doc["id"])
 
@@ -172,6 +216,7 @@ def summary_write_index(index: dict) -> str:
         list(index["exports"]),
         str(index["run"]),
         str(index["at"]),
+        int(index["asOf"]) if index.get("asOf") is not None else None,
     )
     summary_store.upsert(runtime.settings().cosmos, doc)
     return str(doc["id"])
@@ -199,11 +244,14 @@ def _day(req: func.HttpRequest) -> str | func.HttpResponse:
 async def start_day_summary(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
-    """Start the day's summary (or nothing, if it is running): 202 with where to read it."""
-    day = _day(req)
-    if isinstance(day, func.HttpResponse):
-        return day
-    instance, started = await start_summary(client, day)
+    """Start the day's summary (or nothing, if it is running): 202 with where to read it; 400 for a
+    day that is not a past day the actions container keeps."""
+    raw = req.route_params.get("day", "")
+    try:
+        instance, started = await start_summary(client, raw)
+    except summary.BadDay as exc:
+        return _json({"day": raw, "error": str(exc)}, 400)
+    day = raw
     status_url = f"/api/summaries/{day}"
     body = {
         "day": day,
@@ -239,8 +287,12 @@ async def get_day_summary(req: func.HttpRequest, client: df.DurableOrchestration
         from shared import summary_store
 
         docs = await asyncio.to_thread(summary_store.read_day, runtime.settings().cosmos, day)
-        body["index"] = next((d for d in docs if d.get("kind") == "index"), None)
-        body["parts"] = sorted((d for d in docs if d.get("kind") == "hour"), key=lambda d: int(d["hour"]))
+        index = next((d for d in docs if d.get("kind") == "index"), None)
+        parts = sorted((d for d in docs if d.get("kind") == "hour"), key=lambda d: int(d["hour"]))
+        body["index"] = index
+        body["parts"] = parts
+        # Hour documents another run wrote (a re-run that failed part-way): empty when consistent.
+        body["mixedRuns"] = summary.mixed_parts(index, parts) if index else []
     elif status.runtime_status == df.OrchestrationRuntimeStatus.Failed:
         body["error"] = status.output
     return _json(body, 200 if status.runtime_status not in ACTIVE else 202)

@@ -74,6 +74,27 @@ def read_day(settings: CosmosSettings, day: str) -> list[dict[str, Any]]:
     )
 
 
+def index_finals(settings: CosmosSettings, days: list[str]) -> dict[str, bool | None]:
+    """Per day, whether its index says final (None: no index): one single-partition query per day
+    (a query rather than a point read: the local server answers a point read of a missing
+    document in an empty partition with a 500, and wants the partition key in the filter)."""
+    container = summaries(settings)
+    out: dict[str, bool | None] = {}
+    for day in days:
+        found = list(
+            container.query_items(
+                "SELECT c.final FROM c WHERE c.day = @day AND c.id = @id",
+                parameters=[
+                    {"name": "@day", "value": day},
+                    {"name": "@id", "value": summary.index_id(day)},
+                ],
+                partition_key=day,
+            )
+        )
+        out[day] = (found[0].get("final") is True) if found else None
+    return out
+
+
 # -- the export blobs -------------------------------------------------------------------------------
 
 DEFAULT_EXPORT_CONTAINER = "summary-exports"

@@ -35,14 +35,17 @@ from shared import entity as st
 from shared import runtime, summary, summary_store
 from shared.config import CosmosSettings
 from shared.features import FEATURES
+from shared.outcomes import OUTCOMES
 from shared.policy import ACTION_TYPES
 from shared.store import suppressed_document
+from shared.timeutil import parse_iso_ms
 from tests.apphost import index
 
 pytestmark = [pytest.mark.cosmos, pytest.mark.timeout(120)]
 
 DAY = "2030-03-14"
 NOW = datetime(2030, 3, 15, 0, 29, 58, tzinfo=UTC)  # two seconds before the daily timer
+NOW_MS = int(NOW.timestamp() * 1000)
 RULES = ("cooldown", "daily_cap", "opt_out", "warm_up", "harm_guard", "stale", "kill_switch")
 
 
@@ -70,7 +73,7 @@ def action_doc(rng: random.Random, i: int, at: datetime) -> dict[str, Any]:
     """An action document as the Player entity writes it (the contract in docs/contracts.md)."""
     player, event = f"player-{i % 37:05d}", f"e-{i}"
     atype = rng.choice(ACTION_TYPES)
-    status = rng.choices(("pending", "accepted", "dismissed", "suppressed"), (3, 2, 2, 2))[0]
+    status = rng.choices(("pending", "accepted", "dismissed", "suppressed", "holdout"), (3, 2, 2, 2, 2))[0]
     score = round(rng.uniform(0.5, 0.99), 4)
     doc: dict[str, Any] = {
         "id": "act-" + hashlib.sha256(f"{player}|{event}|{atype}".encode()).hexdigest()[:32],
@@ -98,6 +101,14 @@ def action_doc(rng: random.Random, i: int, at: datetime) -> dict[str, Any]:
             t, t + 1000, "pi-test", t + 40, examples=[example],
         )  # fmt: skip
         return suppressed_document(player, agg)
+    # the holdout comparison (issue 18): both groups carry their outcome, met or not
+    doc["group"] = "holdout" if status == "holdout" else "treated"
+    window = OUTCOMES[atype].window_ms
+    doc["outcome"] = {"name": OUTCOMES[atype].name, "windowEnd": iso(at + timedelta(milliseconds=window))}
+    if rng.random() < 0.4:
+        doc["outcome"].update(metAt=iso(at + timedelta(milliseconds=rng.randrange(1, window))), eventId="e-x")
+    if status == "holdout":
+        return doc
     if status != "pending":
         latency = int(rng.lognormvariate(11, 1))
         doc["respondedAt"] = iso(at + timedelta(milliseconds=latency))
@@ -209,6 +220,14 @@ def day_docs(docs: list[dict[str, Any]], day: str = DAY) -> list[dict[str, Any]]
     return [d for d in docs if d["day"] == day]
 
 
+def as_of_of(body: dict[str, Any]) -> int:
+    """The time the summary was taken as of (the orchestration's clock at its start): virtual time,
+    a few seconds after NOW at most."""
+    as_of = parse_iso_ms(body["index"]["asOf"])
+    assert NOW_MS <= as_of < NOW_MS + 60_000
+    return as_of
+
+
 def summaries_of(cosmos: CosmosSettings, day: str = DAY) -> list[dict[str, Any]]:
     return summary_store.read_day(cosmos, day)
 
@@ -224,12 +243,19 @@ def test_a_days_summary_equals_the_action_documents_and_each_child_writes_its_ow
             return body, h, [(c, h.engine.history(c.instance_id)) for c in h.children()]
 
     body, _h, children = asyncio.run(go())
-    expected = summary.report(summary.aggregate(day_docs(docs)))
+    as_of = as_of_of(body)
+    expected = summary.report(summary.aggregate(day_docs(docs), as_of))
     index_doc = body["index"]
     assert body["runtimeStatus"] == "Completed"
     got = index_doc["summary"]
+    # the day is not final yet (bonus windows of 72 hours are open), and one run wrote all of it
+    assert index_doc["final"] is False and index_doc["finalAt"] == "2030-03-18T00:10:00.000Z"
+    assert all(p["run"] == index_doc["run"] for p in body["parts"]) and body["mixedRuns"] == []
+    bonus = got["types"]["bonus_offer"]["outcome"]
+    assert bonus["treated"]["open"] + bonus["holdout"]["open"] > 0
     for t in ACTION_TYPES:
         for key in (
+            "outcome",
             "sent",
             "accepted",
             "dismissed",
@@ -240,7 +266,7 @@ def test_a_days_summary_equals_the_action_documents_and_each_child_writes_its_ow
         ):
             assert got["types"][t][key] == expected["types"][t][key], (t, key)
         assert got["types"][t]["medianResponseMs"] == expected["types"][t]["medianResponseMs"]
-    sent = sum(1 for d in day_docs(docs) if d["status"] != "suppressed")
+    sent = sum(1 for d in day_docs(docs) if d["status"] not in ("suppressed", "holdout"))
     assert got["exportedRows"] == sent and got["documents"] == len(day_docs(docs))
     # rejections by rule are the aggregates' counts, summed (not their number of documents)
     for t in ACTION_TYPES:
@@ -254,14 +280,17 @@ def test_a_days_summary_equals_the_action_documents_and_each_child_writes_its_ow
     assert len(body["parts"]) == 24
     for part in body["parts"]:
         hour_docs = [d for d in day_docs(docs) if d["hour"] == part["hour"]]
-        assert part["summary"]["types"] == summary.report(summary.aggregate(hour_docs))["types"]
-        assert part["summary"]["exportedRows"] == sum(1 for d in hour_docs if d["status"] != "suppressed")
+        assert part["summary"]["types"] == summary.report(summary.aggregate(hour_docs, as_of))["types"]
+        assert part["summary"]["exportedRows"] == sum(
+            1 for d in hour_docs if d["status"] not in ("suppressed", "holdout")
+        )
     # the export: one JSON-lines blob per hour, a header, then (features, action, outcome) rows
     container = summary_store.export_container()
     blob = container.download_blob(summary.export_blob_name(DAY, 5)).readall().decode().splitlines()
     header, rows = json.loads(blob[0]), [json.loads(line) for line in blob[1:]]
     assert header["schema"] == summary.EXPORT_SCHEMA and len(header["features"]) == 24
-    hour5 = [d for d in day_docs(docs) if d["hour"] == 5 and d["status"] != "suppressed"]
+    assert header["run"] == index_doc["run"]
+    hour5 = [d for d in day_docs(docs) if d["hour"] == 5 and d["status"] not in ("suppressed", "holdout")]
     assert sorted(r["features"] for r in rows) == sorted(d["features"] for d in hour5)
     assert all(set(r) == {"action", "outcome", "score", "modelVersion", "features"} for r in rows)
     # ... which scripts.train_model --extra-rows reads back from blob storage as labelled rows
@@ -304,7 +333,8 @@ def test_a_failing_activity_is_retried_by_its_retry_policy(
     assert EventType.TIMER_CREATED in kinds[i:] and EventType.TIMER_FIRED in kinds[i:]
     assert kinds.count(EventType.TASK_SCHEDULED) == 3  # scan, write (failed), write again
     assert body["runtimeStatus"] == "Completed"
-    assert body["index"]["summary"]["types"] == summary.report(summary.aggregate(day_docs(docs)))["types"]
+    expected = summary.report(summary.aggregate(day_docs(docs), as_of_of(body)))["types"]
+    assert body["index"]["summary"]["types"] == expected
     assert len(summaries_of(cosmos_settings)) == 25
 
 
@@ -333,9 +363,12 @@ def test_a_rerun_of_the_same_day_replaces_it_and_a_start_while_running_is_a_no_o
     stored = summaries_of(cosmos_settings)
     assert len(stored) == 25  # exactly one set of summaries
     all_docs = {d["id"]: d for d in docs + extra}  # the second seed upserted over some ids
-    expected = summary.report(summary.aggregate(day_docs(list(all_docs.values()))))
+    expected = summary.report(summary.aggregate(day_docs(list(all_docs.values())), as_of_of(second)))
     assert second["index"]["summary"]["types"] == expected["types"]
     assert first["index"]["summary"]["types"] != expected["types"]
+    # each run has its own id, on the index and on every hour document it wrote
+    assert second["index"]["run"] != first["index"]["run"]
+    assert {p["run"] for p in second["parts"]} == {second["index"]["run"]} and second["mixedRuns"] == []
 
 
 def test_the_http_api_validates_the_day_against_the_injected_clock(
@@ -348,19 +381,31 @@ def test_the_http_api_validates_the_day_against_the_injected_clock(
                 await h.http("start_day_summary", "POST", "2030-3-14"),
                 await h.http("get_day_summary", "GET", "2030-02-30"),
                 await h.http("get_day_summary", "GET", "2030-03-01"),  # never started
+                await h.http("start_day_summary", "POST", "2030-03-15"),  # today
+                await h.http("start_day_summary", "POST", "2030-03-08"),  # its first actions expired
             ]
 
     replies = asyncio.run(go())
-    assert [s for s, _ in replies] == [400, 400, 400, 404]
+    assert [s for s, _ in replies] == [400, 400, 400, 404, 400, 400]
     assert "future" in replies[0][1]["error"]
+    assert "is today" in replies[4][1]["error"]
+    assert "ACTION_TTL_SECONDS" in replies[5][1]["error"] and replies[5][1]["day"] == "2030-03-08"
 
 
-def test_the_daily_timer_starts_yesterdays_summary(
+def test_the_daily_timer_starts_every_kept_day_without_a_final_summary(
     env: dict[str, str], cosmos_settings: CosmosSettings, tmp_path: Path
 ) -> None:
     """The real summary_timer (0 30 0 * * *) on the devhost's timer listener, on virtual time: at
-    00:30 UTC on 2030-03-15 it starts summary-2030-03-14, which completes."""
+    00:30 UTC on 2030-03-15 it starts summary-2030-03-14 (yesterday) and re-runs the days whose
+    index is not final; final days and days the actions TTL no longer keeps are left alone."""
     seed_actions(cosmos_settings, n=20)
+    # the state the previous days' runs left: 03-11 summarised before its windows closed, 03-10 and
+    # 03-09 final (03-12 and 03-13 have no index: missed while the app was down); 03-08 has expired
+    target = summary_store.summaries(cosmos_settings)
+    for day, final in (("2030-03-11", False), ("2030-03-10", True), ("2030-03-09", True)):
+        target.upsert_item({"id": summary.index_id(day), "day": day, "kind": "index", "final": final})
+    due = ["2030-03-14", "2030-03-13", "2030-03-12", "2030-03-11"]
+    left = ["2030-03-10", "2030-03-09", "2030-03-08"]
     clock = Clock(NOW)
 
     async def timer_sleep(seconds: float) -> None:
@@ -381,15 +426,27 @@ def test_the_daily_timer_starts_yesterdays_summary(
             task = asyncio.create_task(timer.run())
             try:
                 async with asyncio.timeout(30):
-                    while h.engine.status(summary.instance_id(DAY)) is None:
+                    while any(h.engine.status(summary.instance_id(d)) is None for d in due):
                         await asyncio.sleep(0.01)
-                row = await h.engine.wait_for(summary.instance_id(DAY), 60)
+                rows = [await h.engine.wait_for(summary.instance_id(d), 60) for d in due]
             finally:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-            return row, timer.stats
+            others = [h.engine.status(summary.instance_id(d)) for d in left]
+            return rows, others, timer.stats
 
-    row, stats = asyncio.run(go())
-    assert row.status == "Completed"
+    rows, others, stats = asyncio.run(go())
+    assert [r.status for r in rows] == ["Completed"] * 4
+    assert others == [None, None, None]
     assert stats.invocations >= 1 and stats.failures == 0
     assert len(summaries_of(cosmos_settings)) == 25
+    finals = summary_store.index_finals(cosmos_settings, [*due, "2030-03-10", "2030-03-08"])
+    # 03-11's windows closed on the 15th at 00:10: its re-run is final; the newer days are not yet
+    assert finals == {
+        "2030-03-14": False,
+        "2030-03-13": False,
+        "2030-03-12": False,
+        "2030-03-11": True,
+        "2030-03-10": True,
+        "2030-03-08": None,
+    }
