@@ -133,7 +133,7 @@ def oracle(state_dir: Path) -> list[Action]:
         effects = apply_events(
             PlayerState(), player, Signal(events), now, model.score, runtime.rules(), model.version
         )
-        actions += [(a.id, a.type, a.trigger, a.score, a.status) for a in effects.actions]
+        actions += [(a.id, a.type, a.trigger, a.score, a.status) for a in effects.actions + effects.holdouts]
         counts: dict[tuple[str, str, str], int] = {}
         for r in effects.suppressed:  # one document per (UTC hour, type, rule), counting them
             key = (
