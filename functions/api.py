@@ -1,9 +1,12 @@
-"""HTTP API: read a player's entity state, erase a player, health."""
+"""HTTP API: read a player's entity state and decisions, erase a player, health."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -11,7 +14,7 @@ import azure.functions as func
 from shared import runtime
 from shared.entity import load_state
 from shared.events import is_valid_player_id
-from shared.timeutil import utc_day
+from shared.timeutil import iso_ms, parse_iso_ms, utc_day
 
 log = logging.getLogger(__name__)
 bp = df.Blueprint()
@@ -57,6 +60,107 @@ async def get_player(req: func.HttpRequest, client: df.DurableOrchestrationClien
             },
         }
     )
+
+
+# Documents read per player at most (one single-partition query): an inspector, not an export.
+MAX_PLAYER_DOCUMENTS = 1000
+SENT = ("pending", "accepted", "dismissed")
+# What a decision's entry shows (the document without the feature row, the scores per type kept).
+DECISION_FIELDS = (
+    "id", "type", "status", "group", "score", "scores", "eventTime", "decidedAt", "reasons",
+    "modelVersion", "triggerEventId", "respondedAt", "responseLatencyMs", "outcome",
+)  # fmt: skip
+
+
+def outcome_state(doc: Mapping[str, Any], now_ms: int) -> str:
+    """``met`` (``outcome.metAt``), ``open`` (its window has not ended), ``not_met``, or
+    ``untracked`` (a decision from before outcomes were tracked: no ``outcome``)."""
+    outcome = doc.get("outcome")
+    if not isinstance(outcome, dict):
+        return "untracked"
+    if outcome.get("metAt"):
+        return "met"
+    try:
+        return "open" if parse_iso_ms(str(outcome.get("windowEnd"))) > now_ms else "not_met"
+    except (TypeError, ValueError):
+        return "untracked"
+
+
+def player_decisions(player_id: str, docs: Iterable[Mapping[str, Any]], now_ms: int) -> dict[str, Any]:
+    """A player's documents told apart: actions sent (with responses and outcomes), holdout decisions
+    (withheld, with outcomes), suppressed decisions (counted per rule and type from the hourly
+    aggregates), the challenger's shadow aggregates; newest first."""
+    sent: list[dict[str, Any]] = []
+    holdout: list[dict[str, Any]] = []
+    hours: list[dict[str, Any]] = []
+    shadow: list[dict[str, Any]] = []
+    by_rule: dict[str, int] = {}
+    by_type: dict[str, dict[str, int]] = {}
+    outcomes = {g: {"met": 0, "open": 0, "not_met": 0, "untracked": 0} for g in ("treated", "holdout")}
+    for doc in docs:
+        status = doc.get("status")
+        if doc.get("kind") == "shadow" or status == "shadow":
+            shadow.append({k: v for k, v in doc.items() if not k.startswith("_") and k != "ttl"})
+        elif status == "suppressed":
+            n = doc.get("count", 1)
+            n = n if isinstance(n, int) and n > 0 else 1  # a per-decision document from before: one
+            rule, atype = str(doc.get("rejectedBy") or "other"), str(doc.get("type"))
+            by_rule[rule] = by_rule.get(rule, 0) + n
+            by_type.setdefault(atype, {})[rule] = by_type.get(atype, {}).get(rule, 0) + n
+            hours.append(
+                {k: doc.get(k) for k in ("id", "type", "rejectedBy", "day", "hour", "firstEventTime",
+                                         "lastEventTime", "modelVersion", "examples")} | {"count": n}
+            )  # fmt: skip
+        elif status in SENT or status == "holdout":
+            entry = {k: doc[k] for k in DECISION_FIELDS if k in doc}
+            entry["outcomeState"] = state = outcome_state(doc, now_ms)
+            group = "holdout" if status == "holdout" else "treated"
+            outcomes[group][state] += 1
+            (holdout if status == "holdout" else sent).append(entry)
+    for rows, key in (
+        (sent, "eventTime"),
+        (holdout, "eventTime"),
+        (hours, "lastEventTime"),
+        (shadow, "lastEventTime"),
+    ):
+        rows.sort(key=lambda d: str(d.get(key) or ""), reverse=True)
+    return {
+        "playerId": player_id,
+        "asOf": iso_ms(now_ms),
+        "sent": sent,
+        "holdout": holdout,
+        "suppressed": {"total": sum(by_rule.values()), "byRule": by_rule, "byType": by_type, "hours": hours},
+        "shadow": shadow,
+        "outcomes": outcomes,
+    }
+
+
+def _read_player_documents(player_id: str) -> tuple[list[dict[str, Any]], bool]:
+    from shared.store import get_store
+
+    docs = get_store(runtime.settings().cosmos).actions.query_items(
+        "SELECT * FROM c WHERE c.playerId = @p",
+        parameters=[{"name": "@p", "value": player_id}],
+        partition_key=player_id,
+    )
+    rows = [d for _, d in zip(range(MAX_PLAYER_DOCUMENTS + 1), docs, strict=False)]
+    return rows[:MAX_PLAYER_DOCUMENTS], len(rows) > MAX_PLAYER_DOCUMENTS
+
+
+@bp.route(route="players/{playerId}/actions", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+async def get_player_actions(req: func.HttpRequest) -> func.HttpResponse:
+    """A player's decisions from Cosmos, told apart: sent, holdout, suppressed (per rule), shadow."""
+    player_id = req.route_params.get("playerId", "")
+    if not is_valid_player_id(player_id):
+        return _bad_player(player_id)
+    try:
+        docs, truncated = await asyncio.to_thread(_read_player_documents, player_id)
+    except Exception as exc:  # noqa: BLE001 - Cosmos unreachable: say so (details to the log)
+        log.error("reading a player's decisions failed: %s", type(exc).__name__)
+        return _json({"error": "the actions container cannot be read now"}, 503)
+    body = player_decisions(player_id, docs, runtime.now_ms())
+    body["truncated"] = truncated
+    return _json(body)
 
 
 @bp.route(route="players/{playerId}", methods=["DELETE"], auth_level=func.AuthLevel.FUNCTION)
