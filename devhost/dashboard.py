@@ -9,11 +9,14 @@ server, so it shows the run while it is in flight and the figures after it:
   (``metrics.counts_table`` over this run's snapshot) and the host's state (log,
   checkpoints, per-partition backlog, entity queue), plus the per-second series
   from row ``N`` on (the page asks only for the rows it has not got yet);
-- ``GET /devhost/api/players``: players to inspect (recently run entities, players with actions);
+- ``GET /devhost/api/players``: players to inspect (recently run entities, players with sent actions);
 - ``GET /devhost/api/players/{id}/documents``: that player's actions and dead letters, read
-  from Cosmos by partition key with parameterised queries.
+  from Cosmos by partition key with parameterised queries;
+- ``GET /devhost/api/whatif`` and ``/devhost/api/whatif.png``: the newest what-if report
+  (``python -m devhost whatif``) in the report folder, and its chart.
 
-The page reads a player's state through the app's own ``GET /api/players/{id}`` and erases
+The page reads a player's state through the app's own ``GET /api/players/{id}``, its decisions
+(sent, holdout, suppressed per rule, shadow) through ``GET /api/players/{id}/actions``, and erases
 through the app's ``DELETE /api/players/{id}``; the dashboard itself never writes anything.
 Every endpoint runs on the event loop thread (the only thread that touches SQLite); the
 Cosmos reads run in a worker thread. Requests whose ``Host`` is not the loopback address
@@ -111,6 +114,8 @@ class Dashboard:
         self.pipeline: Pipeline | None = None
         self.host: Host | None = None
         self._rows: list[dict[str, Any]] = []  # the per-second series, computed once per sample
+        # Where what-if reports are looked for when the run writes none (``--no-report``).
+        self.default_report_dir = Path("reports")
 
     # -- routes ------------------------------------------------------------------------------------
     def add_routes(self, app: web.Application) -> None:
@@ -119,6 +124,8 @@ class Dashboard:
         app.router.add_get("/devhost/api/figures", self._figures)
         app.router.add_get("/devhost/api/players", self._players)
         app.router.add_get("/devhost/api/players/{playerId}/documents", self._documents)
+        app.router.add_get("/devhost/api/whatif", self._whatif)
+        app.router.add_get("/devhost/api/whatif.png", self._whatif_png)
 
     @staticmethod
     def _loopback(request: web.Request) -> bool:
@@ -270,6 +277,44 @@ class Dashboard:
             return self._json({"error": f"Cosmos read failed: {type(exc).__name__}: {exc}"}, 502)
         return self._json({"playerId": player_id, "actions": actions, "deadletters": deadletters})
 
+    # -- the last what-if report ---------------------------------------------------------------------
+    @property
+    def report_dir(self) -> Path:
+        p = self.pipeline
+        cfg_dir = getattr(p.cfg, "report_dir", None) if p is not None else None
+        return Path(cfg_dir) if cfg_dir else self.default_report_dir
+
+    def last_whatif(self) -> Path | None:
+        """The newest ``whatif-*.json`` in the report folder (by modification time, then name)."""
+        found = [(f.stat().st_mtime, f.name, f) for f in self.report_dir.glob("whatif-*.json") if f.is_file()]
+        return max(found)[2] if found else None
+
+    async def _whatif(self, request: web.Request) -> web.Response:
+        if not self._loopback(request):
+            return web.Response(status=421)
+        path = self.last_whatif()
+        if path is None:
+            return self._json({"report": None, "folder": str(self.report_dir)})
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return self._json({"report": None, "path": str(path), "error": f"unreadable: {exc}"})
+        png = path.with_suffix(".png")
+        return self._json(
+            {"report": report, "path": str(path), "png": "/devhost/api/whatif.png" if png.is_file() else None}
+        )
+
+    async def _whatif_png(self, request: web.Request) -> web.StreamResponse:
+        if not self._loopback(request):
+            return web.Response(status=421)
+        path = self.last_whatif()
+        png = path.with_suffix(".png") if path is not None else None
+        if png is None or not png.is_file():
+            return web.Response(status=404, text="no what-if chart")
+        resp = web.Response(body=png.read_bytes(), content_type="image/png")
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
 
 def _erased(stored: str | None) -> bool:
     """The saved state is an erased player's tombstone: what the app's read API answers 404
@@ -306,15 +351,21 @@ def _player_documents(player_id: str) -> tuple[list[dict[str, Any]], list[dict[s
     return out[0], out[1]
 
 
+# Sent actions only: not the suppressed or shadow aggregates, not the holdout decisions.
+SENT_ACTIONS_QUERY = (
+    "SELECT c.playerId FROM c WHERE c.status = 'pending' OR c.status = 'accepted' OR c.status = 'dismissed'"
+)
+
+
 def _players_with_actions(limit: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` players that have actions, with their counts (one cross-partition read of
-    the ids only, stopped after MAX_DOCUMENTS rows)."""
+    """Up to ``limit`` players that have sent actions, with their counts (one cross-partition read
+    of the ids only, stopped after MAX_DOCUMENTS rows)."""
     from shared import runtime
     from shared.store import get_store
 
     counts: dict[str, int] = {}
     rows = get_store(runtime.settings().cosmos).actions.query_items(
-        "SELECT c.playerId FROM c", enable_cross_partition_query=True
+        SENT_ACTIONS_QUERY, enable_cross_partition_query=True
     )
     for _, row in zip(range(MAX_DOCUMENTS), rows, strict=False):
         pid = str(row.get("playerId"))

@@ -362,6 +362,7 @@ async function poll() {
     // The players to pick: at the start, every 10 s of the run, and once more when it finishes.
     if (f.phase !== 'starting' && (view.picksLoaded === 0 || phaseChanged || (f.phase === 'running' && Date.now() - view.picksLoaded > 10000))) {
       loadPicks();
+      loadWhatif();
     }
   } catch (err) {
     const st = $('status');
@@ -394,7 +395,7 @@ async function loadPicks() {
         box.append(b);
       }
     };
-    group('with actions:', data.with_actions.map((x) => ({ id: x.playerId, text: `${x.playerId} (${x.actions})` })), 'with-actions');
+    group('with sent actions:', data.with_actions.map((x) => ({ id: x.playerId, text: `${x.playerId} (${x.actions})` })), 'with-actions');
     group('recently active:', data.recent.map((id) => ({ id, text: id })), 'recent');
     if (data.error) box.append(el('span', `(actions not readable: ${data.error})`));
   } catch (err) {
@@ -461,28 +462,156 @@ async function loadState(id) {
   return resp.status;
 }
 
+async function loadDecisions(id) {
+  // The app's read API tells a player's decisions apart: sent, holdout, suppressed per rule, shadow.
+  const resp = await fetch(`/api/players/${encodeURIComponent(id)}/actions`, { cache: 'no-store' });
+  let body = null;
+  try {
+    body = await resp.json();
+  } catch {
+    body = { error: `HTTP ${resp.status}` };
+  }
+  const status = $('player-decisions-status');
+  status.dataset.status = String(resp.status);
+  status.textContent = resp.ok ? `GET /api/players/{id}/actions: HTTP 200, as of ${body.asOf}` : `HTTP ${resp.status}: ${body.error || ''}`;
+  const counted = (cid, n) => {
+    const c = $(cid);
+    c.textContent = n === null ? '?' : String(n);
+    if (n === null) delete c.dataset.value; else c.dataset.value = String(n);
+  };
+  if (!resp.ok) {
+    for (const cid of ['player-actions-count', 'player-holdout-count', 'player-suppressed-count']) counted(cid, null);
+    for (const tid of ['player-actions', 'player-holdout', 'player-suppressed', 'player-outcomes']) $(tid).replaceChildren();
+    return null;
+  }
+  const outcome = (d) => ({ ...d, metAt: d.outcome && d.outcome.metAt ? d.outcome.metAt : '-', windowEnd: d.outcome ? d.outcome.windowEnd : '-' });
+  counted('player-actions-count', body.sent.length);
+  docTable('player-actions', body.sent.map(outcome), [
+    ['type', 'type'], ['score', 'score'], ['eventTime', 'event time'], ['status', 'status'], ['respondedAt', 'responded'],
+    ['outcomeState', 'outcome'], ['metAt', 'met at'], ['reasons', 'reasons'], ['modelVersion', 'model'],
+  ]);
+  counted('player-holdout-count', body.holdout.length);
+  docTable('player-holdout', body.holdout.map(outcome), [
+    ['type', 'type'], ['score', 'score'], ['eventTime', 'event time'], ['outcomeState', 'outcome'], ['metAt', 'met at'],
+    ['windowEnd', 'window ends'], ['modelVersion', 'model'],
+  ]);
+  counted('player-suppressed-count', body.suppressed.total);
+  const sup = $('player-suppressed');
+  sup.replaceChildren();
+  const rules = Object.entries(body.suppressed.byRule).sort((a, b) => b[1] - a[1]);
+  if (!rules.length) {
+    const tr = el('tr');
+    tr.append(el('td', 'none', 'none'));
+    sup.append(tr);
+  }
+  for (const [rule, n] of rules) {
+    const perType = Object.entries(body.suppressed.byType).filter(([, r]) => r[rule]).map(([t, r]) => `${t} ${r[rule]}`);
+    const tr = el('tr');
+    tr.dataset.key = rule;
+    const td = el('td', String(n), 'num');
+    td.dataset.value = String(n);
+    tr.append(el('th', rule), td, el('td', perType.join(', '), 'muted'));
+    sup.append(tr);
+  }
+  const out = $('player-outcomes');
+  out.replaceChildren();
+  const head = el('tr');
+  for (const h of ['group', 'met', 'open', 'not met', 'untracked']) head.append(el('th', h));
+  out.append(head);
+  for (const [group, c] of Object.entries(body.outcomes)) {
+    const tr = el('tr');
+    tr.dataset.key = group;
+    tr.append(el('th', group));
+    for (const k of ['met', 'open', 'not_met', 'untracked']) {
+      const td = el('td', String(c[k]), 'num');
+      td.dataset.value = String(c[k]);
+      tr.append(td);
+    }
+    out.append(tr);
+  }
+  const triggers = body.shadow.reduce((a, d) => a + (d.count || 0), 0);
+  const agree = body.shadow.reduce((a, d) => a + (d.agree || 0), 0);
+  setText('player-shadow', body.shadow.length
+    ? `Challenger in shadow: ${triggers} triggers scored by both models in ${body.shadow.length} hour(s), ${agree} decided alike.`
+    : 'No challenger aggregates (no CHALLENGER_MODEL).');
+  return body;
+}
+
+async function loadWhatif() {
+  try {
+    const resp = await fetch('/devhost/api/whatif', { cache: 'no-store' });
+    const body = await resp.json();
+    const r = body.report;
+    if (!r) {
+      setText('whatif-status', body.error ? `${body.path}: ${body.error}` : `no what-if report in ${body.folder} yet`);
+      $('whatif-body').hidden = true;
+      return;
+    }
+    const box = $('whatif-body');
+    if (box.dataset.path === body.path) return;
+    box.dataset.path = body.path;
+    box.hidden = false;
+    setText('whatif-status', `${body.path} (${r.createdAt})`);
+    const over = r.candidate.overrides.length ? `, ${r.candidate.overrides.join(' ')}` : '';
+    setText('whatif-title', `${r.source.kind} ${r.source.path || ''}: baseline ${r.baseline.modelVersion}; candidate ${r.candidate.modelVersion}${over}`);
+    const t = $('whatif-types');
+    t.replaceChildren();
+    const head = el('tr');
+    const exported = Boolean(r.export);
+    const cols = exported ? ['type', 'rows', 'kept', 'changed to', 'by rule'] : ['type', 'sent', 'holdout', 'added', 'removed', 'by rule (+ no longer stops, - now stops)', 'median score'];
+    for (const h of cols) head.append(el('th', h));
+    t.append(head);
+    for (const type of Object.keys(r.scores)) {
+      const tr = el('tr');
+      tr.dataset.key = type;
+      const s = r.scores[type];
+      if (exported) {
+        const e = r.export.types[type];
+        tr.append(el('th', type), el('td', String(e.rows), 'num'), el('td', String(e.kept), 'num'),
+          el('td', renderValue('', e.changedTo), 'mono'), el('td', renderValue('', e.byRule), 'mono'));
+      } else {
+        const b = r.totals.baseline, c = r.totals.candidate, a = r.added[type], d = r.removed[type];
+        const why = [...Object.entries(a.byRule).map(([k, n]) => `+${k} ${n}`), ...Object.entries(d.byRule).map(([k, n]) => `-${k} ${n}`)];
+        const added = el('td', String(a.total), 'num');
+        added.dataset.value = String(a.total);
+        added.dataset.col = 'added';
+        const removed = el('td', String(d.total), 'num');
+        removed.dataset.value = String(d.total);
+        removed.dataset.col = 'removed';
+        tr.append(el('th', type), el('td', `${b.sent[type]} → ${c.sent[type]}`, 'num'), el('td', `${b.holdout[type]} → ${c.holdout[type]}`, 'num'),
+          added, removed, el('td', why.join(', ') || '-', 'mono'),
+          el('td', `${s.baseline.quantiles.p50 ?? '-'} → ${s.candidate.quantiles.p50 ?? '-'}`, 'num'));
+      }
+      t.append(tr);
+    }
+    kvTable('whatif-rejections', Object.entries(r.rejections || {}).map(([k, v]) => [k, v.change, `${v.baseline} → ${v.candidate}`]));
+    const eff = r.effect;
+    setText('whatif-effect', eff.available
+      ? `Estimated effect (uplift from ${eff.source}): ` + Object.entries(eff.types).map(([k, e]) => `${k} ${e.sentChange >= 0 ? '+' : ''}${e.sentChange} sent × ${e.uplift} = ${e.outcomesChange} outcomes`).join('; ')
+      : `Estimated effect: none (${eff.reason}).`);
+    const img = $('whatif-png');
+    if (body.png) {
+      img.src = `${body.png}?${encodeURIComponent(body.path)}`;
+      img.hidden = false;
+    } else img.hidden = true;
+  } catch (err) {
+    setText('whatif-status', `what-if report not available: ${err.message}`);
+  }
+}
+
 async function loadDocuments(id) {
   const resp = await fetch(`/devhost/api/players/${encodeURIComponent(id)}/documents`, { cache: 'no-store' });
   const body = await resp.json();
   if (!resp.ok) {
-    setText('player-actions-count', '?');
     setText('player-deadletters-count', '?');
     const tr = el('tr');
     tr.append(el('td', body.error || `HTTP ${resp.status}`, 'none'));
-    $('player-actions').replaceChildren(tr);
-    $('player-deadletters').replaceChildren();
+    $('player-deadletters').replaceChildren(tr);
     return null;
   }
-  const a = $('player-actions-count');
-  a.textContent = String(body.actions.length);
-  a.dataset.value = String(body.actions.length);
   const d = $('player-deadletters-count');
   d.textContent = String(body.deadletters.length);
   d.dataset.value = String(body.deadletters.length);
-  docTable('player-actions', body.actions, [
-    ['type', 'type'], ['score', 'score'], ['eventTime', 'event time'], ['decidedAt', 'decided'],
-    ['status', 'status'], ['reasons', 'reasons'], ['modelVersion', 'model'],
-  ]);
   docTable('player-deadletters', body.deadletters, [
     ['reason', 'reason'], ['detail', 'detail'], ['partition', 'partition'], ['sequenceNumber', 'seq'], ['receivedAt', 'received'],
   ]);
@@ -500,7 +629,7 @@ async function inspect(id) {
   setText('player-title', id);
   setText('erase-status', '');
   $('erase-btn').disabled = false;
-  await Promise.all([loadState(id), loadDocuments(id)]);
+  await Promise.all([loadState(id), loadDecisions(id), loadDocuments(id)]);
 }
 
 async function erase() {
@@ -516,6 +645,7 @@ async function erase() {
   for (let i = 0; i < 40 && view.player === id; i++) {
     const status = await loadState(id);
     const docs = await loadDocuments(id);
+    await loadDecisions(id);
     if (status === 404 && docs && !docs.actions.length && !docs.deadletters.length) {
       st.textContent = `erased: state ${status}, no actions, no dead letters`;
       $('player-result').dataset.erased = 'true';

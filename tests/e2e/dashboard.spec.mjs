@@ -212,11 +212,46 @@ try {
   const shownState = await page.$$eval('#player-state tr[data-key]', (trs) => Object.fromEntries(trs.map((tr) => [tr.dataset.key, tr.querySelector('td').textContent])));
   check('the inspector shows the state the API returns', shownState.playerId === player &&
     shownState.bufferedEvents === String(state.body.bufferedEvents), shownState);
+  // Decisions told apart (GET /api/players/{id}/actions), each kind against the Cosmos documents.
+  const decisions = await api(`/api/players/${player}/actions`);
+  check('the read API answers the player\'s decisions', decisions.status === 200 && decisions.body.playerId === player, decisions.status);
+  const SENT = ['pending', 'accepted', 'dismissed'];
+  const sentDocs = docs.actions.filter((d) => SENT.includes(d.status));
+  const heldDocs = docs.actions.filter((d) => d.status === 'holdout');
+  const suppressedDocs = docs.actions.filter((d) => d.status === 'suppressed');
   const shownActions = await num(page, '#player-actions-count');
   const actionRows = (await page.$$('#player-actions tr[data-id]')).length;
-  check('the inspector lists the player\'s actions from Cosmos', shownActions === docs.actions.length && actionRows === docs.actions.length,
-    { shownActions, actionRows, cosmos: docs.actions.length });
-  result.inspected = { state: state.body, actions: docs.actions.length, deadletters: docs.deadletters.length };
+  check('the inspector lists the player\'s sent actions only', shownActions === sentDocs.length && actionRows === sentDocs.length &&
+    decisions.body.sent.length === sentDocs.length, { shownActions, actionRows, sent: sentDocs.length, all: docs.actions.length });
+  const shownHeld = await num(page, '#player-holdout-count');
+  check('the inspector lists the holdout decisions apart', shownHeld === heldDocs.length && decisions.body.holdout.length === heldDocs.length,
+    { shownHeld, holdout: heldDocs.length });
+  const suppressedTotal = suppressedDocs.reduce((a, d) => a + (d.count || 1), 0);
+  const shownSuppressed = await num(page, '#player-suppressed-count');
+  const byRule = await rows(page, 'player-suppressed');
+  const cosmosByRule = {};
+  for (const d of suppressedDocs) cosmosByRule[d.rejectedBy] = (cosmosByRule[d.rejectedBy] || 0) + (d.count || 1);
+  check('the inspector counts suppressed decisions per rule', shownSuppressed === suppressedTotal &&
+    JSON.stringify(Object.entries(byRule).sort()) === JSON.stringify(Object.entries(cosmosByRule).sort()), { byRule, cosmosByRule });
+  if (picks.with_actions.length) {
+    check('"players with actions" counts sent actions only', picks.with_actions[0].actions === sentDocs.length,
+      { listed: picks.with_actions[0], sent: sentDocs.length, all: docs.actions.length });
+  }
+  result.inspected = { state: state.body, actions: docs.actions.length, sent: sentDocs.length, holdout: heldDocs.length,
+    suppressed: suppressedTotal, deadletters: docs.deadletters.length };
+
+  // The last what-if report (the test wrote one into the report folder before the run).
+  const whatif = (await api('/devhost/api/whatif')).body;
+  check('the dashboard finds the last what-if report', whatif.report !== null && whatif.png !== null, whatif);
+  await page.waitForSelector('#whatif-types tr[data-key]', { timeout: 15000 });
+  const shownAdded = await page.$$eval('#whatif-types tr[data-key]', (trs) =>
+    Object.fromEntries(trs.map((tr) => [tr.dataset.key, Number(tr.querySelector('td[data-col="added"]').dataset.value)])));
+  const reportAdded = Object.fromEntries(Object.entries(whatif.report.added).map(([t, a]) => [t, a.total]));
+  check('the what-if panel shows the report\'s decisions added per type', JSON.stringify(shownAdded) === JSON.stringify(reportAdded),
+    { shownAdded, reportAdded });
+  await page.waitForFunction(() => { const i = document.getElementById('whatif-png'); return !i.hidden && i.complete && i.naturalWidth > 0; },
+    null, { timeout: 10000 });
+  result.whatif = { path: whatif.path, added: reportAdded };
   await page.screenshot({ path: join(outDir, 'dashboard.png'), fullPage: true });
 
   // 4. Erase through the app's DELETE API: state 404 (erased), actions and dead letters gone.

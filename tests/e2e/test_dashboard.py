@@ -5,8 +5,10 @@ the page loads while the run is in flight and its events-in figure grows, after 
 its figures equal the run's summary (the JSON report), its elapsed time has stopped, its
 charts draw every point (a lone one as a dot) with exact axis labels and a right axis for
 signals and entity operations, it rounds numbers as the printed summary does (half to even),
-the inspector shows a player's state and Cosmos documents, and erase removes them and the
-player from "recently active". Then Ctrl-C stops the devhost (exit 0). The screenshots go to
+the inspector shows a player's state and its decisions told apart (sent actions, holdout
+decisions, suppressed decisions per rule, as the app's read API and the Cosmos documents say),
+the last what-if report is shown, and erase removes the documents and the player from
+"recently active". Then Ctrl-C stops the devhost (exit 0). The screenshots go to
 ``reports/dashboard.png`` and the test's tmp dir.
 """
 
@@ -89,6 +91,21 @@ def test_dashboard_in_a_browser(tmp_path: Path) -> None:
         "--report-dir",
         str(reports),
     ]
+    # A what-if report in the run's report folder: the page shows the last one.
+    whatif = [
+        sys.executable,
+        "-m",
+        "devhost",
+        "whatif",
+        "--events",
+        "examples/events.jsonl",
+        "--rule",
+        "min_score=0.1",
+    ]
+    made = subprocess.run(
+        [*whatif, "--report-dir", str(reports)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert made.returncode == 0, made.stderr
     stderr = (tmp_path / "devhost.stderr").open("w")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True)
     assert proc.stdout is not None
