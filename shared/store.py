@@ -11,6 +11,7 @@ dead letters upserted).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -465,8 +466,9 @@ class ActionStore:
         report = WriteReport()
         if len(writes) == 1:
             results = [self._write_one(writes[0])]
-        else:
-            results = list(self._executor().map(self._write_one, writes))
+        else:  # the rest concurrently, the first on this thread meanwhile (one hand-off fewer)
+            rest = [self._executor().submit(self._write_one, w) for w in writes[1:]]
+            results = [self._write_one(writes[0]), *(f.result() for f in rest)]
         for w, (outcome, detail) in zip(writes, results, strict=True):
             doc_id = w.doc["id"]
             if outcome == "written":
@@ -712,32 +714,50 @@ def shadow_document(player_id: str, agg: ShadowAggregate) -> dict[str, Any]:
     """The Cosmos document of the challenger's aggregate for one player and UTC hour
     (docs/contracts.md, "Shadow aggregates"): how often the two models decided alike, the
     champion-by-challenger decision matrix, score sums for a correlation per type, and the rule
-    behind each difference."""
+    behind each difference. Built once per operation that scores: what depends on the hour only
+    is computed once per hour (``_hour_fields``)."""
+    day, hour, start = _hour_fields(agg.hour_ms)
     return {
         "id": agg.id,
         "playerId": player_id,
         "kind": "shadow",
         "status": "shadow",
-        "day": utc_day(agg.hour_ms),
-        "hour": (agg.hour_ms % DAY_MS) // HOUR_MS,
+        "day": day,
+        "hour": hour,
         "modelVersion": agg.model,
         "challengerVersion": agg.challenger,
         "count": agg.count,
         "agree": agg.agree,
         "matrix": matrix_counts(agg),
         "scores": {
-            atype: dict(zip(("n", "sx", "sy", "sxx", "syy", "sxy"), _sums(row), strict=True))
+            atype: {
+                "n": int(row[0]),
+                "sx": round(row[1], 9),
+                "sy": round(row[2], 9),
+                "sxx": round(row[3], 9),
+                "syy": round(row[4], 9),
+                "sxy": round(row[5], 9),
+            }
             for atype, row in zip(ACTION_TYPES, agg.sums, strict=False)
         },
         "differByRule": dict(agg.differ),
-        "firstEventTime": iso_ms(agg.first_ms),
-        "lastEventTime": iso_ms(agg.last_ms),
+        "firstEventTime": start + _ms_in_hour(agg.first_ms - agg.hour_ms),
+        "lastEventTime": start + _ms_in_hour(agg.last_ms - agg.hour_ms),
         "decidedAt": iso_ms(agg.decided_ms),
     }
 
 
-def _sums(row: list[float]) -> list[float | int]:
-    return [int(row[0]), *(round(v, 9) for v in row[1:6])]
+@functools.lru_cache(maxsize=64)
+def _hour_fields(hour_ms: int) -> tuple[str, int, str]:
+    """The UTC day, the hour, and the ISO text of the hour up to its minutes (``...T10:``)."""
+    return utc_day(hour_ms), (hour_ms % DAY_MS) // HOUR_MS, iso_ms(hour_ms)[:14]
+
+
+def _ms_in_hour(offset_ms: int) -> str:
+    """``MM:SS.mmmZ`` of an offset within the hour (0 <= offset < 1 h)."""
+    minutes, rest = divmod(offset_ms, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"{minutes:02d}:{seconds:02d}.{millis:03d}Z"
 
 
 def suppressed_document(player_id: str, agg: SuppressedAggregate) -> dict[str, Any]:

@@ -103,7 +103,9 @@ def add_shadow(
     return agree
 
 
+_CELLS = tuple(f"{c}|{h}" for c in DECISIONS for h in DECISIONS)
+
+
 def matrix_counts(agg: ShadowAggregate) -> dict[str, int]:
     """The matrix as the document gives it: ``{"<champion>|<challenger>": n}``, the cells counted."""
-    n = len(DECISIONS)
-    return {f"{DECISIONS[k // n]}|{DECISIONS[k % n]}": v for k, v in enumerate(agg.matrix[: n * n]) if v}
+    return {cell: v for cell, v in zip(_CELLS, agg.matrix, strict=False) if v}
