@@ -164,8 +164,8 @@ def apply_events(
                 (effects.actions if decided.action.status == "pending" else effects.holdouts).append(
                     decided.action
                 )
-            for w in decided.watches_dropped:
-                effects.watches_ended.append((watches.type_of(w), "dropped"))
+            for w, how in decided.watches_ended:
+                effects.watches_ended.append((watches.type_of(w), how))
             if decided.agree is not None:
                 effects.shadow += 1
                 effects.shadow_agree += int(decided.agree)

@@ -82,8 +82,8 @@ class Decided(NamedTuple):
     action: ActionRecord | None  # status "pending" (sent) or "holdout" (withheld)
     suppressed: list[ActionRecord]
     rejections: dict[str, int]
-    # Outcome watches dropped to make room for the action's (shared.entity.watch)
-    watches_dropped: list[Watch] = []
+    # Outcome watches that left to make room for the action's, and how (shared.entity.watch)
+    watches_ended: list[tuple[Watch, str]] = []
     # With a challenger: whether its would-be decision was the champion's; None without one
     agree: bool | None = None
 
@@ -159,7 +159,7 @@ def score_and_decide(
     for rec in suppressed:  # counted into its hour's aggregate, not a document of its own
         add_suppressed(state, player_id, rec, now_ms, ev.q, trace)
     action = None
-    dropped: list[Watch] = []
+    dropped: list[tuple[Watch, str]] = []
     if decision.action_type is not None:
         atype = decision.action_type
         share = rules.holdout_share.get(atype, 0.0)

@@ -4,8 +4,9 @@ Each action and holdout decision opens a watch on its type's outcome (shared.out
 accepted, non-duplicate event of the outcome's event type with ``t0 < t <= t0 + window`` (event
 time) meets it, and an outbox record (``OutcomeMet``) writes ``outcome.metAt`` / ``outcome.eventId``
 onto the decision's document. A watch leaves when met, or once the wall clock is past its
-decision time plus the window plus ``OUTCOME_GRACE_MS`` (an event may arrive that late); at most
-``MAX_WATCHES`` are open (the oldest is dropped). Replays cannot meet twice: a redelivered event is a
+decision time plus the window plus ``OUTCOME_GRACE_MS`` (an event may arrive that late), or once the
+player's newest event is past the window's end plus that grace; at most ``MAX_WATCHES`` are open
+(the oldest is dropped). Replays cannot meet twice: a redelivered event is a
 duplicate, a met watch is gone, and the document write is conditional (the first ``metAt`` stands).
 """
 
@@ -35,16 +36,19 @@ def type_of(w: Watch) -> str:
     return ACTION_TYPES[w.type] if 0 <= w.type < len(ACTION_TYPES) else "unknown"
 
 
-def open_watch(state: PlayerState, rec: ActionRecord) -> list[Watch]:
-    """Watch the outcome of a decision; returns the watches dropped to stay within MAX_WATCHES."""
+def open_watch(state: PlayerState, rec: ActionRecord) -> list[tuple[Watch, str]]:
+    """Watch the outcome of a decision; returns the watches that had to leave to stay within
+    MAX_WATCHES: first those past their window (``expired``), then the oldest (``dropped``)."""
     i = TYPE_INDEX[rec.type]
+    ended: list[tuple[Watch, str]] = []
+    if len(state.watch) >= MAX_WATCHES:
+        ended = [(w, "expired") for w in expire(state, rec.decided_ms)]
     state.watch.append(Watch(rec.id, i, rec.t, rec.t + _WINDOW_MS[i], rec.decided_ms))
     over = len(state.watch) - MAX_WATCHES
-    if over <= 0:
-        return []
-    dropped = state.watch[:over]
-    del state.watch[:over]
-    return dropped
+    if over > 0:
+        ended += [(w, "dropped") for w in state.watch[:over]]
+        del state.watch[:over]
+    return ended
 
 
 def meet(state: PlayerState, ev: SignalEvent, now_ms: int) -> list[Watch]:
@@ -66,13 +70,17 @@ def meet(state: PlayerState, ev: SignalEvent, now_ms: int) -> list[Watch]:
 
 
 def expire(state: PlayerState, now_ms: int) -> list[Watch]:
-    """Watches whose window and grace have passed on the wall clock: they leave, unmet."""
+    """Watches that can no longer be met leave, unmet: the wall clock is past the decision plus the
+    window plus the grace, or the player's newest event is past the window's end plus the grace (a
+    replay or a run on compressed time, where event time runs ahead of the wall clock)."""
     if not state.watch:
         return []
+    newest = state.newest_ms
     keep: list[Watch] = []
     gone: list[Watch] = []
     for w in state.watch:
-        (gone if now_ms > w.decided_ms + (w.end - w.t0) + OUTCOME_GRACE_MS else keep).append(w)
+        over = now_ms > w.decided_ms + (w.end - w.t0) + OUTCOME_GRACE_MS or newest > w.end + OUTCOME_GRACE_MS
+        (gone if over else keep).append(w)
     if gone:
         state.watch = keep
     return gone

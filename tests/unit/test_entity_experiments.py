@@ -422,3 +422,36 @@ def test_the_worst_state_with_watches_outcomes_and_shadow_aggregates_stays_under
         if isinstance(i.rec, st.SuppressedAggregate) and i.rec.hour_ms < base + 9 * st.HOUR_MS
     ]
     assert len(closed) == MAX_SUPPRESSED_PENDING
+
+
+def test_on_compressed_time_a_watch_leaves_once_the_players_events_pass_its_window_and_grace() -> None:
+    """A replay or a devhost run on compressed time: event time runs ahead of the wall clock, so
+    windows long past in event time must not hold the watch slots (they would push out a live one)."""
+    state, rec = decided_break()
+    # 26 minutes of event time later, the wall clock a second on: past end (15 min) + grace (10 min)
+    run(state, [round_event("r-late", D1 + 26 * MIN, 1.0, 1.0)], fixed({}), now_ms=DECIDED + 1000)
+    assert len(state.watch) == 1  # (expiry is checked when an operation starts)
+    eff = run(
+        state, [signal_event("end", "session.ended", D1 + 26 * MIN + 1)], fixed({}), now_ms=DECIDED + 2000
+    )
+    assert state.watch == [] and met_records(state) == [] and eff.watches_ended == [(BREAK, "expired")]
+    # ... and a full set of watches makes room by expiring those first, not by dropping a live one
+    rules = Rules(warm_up_events=3, daily_cap=100, cooldown_ms={})
+    state = st.PlayerState()
+    run(
+        state,
+        [*warm(), *(deposit(f"d{i}", D1 + i * 1000) for i in range(MAX_WATCHES))],
+        fixed({BREAK: 0.9}),
+        rules,
+    )
+    assert len(state.watch) == MAX_WATCHES
+    later = D1 + 40 * MIN  # in one operation: a round past every window, then a decision
+    eff = run(
+        state,
+        [round_event("r", later, 1.0, 1.0), deposit("dx", later + 1000)],
+        fixed({BONUS: 0.9}),
+        rules,
+        now_ms=DECIDED + 5000,
+    )
+    assert [w.type for w in state.watch] == [2]  # the bonus offer's
+    assert eff.watches_ended == [(BREAK, "expired")] * MAX_WATCHES
