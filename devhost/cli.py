@@ -268,6 +268,11 @@ def parser() -> argparse.ArgumentParser:
         help="local.settings.json of the current configuration (default: ./local.settings.json)",
     )
     whatif.add_argument(
+        "--summary-day",
+        type=day_arg,
+        help="take the uplift estimates from this day's summary index in Cosmos (the settings' COSMOS_*)",
+    )
+    whatif.add_argument(
         "--summary-json",
         type=Path,
         help="daily summary report with uplift estimates (default: the newest in --report-dir)",
@@ -337,7 +342,9 @@ def _whatif(args: argparse.Namespace) -> int:
         if args.settings is not None and not args.settings.is_file():
             raise whatif.WhatIfError(f"--settings {args.settings}: no such file")
         settings = load_local_settings(path) if path is not None else None
-        summary = args.summary_json or whatif_report.newest_summary(args.report_dir)
+        summary = (
+            None if args.summary_day else args.summary_json or whatif_report.newest_summary(args.report_dir)
+        )
         report = whatif.run(
             events=args.events,
             state_dir=args.state_dir,
@@ -348,6 +355,7 @@ def _whatif(args: argparse.Namespace) -> int:
             holdout=args.holdout,
             lag_ms=args.lag_ms,
             summary_json=summary,
+            summary_day=args.summary_day,
         )
     except (whatif.WhatIfError, SettingsError) as exc:
         print(f"devhost whatif: {exc}", file=sys.stderr)

@@ -603,9 +603,10 @@ def run(
     holdout: str | None = None,
     lag_ms: int = DEFAULT_LAG_MS,
     summary_json: Path | None = None,
+    summary_day: str | None = None,
 ) -> dict[str, Any]:
     """The whole replay; returns the report (not yet written)."""
-    from devhost.whatif_report import estimated_effect, replay_export
+    from devhost.whatif_report import estimated_effect, load_summary_file, replay_export, summary_from_cosmos
     from shared.config import ConfigError, parse_holdout_share
     from shared.model import ModelError, get_challenger, get_model
 
@@ -680,7 +681,13 @@ def run(
     report["source"] = {**extra, **counts}
     report["totals"] = {"baseline": comparison.pop("baseline"), "candidate": comparison.pop("candidate")}
     report.update(comparison)
-    report["effect"] = estimated_effect(report["totals"], summary_json)
+    if summary_day is not None:
+        index, source = summary_from_cosmos(summary_day, settings), f"summaries container, {summary_day}"
+    elif summary_json is not None:
+        index, source = load_summary_file(summary_json), str(summary_json)
+    else:
+        index, source = None, None
+    report["effect"] = estimated_effect(report["totals"], index, source)
     report["notes"] = [
         "decisions are documents as the entity writes them (ids from player, trigger event and "
         "type); a decision only one side made is added or removed, with the rule that stops it on the "

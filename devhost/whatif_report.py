@@ -16,66 +16,90 @@ from shared.policy import ACTION_TYPES
 # -- estimated effect from holdout data ------------------------------------------------------------
 
 
-def _uplift_of(entry: Any) -> dict[str, float] | None:
-    """An uplift estimate in a summary's per-type block: a number, or a dict with the estimate and a
-    95% interval (``estimate``/``value``/``uplift`` and ``low``/``high`` or ``ci``)."""
-    u = entry.get("uplift") if isinstance(entry, Mapping) else None
-    if isinstance(u, int | float) and not isinstance(u, bool):
-        return {"uplift": float(u)}
-    if not isinstance(u, Mapping):
-        return None
-    est = next(
-        (u[k] for k in ("estimate", "value", "uplift", "diff") if isinstance(u.get(k), int | float)), None
-    )
-    if est is None:
-        return None
-    out = {"uplift": float(est)}
-    lo, hi = u.get("low", u.get("lower")), u.get("high", u.get("upper"))
-    ci = u.get("ci") or u.get("interval")
-    if isinstance(ci, list | tuple) and len(ci) == 2:
-        lo, hi = ci
-    if isinstance(lo, int | float) and isinstance(hi, int | float):
-        out.update(low=float(lo), high=float(hi))
-    return out
-
-
-def uplift_table(index: Mapping[str, Any]) -> dict[str, dict[str, float]]:
-    summary = index.get("summary", index)
-    types = summary.get("types", {}) if isinstance(summary, Mapping) else {}
-    blocks = [types, summary.get("uplift", {}) if isinstance(summary, Mapping) else {}]
-    out: dict[str, dict[str, float]] = {}
+def uplift_table(index: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per type, the uplift a daily summary measured (``summary.types[type].outcome``: ``uplift``,
+    ``ci95``, ``p``, the two groups' closed decisions), where it has one. ``index`` is the summary's
+    index document, or the file ``run --summary`` writes (``{"index": ...}``)."""
+    if isinstance(index.get("index"), Mapping):
+        index = index["index"]
+    summary = index.get("summary")
+    types = summary.get("types") if isinstance(summary, Mapping) else None
+    out: dict[str, dict[str, Any]] = {}
     for t in ACTION_TYPES:
-        for block in blocks:
-            entry = block.get(t) if isinstance(block, Mapping) else None
-            found = _uplift_of(entry) or (_uplift_of({"uplift": entry}) if entry is not None else None)
-            if found is not None:
-                out[t] = found
-                break
+        entry = types.get(t) if isinstance(types, Mapping) else None
+        outcome = entry.get("outcome") if isinstance(entry, Mapping) else None
+        if not isinstance(outcome, Mapping):
+            continue
+        u = outcome.get("uplift")
+        if not isinstance(u, int | float) or isinstance(u, bool):
+            continue  # no closed decision in one of the groups: nothing measured
+        row: dict[str, Any] = {"uplift": float(u), "outcome": outcome.get("name"), "p": outcome.get("p")}
+        ci = outcome.get("ci95")
+        if isinstance(ci, list | tuple) and len(ci) == 2 and all(isinstance(x, int | float) for x in ci):
+            row.update(low=float(ci[0]), high=float(ci[1]))
+        for group in ("treated", "holdout"):
+            g = outcome.get(group)
+            if isinstance(g, Mapping):
+                row[group] = {"n": g.get("n"), "met": g.get("met")}
+        out[t] = row
     return out
 
 
-def estimated_effect(comparison: Mapping[str, Any], summary_path: Path | None) -> dict[str, Any]:
+def load_summary_file(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WhatIfError(f"--summary-json {path}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise WhatIfError(f"--summary-json {path}: not a summary (a JSON object)")
+    return data
+
+
+def summary_from_cosmos(day: str, settings: Mapping[str, str] | None) -> dict[str, Any]:
+    """The day's summary index document from the summaries container (the settings' Cosmos)."""
+    import os
+
+    from shared import config, summary, summary_store
+
+    env = {**os.environ, **(settings or {})}
+    try:
+        docs = summary_store.read_day(config.load(env).cosmos, day)
+    except config.ConfigError as exc:
+        raise WhatIfError(f"--summary-day {day}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - Cosmos unreachable, no container: one clear line
+        raise WhatIfError(
+            f"--summary-day {day}: cannot read the summaries container: {type(exc).__name__}"
+        ) from None
+    index = next((d for d in docs if d.get("id") == summary.index_id(day)), None)
+    if index is None:
+        raise WhatIfError(f"--summary-day {day}: no summary index for that day in the summaries container")
+    return index
+
+
+def estimated_effect(
+    totals: Mapping[str, Any], index: Mapping[str, Any] | None, source: str | None
+) -> dict[str, Any]:
     """Expected change in outcomes met, per type: the change in sent actions times the uplift the
-    latest daily summary measured (treated minus holdout), with its interval when given."""
-    if summary_path is None:
+    daily summary measured (treated minus holdout rate over closed decisions), with the change's
+    interval from the uplift's 95% interval."""
+    if index is None:
         return {
             "available": False,
-            "reason": "no daily summary report (reports/summary-<day>.json) to take an uplift from",
+            "reason": "no daily summary to take an uplift from (reports/summary-<day>.json, --summary-json "
+            "or --summary-day)",
         }
-    try:
-        index = json.loads(summary_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return {"available": False, "reason": f"{summary_path}: unreadable ({exc})"}
-    table = uplift_table(index if isinstance(index, Mapping) else {})
+    table = uplift_table(index)
+    day = index.get("day") or (index.get("index") or {}).get("day")
     if not table:
         return {
             "available": False,
-            "source": str(summary_path),
-            "reason": "the summary has no uplift estimates (no holdout data)",
+            "source": source,
+            "day": day,
+            "reason": "the summary has no uplift estimate (no type has closed decisions in both groups)",
         }
     types: dict[str, Any] = {}
     for t, u in table.items():
-        delta = comparison["candidate"]["sent"][t] - comparison["baseline"]["sent"][t]
+        delta = totals["candidate"]["sent"][t] - totals["baseline"]["sent"][t]
         row: dict[str, Any] = {"sentChange": delta, **u, "outcomesChange": round(delta * u["uplift"], 3)}
         if "low" in u:
             ends = sorted((delta * u["low"], delta * u["high"]))
@@ -83,10 +107,11 @@ def estimated_effect(comparison: Mapping[str, Any], summary_path: Path | None) -
         types[t] = row
     return {
         "available": True,
-        "source": str(summary_path),
-        "day": index.get("day"),
+        "source": source,
+        "day": day,
         "types": types,
-        "assumes": "the added or removed actions have the uplift the holdout measured for their type",
+        "assumes": "each action added or removed moves its outcome by the uplift the holdout measured "
+        "for its type (the added or removed ones are like the measured ones)",
     }
 
 

@@ -272,25 +272,57 @@ def test_the_retraining_export_rows_are_rescored_to_their_recorded_score(
     assert whatif.changed(report)
 
 
-def test_the_estimated_effect_takes_the_uplift_of_a_summary_report(recorded: Run, tmp_path: Path) -> None:
-    index = {
-        "day": "2026-01-02",
-        "summary": {"types": {"help_offer": {"uplift": {"estimate": 0.1, "low": 0.05, "high": 0.15}}}},
-    }
-    path = tmp_path / "summary-2026-01-02.json"
-    path.write_text(json.dumps(index), encoding="utf-8")
-    report = whatif.run(
-        state_dir=recorded.state_dir,
-        settings=recorded.values(),
-        rules=["disabled=help_offer"],
-        summary_json=path,
-    )
+def _index(run: Run) -> dict[str, Any]:
+    """The summary index of the run's two days, made by the summary's own functions, as of a week
+    after them (every outcome window closed)."""
+    docs = [d for d in run.docs if d.get("day")]
+    as_of = START_MS + 9 * 86_400_000
+    day = summary.day_from_ms(START_MS + 86_400_000)
+    return summary.index_document(day, summary.aggregate(docs, as_of), [], [], "run-1", "now", as_of)
+
+
+def _check_effect(report: dict[str, Any], index: dict[str, Any]) -> None:
     eff = report["effect"]
-    assert eff["available"] and set(eff["types"]) == {"help_offer"}
-    e = eff["types"]["help_offer"]
-    delta = (
-        report["totals"]["candidate"]["sent"]["help_offer"]
-        - report["totals"]["baseline"]["sent"]["help_offer"]
+    measured = {
+        t: o["outcome"] for t, o in index["summary"]["types"].items() if o["outcome"]["uplift"] is not None
+    }
+    assert eff["available"] and set(eff["types"]) == set(measured) and measured
+    totals = report["totals"]
+    for t, e in eff["types"].items():
+        delta = totals["candidate"]["sent"][t] - totals["baseline"]["sent"][t]
+        u, (low, high) = measured[t]["uplift"], measured[t]["ci95"]
+        assert e["sentChange"] == delta and e["uplift"] == u
+        assert e["outcomesChange"] == pytest.approx(delta * u, abs=1e-3)
+        ends = sorted((delta * low, delta * high))
+        assert e["outcomesChangeInterval"] == [pytest.approx(x, abs=1e-3) for x in ends]
+    assert eff["types"].get("help_offer", {"sentChange": -1})["sentChange"] < 0
+
+
+def test_the_estimated_effect_takes_the_uplift_the_daily_summary_measured(
+    recorded: Run, tmp_path: Path
+) -> None:
+    """From the file ``run --summary`` writes, and from the index in the summaries container."""
+    from shared import summary_store
+
+    index = _index(recorded)
+    path = tmp_path / f"summary-{index['day']}.json"
+    path.write_text(
+        json.dumps({"day": index["day"], "runtimeStatus": "Completed", "index": index}), encoding="utf-8"
     )
-    assert delta < 0 and e["sentChange"] == delta and e["outcomesChange"] == pytest.approx(delta * 0.1)
-    assert e["outcomesChangeInterval"] == [pytest.approx(delta * 0.15), pytest.approx(delta * 0.05)]
+    args: dict[str, Any] = {
+        "state_dir": recorded.state_dir,
+        "settings": recorded.values(),
+        "rules": ["disabled=help_offer"],
+    }
+    from_file = whatif.run(**args, summary_json=path)
+    _check_effect(from_file, index)
+    assert from_file["effect"]["source"] == str(path)
+
+    summary_store.summaries(recorded.cosmos).upsert_item(index)
+    from_cosmos = whatif.run(**args, summary_day=index["day"])
+    _check_effect(from_cosmos, index)
+    assert from_cosmos["effect"]["day"] == index["day"]
+    with pytest.raises(whatif.WhatIfError, match="no summary index for that day"):
+        whatif.run(**args, summary_day="2020-01-01")
+    none = whatif.run(**args)
+    assert none["effect"]["available"] is False and "no daily summary" in none["effect"]["reason"]
