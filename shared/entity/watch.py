@@ -4,9 +4,11 @@ Each action and holdout decision opens a watch on its type's outcome (shared.out
 accepted, non-duplicate event of the outcome's event type with ``t0 < t <= t0 + window`` (event
 time) meets it, and an outbox record (``OutcomeMet``) writes ``outcome.metAt`` / ``outcome.eventId``
 onto the decision's document. A watch leaves when met, or once the wall clock is past its
-decision time plus the window plus ``OUTCOME_GRACE_MS`` (an event may arrive that late), or once the
-player's newest event is past the window's end plus that grace; at most ``MAX_WATCHES`` are open
-(the oldest is dropped). Replays cannot meet twice: a redelivered event is a
+decision time plus the window plus ``OUTCOME_GRACE_MS`` (an event may arrive that late). At most
+``MAX_WATCHES`` are open: a new one first makes room by letting go the spent ones (the player's newest
+event is past their window's end plus the grace: a replay or a run on compressed time, where event time
+runs ahead of the wall clock), then the oldest. Spent watches are not let go otherwise: an event that
+is late in event time (a response or an outcome appended after a devhost run) still meets them. Replays cannot meet twice: a redelivered event is a
 duplicate, a met watch is gone, and the document write is conditional (the first ``metAt`` stands).
 """
 
@@ -42,7 +44,7 @@ def open_watch(state: PlayerState, rec: ActionRecord) -> list[tuple[Watch, str]]
     i = TYPE_INDEX[rec.type]
     ended: list[tuple[Watch, str]] = []
     if len(state.watch) >= MAX_WATCHES:
-        ended = [(w, "expired") for w in expire(state, rec.decided_ms)]
+        ended = [(w, "expired") for w in expire(state, rec.decided_ms, spent=True)]
     state.watch.append(Watch(rec.id, i, rec.t, rec.t + _WINDOW_MS[i], rec.decided_ms))
     over = len(state.watch) - MAX_WATCHES
     if over > 0:
@@ -69,17 +71,19 @@ def meet(state: PlayerState, ev: SignalEvent, now_ms: int) -> list[Watch]:
     return met
 
 
-def expire(state: PlayerState, now_ms: int) -> list[Watch]:
+def expire(state: PlayerState, now_ms: int, spent: bool = False) -> list[Watch]:
     """Watches that can no longer be met leave, unmet: the wall clock is past the decision plus the
-    window plus the grace, or the player's newest event is past the window's end plus the grace (a
-    replay or a run on compressed time, where event time runs ahead of the wall clock)."""
+    window plus the grace. With ``spent`` (a new watch needs the room) also those whose window ended
+    more than the grace before the player's newest event."""
     if not state.watch:
         return []
     newest = state.newest_ms
     keep: list[Watch] = []
     gone: list[Watch] = []
     for w in state.watch:
-        over = now_ms > w.decided_ms + (w.end - w.t0) + OUTCOME_GRACE_MS or newest > w.end + OUTCOME_GRACE_MS
+        over = now_ms > w.decided_ms + (w.end - w.t0) + OUTCOME_GRACE_MS or (
+            spent and newest > w.end + OUTCOME_GRACE_MS
+        )
         (gone if over else keep).append(w)
     if gone:
         state.watch = keep
