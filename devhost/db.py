@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,6 +204,22 @@ class DevDB:
                 "INSERT INTO queue (name, key, op, input, at_ms) VALUES (?, ?, ?, ?, ?)",
                 (name, key, op, data, now_ms),
             )
+
+    def enqueue_many(
+        self,
+        ops: Sequence[tuple[str, str, str, str | None]],
+        now_ms: int,
+        also: Callable[[], None] | None = None,
+    ) -> None:
+        """Enqueue (name, key, op, input) operations in order, and run ``also`` (the sender's own
+        bookkeeping on this connection), in one transaction."""
+        with self._tx():
+            self.conn.executemany(
+                "INSERT INTO queue (name, key, op, input, at_ms) VALUES (?, ?, ?, ?, ?)",
+                [(n, k, o, d, now_ms) for n, k, o, d in ops],
+            )
+            if also is not None:
+                also()
 
     def queued_entities(self) -> list[tuple[str, str]]:
         return self.conn.execute("SELECT DISTINCT name, key FROM queue ORDER BY name, key").fetchall()

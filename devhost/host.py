@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import shutil
 import socket
 from collections.abc import Awaitable, Callable
@@ -19,9 +20,17 @@ from devhost import metrics
 from devhost.db import DB_FILE, DevDB, now_ms
 from devhost.eventhubs.producers import JsonlSource, Source, SyntheticConfig, SyntheticSource
 from devhost.functions_host.indexing import AppIndex, index_app
+from devhost.functions_host.processes import (
+    MAX_PROCESS_COUNT,
+    PooledMetrics,
+    WorkerPool,
+    worker_process_count,
+)
+from devhost.functions_host.processes import SETTING as PROCESS_COUNT_SETTING
 from devhost.functions_host.settings import (
     LOCAL_SETTINGS,
     HostOptions,
+    SettingsError,
     applied,
     default_settings,
     emulator_key,
@@ -228,7 +237,47 @@ class Host:
             )
         source = self._source(start_ms) if hub_source is None else Source()
         await source.prepare()
-        pipeline = Pipeline(
-            cfg, db, index, options, meter, source, hub_source, start_ms, settings, self.clock, self.sleep
-        )
-        return await pipeline.execute(self)
+        count = worker_count(cfg, settings)
+        pool: WorkerPool | None = None
+        reader: Any = meter
+        if count is not None:
+            # The app in worker processes (FUNCTIONS_WORKER_PROCESS_COUNT), each loading it itself; the
+            # host's parts (log, pumps, queues, Durable task hub) stay here and dispatch to them.
+            pool = WorkerPool(count, env=dict(os.environ))
+            await pool.start(cfg.startup_limit_s)
+            index.dispatch_to(pool.invoke)
+            reader = PooledMetrics(meter, pool)
+        try:
+            pipeline = Pipeline(
+                cfg,
+                db,
+                index,
+                options,
+                reader,
+                source,
+                hub_source,
+                start_ms,
+                settings,
+                self.clock,
+                self.sleep,
+                pool=pool,
+            )
+            return await pipeline.execute(self)
+        finally:
+            if pool is not None:
+                index.dispatch_to(None)
+                await pool.stop()
+
+
+def worker_count(cfg: RunConfig, settings: dict[str, str]) -> int | None:
+    """The run's worker processes: ``RunConfig.worker_processes``, else the setting as the host reads it
+    (local.settings.json Values, then the environment); None: the embedded mode (no worker process)."""
+    if cfg.worker_processes is not None:
+        if not 1 <= cfg.worker_processes <= MAX_PROCESS_COUNT:
+            raise RunError(f"worker processes must be 1-{MAX_PROCESS_COUNT}, not {cfg.worker_processes}")
+        return cfg.worker_processes
+    raw = settings.get(PROCESS_COUNT_SETTING, os.environ.get(PROCESS_COUNT_SETTING))
+    try:
+        return worker_process_count(raw)
+    except SettingsError as exc:
+        raise RunError(str(exc)) from None

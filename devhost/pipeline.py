@@ -33,6 +33,7 @@ from devhost.eventhubs.producers import Source, SourceError, SyntheticConfig, Sy
 from devhost.functions_host import bindings
 from devhost.functions_host.bindings import HubEvent
 from devhost.functions_host.indexing import AppIndex, FunctionSpec, UnsupportedBinding
+from devhost.functions_host.processes import WorkerPool
 from devhost.functions_host.settings import (
     HostOptions,
     SettingsError,
@@ -68,13 +69,19 @@ async def _reset_sdk_session() -> None:
 
 
 @contextlib.contextmanager
-def _transport(kind: str, scheduler: EntityScheduler, engine: OrchestrationEngine | None) -> Iterator[None]:
+def _transport(
+    kind: str, scheduler: EntityScheduler, engine: OrchestrationEngine | None, pool: WorkerPool | None = None
+) -> Iterator[None]:
+    """The Durable client's requests answered in process (``inproc``): the SDK's clients in this
+    process, and those in the worker processes through their pipes, reach the same transport."""
     if kind == "inproc":
         t = InProcTransport(scheduler)
         post, get = t.post, t.get
         if engine is not None:  # orchestration URLs to the engine, entity URLs to the scheduler
             o = OrchestrationClientTransport(engine, t.post, t.get)
             post, get = o.post, o.get
+        if pool is not None:
+            pool.client = (post, get)
         with protocol.client_transport(post, get):
             yield
     else:
@@ -98,7 +105,9 @@ class Pipeline:
         settings: dict[str, str] | None = None,
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], Awaitable[Any]] | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
+        self.pool = pool  # the app's worker processes (None: the app runs in this process)
         self.cfg, self.db, self.index, self.options, self.meter = cfg, db, index, options, meter
         self.clock = clock or (lambda: datetime.now(UTC))
         self.sleep = sleep or asyncio.sleep
@@ -135,6 +144,7 @@ class Pipeline:
                 max_orchestrations=options.max_orchestrator_functions,
                 max_activities=options.max_activity_functions,
                 entity_signal=self.scheduler.signal,
+                entity_signals=self.scheduler.signal_many,
                 store_inputs_in_history=options.store_inputs_in_history,
             )
         self.timer_stats = TimerStats()
@@ -237,10 +247,17 @@ class Pipeline:
                 )
                 self.bar.refresh()
             if ticks % 4 == 0:
+                await self.refresh_metrics()
                 self.samples.append(
                     (time.monotonic() - self.started, self.meter.snapshot().minus(self.baseline))
                 )
                 self.backlog.append(self.backlog_now())
+
+    async def refresh_metrics(self) -> None:
+        """With worker processes, fetch their instruments' snapshots (the summary reads them)."""
+        refresh = getattr(self.meter, "refresh", None)
+        if refresh is not None:
+            await refresh()
 
     def finish(self, elapsed: float) -> RunResult:
         """The summary (from the app's instruments and the host's counters) and the report."""
@@ -258,6 +275,7 @@ class Pipeline:
             "pipeline": dict(metrics.counts_table(final)),
             "host": {
                 "partitions": len(self.partition_ids),
+                "worker_processes": self.pool.count if self.pool is not None else 0,
                 "batches": stats.batches,
                 "retries": stats.retries,
                 "failed_batches": stats.failed_batches,
@@ -460,7 +478,7 @@ class Pipeline:
             for spec in self.index.by_trigger("timerTrigger")
         ]
         result: RunResult | None = None
-        with _transport(cfg.transport, scheduler, self.engine):
+        with _transport(cfg.transport, scheduler, self.engine, self.pool):
             entity_task = asyncio.create_task(scheduler.run())
             sampler = asyncio.create_task(self.sample())
             background = [asyncio.create_task(q.run()) for q in self.listeners]
@@ -486,6 +504,7 @@ class Pipeline:
                 if self.engine is not None:
                     await _unless_failed(self.engine.drained(), entity_task)
                 self._close_bar()
+                await self.refresh_metrics()
                 result = self.finish(time.monotonic() - self.started)
                 if daily is not None:
                     result.daily_summary = daily

@@ -53,6 +53,9 @@ class RunConfig:
     # (None: the last full day of the window) and report it.
     summary: bool = False
     summary_day: str | None = None
+    # Language worker processes (FUNCTIONS_WORKER_PROCESS_COUNT): None reads the setting; unset there
+    # too, the app runs in the devhost's own process (embedded). 1-10: that many worker processes.
+    worker_processes: int | None = None
     # How long start-up waits for its servers (listening, Cosmos containers) before a clear error.
     startup_limit_s: float = STARTUP_LIMIT_S
 

@@ -275,3 +275,86 @@ def paced_figures(summary: dict[str, Any], rate: float) -> dict[str, Any]:
         "max_backlog_events": max(backlog, default=None),
         "latency_ms": summary.get("pipeline", {}).get("latency_ms"),
     }
+
+
+# -- the e2e part alone: ``python -m scripts.bench_e2e`` ---------------------------------------------
+def run_devhost_e2e(
+    *,
+    unpaced_events: int = 120_000,
+    paced_seconds: float = 60.0,
+    low_seconds: float = 30.0,
+    runs: tuple[str, ...] = ("unpaced", "paced", "low"),
+    seed: int = 11,
+    journeys: int = 1000,
+    workdir: Path | None = None,
+) -> dict[str, Any]:
+    """The devhost runs of ``make bench`` (the reference mix unpaced, paced at the reference rate,
+    paced at 400 events/s) on the same workload, without the CPU part: their figures."""
+    import tempfile
+
+    from scripts import bench_workloads as bw
+
+    low_rate = 400.0
+    source = bw.make_source(journeys, seed)
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-devhost-") as tmp:
+        work = workdir or Path(tmp)
+        now_ms = int(time.time() * 1000) - 60_000
+        plan = {
+            "unpaced": (unpaced_events, 0.0),
+            "paced": (int(bw.REFERENCE_EPS * paced_seconds), float(bw.REFERENCE_EPS)),
+            "low": (int(low_rate * low_seconds), low_rate),
+        }
+        for name in runs:
+            events, rate = plan[name]
+            jsonl = work / f"{name}.jsonl"
+            bw.write_jsonl(source, jsonl, events, now_ms)
+            run = devhost(jsonl, work / name, rate=rate)
+            figures = paced_figures(run.summary, rate) if rate else {}
+            lat = run.summary.get("pipeline", {}).get("latency_ms") or {}
+            out[name] = {
+                "events_per_second": run.summary.get("events_per_second"),
+                "events": run.summary.get("events_processed"),
+                "wall_seconds": run.summary.get("wall_seconds"),
+                "latency_ms_p50": lat.get("p50"),
+                "latency_ms_p99": lat.get("p99"),
+                "latency_count": lat.get("count"),
+                "max_backlog_events": figures.get("max_backlog_events"),
+                "workers": run.summary.get("host", {}).get("worker_processes"),
+                "cpu": cpu_split(run, run.total),
+            }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(
+        description="The devhost part of make bench alone: the reference mix unpaced, paced at "
+        "3,700 events/s and at 400 events/s; prints the figures as JSON."
+    )
+    ap.add_argument("--unpaced-events", type=int, default=120_000)
+    ap.add_argument("--paced-seconds", type=float, default=60.0)
+    ap.add_argument("--low-seconds", type=float, default=30.0)
+    ap.add_argument(
+        "--only", action="append", choices=("unpaced", "paced", "low"), help="run only these (repeatable)"
+    )
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--out", type=Path, help="also write the figures to this JSON file")
+    args = ap.parse_args(argv)
+    figures = run_devhost_e2e(
+        unpaced_events=args.unpaced_events,
+        paced_seconds=args.paced_seconds,
+        low_seconds=args.low_seconds,
+        runs=tuple(args.only or ("unpaced", "paced", "low")),
+        seed=args.seed,
+    )
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

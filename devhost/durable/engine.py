@@ -133,6 +133,8 @@ class OrchestrationEngine:
         max_activities: int = 4,
         executor: Executor | None = None,
         entity_signal: Callable[[str, str, str, str | None], Any] | None = None,
+        entity_signals: Callable[[list[tuple[str, str, str, str | None]], Callable[[], None]], Any]
+        | None = None,
         client_binding: str | None = None,
         store_inputs_in_history: bool = False,
     ) -> None:
@@ -148,6 +150,9 @@ class OrchestrationEngine:
             max_workers=max_orchestrations + max_activities, thread_name_prefix="durable"
         )
         self.entity_signal = entity_signal
+        # Several signals and the outbox rows they came from in one transaction (the devhost's entity
+        # scheduler); without it, one signal and one delete at a time.
+        self.entity_signals = entity_signals
         self.client_binding = client_binding  # the durableClient JSON for functions that bind one
         # host.json durableTask.storeInputsInOrchestrationHistory (DTFx IncludeParameters), default false.
         self.store_inputs_in_history = store_inputs_in_history
@@ -333,7 +338,15 @@ class OrchestrationEngine:
                 await asyncio.gather(wake, nap, return_exceptions=True)
 
     def _deliver_outbox(self) -> None:
-        for outbox_id, kind, payload in self.store.outbox():
+        rows = self.store.outbox()
+        if rows and self.entity_signals is not None:
+            signals = [
+                (p["name"], p["key"], p["op"], p.get("input")) for _, kind, p in rows if kind == "entity"
+            ]
+            ids = [outbox_id for outbox_id, _, _ in rows]
+            self.entity_signals(signals, lambda: self.store.delete_outbox_rows(ids))
+            return
+        for outbox_id, kind, payload in rows:
             if kind != "entity":
                 self.store.delete_outbox(outbox_id)
                 continue

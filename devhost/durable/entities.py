@@ -84,6 +84,23 @@ class EntityScheduler:
         self._schedule(name.lower(), key)
         self._update_idle()
 
+    def signal_many(
+        self, signals: list[tuple[str, str, str, str | None]], also: Callable[[], None] | None = None
+    ) -> None:
+        """Durably enqueue several operations in order, with ``also`` (the sender deleting what it
+        delivered) in the same transaction. An operation for an unknown entity is dropped, logged."""
+        known: list[tuple[str, str, str, str | None]] = []
+        for name, key, op, data in signals:
+            if name.lower() not in self.handlers:
+                log.error("entity signal dropped: no entity function named %r", name)
+                continue
+            known.append((name.lower(), key, op, data))
+        self.db.enqueue_many(known, now_ms(), also)
+        self.pending += len(known)
+        for name, key, _, _ in known:
+            self._schedule(name, key)
+        self._update_idle()
+
     def read_state(self, name: str, key: str) -> Any:
         """The entity's state as JSON, or None when it does not exist."""
         raw = self.db.entity_state(name.lower(), key)

@@ -257,7 +257,12 @@ def _exception_json(
 
 def worker_failure(exc: BaseException) -> tuple[str, str]:
     """The worker's RpcException for a function that raised (dispatcher ``_serialize_exception``):
-    ``f"{type(exc).__name__}: {exc}"`` and the formatted traceback entries (no message)."""
+    ``f"{type(exc).__name__}: {exc}"`` and the formatted traceback entries (no message). From a worker
+    process the exception arrives already serialised (``RpcException``)."""
+    message = getattr(exc, "message", None)
+    stack = getattr(exc, "stack_trace", None)
+    if type(exc).__name__ == "RpcException" and isinstance(message, str) and isinstance(stack, str):
+        return message, stack
     return f"{type(exc).__name__}: {exc}", "".join(traceback.format_tb(exc.__traceback__))
 
 
@@ -277,7 +282,7 @@ def activity_failure(activity: str, exc: BaseException, stack: str) -> tuple[str
     ``Result: Failure\\nException: {message}\\nStack: {stack}``; the extension keeps the text
     between ``\\nException:`` and ``\\nStack:`` (hence the leading space) as the friendly message.
     """
-    worker_message = f"{type(exc).__name__}: {exc}"
+    worker_message = worker_failure(exc)[0]
     rpc_message = f"Result: Failure\nException: {worker_message}\nStack: {stack}"
     friendly = out_of_proc_message(worker_message, stack)
     if OUT_OF_PROC_LABEL in friendly:

@@ -279,6 +279,10 @@ class OrchestrationStore:
         with self._tx():
             self.conn.execute("DELETE FROM orch_outbox WHERE id = ?", (outbox_id,))
 
+    def delete_outbox_rows(self, outbox_ids: Iterable[int]) -> None:
+        """Inside the caller's transaction (the entity queue's, which takes the signals)."""
+        self.conn.executemany("DELETE FROM orch_outbox WHERE id = ?", [(i,) for i in outbox_ids])
+
     # -- the episode -------------------------------------------------------------------
     def commit_episode(self, c: EpisodeCommit) -> list[str] | None:
         """Write one episode; returns the ids of the child instances actually started, or None when

@@ -158,20 +158,26 @@ class PartitionPump:
         """Until the source is closed and everything appended has been checkpointed."""
         first_seen: float | None = None
         while True:
-            batch = self.log.db.read_events(self.partition, self.checkpoint, self.options.max_batch)
-            if not batch:
+            # What the log holds after the checkpoint, from its tail: the log is read only for a batch
+            # that leaves now, not again on every wake-up while a batch fills.
+            available = self.log.tails[self.partition][0] - (self.checkpoint + 1)
+            if available <= 0:
                 if self.log.closed.is_set() and self.caught_up():
                     return
                 first_seen = None
                 await self.log.wait(self.partition, 0.5)
                 continue
-            if len(batch) < self.options.min_batch and not self.log.closed.is_set():
+            if available < self.options.min_batch and not self.log.closed.is_set():
                 first_seen = first_seen or time.monotonic()
                 left = self.options.max_wait_s - (time.monotonic() - first_seen)
                 if left > 0:
                     await self.log.wait(self.partition, left)
                     continue
             first_seen = None
+            batch = self.log.db.read_events(self.partition, self.checkpoint, self.options.max_batch)
+            if not batch:  # the tail and the log disagree (never expected): read again after a wait
+                await self.log.wait(self.partition, 0.5)
+                continue
             await self.process(batch)
 
     async def process(self, batch: Sequence[LogEvent]) -> None:

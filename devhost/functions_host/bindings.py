@@ -10,6 +10,7 @@ docs/platform.md, each pinned by a test in tests/platform/.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class HubEvent:
     properties: Mapping[str, Any] | None = None  # the event's application properties
 
 
+@functools.lru_cache(maxsize=8192)
 def _dotnet_utc(ms: int) -> str:
     """``EnqueuedTimeUtc`` as the host writes it: ``DateTimeOffset.DateTime`` (Kind Unspecified)
     through Json.NET's defaults, so ISO 8601 with no zone suffix and the fraction's trailing
@@ -86,11 +88,14 @@ def eventhub_metadata(
     context once. Null values are skipped, null or empty partition keys are dropped from
     ``PartitionKeyArray``, and the webjobs ``sys`` binding data is not sent to out-of-process workers."""
     system = []
+    times = []  # each event's EnqueuedTimeUtc, formatted once for both arrays
     for e in events:
+        enqueued = _dotnet_utc(e.enqueued_ms)
+        times.append(enqueued)
         props: dict[str, Any] = {
             "x-opt-sequence-number": e.sequence,
             "x-opt-offset": e.offset,
-            "x-opt-enqueued-time": _dotnet_offset(e.enqueued_ms),
+            "x-opt-enqueued-time": enqueued + "+00:00",
         }
         if e.partition_key is not None:
             props["x-opt-partition-key"] = e.partition_key
@@ -99,7 +104,7 @@ def eventhub_metadata(
             Offset=int(e.offset) if e.offset.lstrip("-").isdigit() else -1,
             OffsetString=e.offset,
             PartitionKey=e.partition_key,
-            EnqueuedTimeUtc=_dotnet_utc(e.enqueued_ms),
+            EnqueuedTimeUtc=enqueued,
         )
         system.append(props)
     context = {
@@ -109,9 +114,10 @@ def eventhub_metadata(
         "ConsumerGroup": consumer_group,
         "PartitionId": partition,
     }
+    context_json = json.dumps(context)
     return {
-        "PartitionContext": Datum(json.dumps(context), "json"),
-        "TriggerPartitionContext": Datum(json.dumps(context), "json"),
+        "PartitionContext": Datum(context_json, "json"),
+        "TriggerPartitionContext": Datum(context_json, "json"),
         "SystemPropertiesArray": Datum(json.dumps(system), "json"),
         "PropertiesArray": Datum(json.dumps([dict(e.properties or {}) for e in events]), "json"),
         "PartitionKeyArray": Datum(
@@ -121,7 +127,7 @@ def eventhub_metadata(
         "SequenceNumberArray": Datum(
             SimpleNamespace(sint64=[e.sequence for e in events]), "collection_sint64"
         ),
-        "EnqueuedTimeUtcArray": Datum(json.dumps([_dotnet_utc(e.enqueued_ms) for e in events]), "json"),
+        "EnqueuedTimeUtcArray": Datum(json.dumps(times), "json"),
     }
 
 

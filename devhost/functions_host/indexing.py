@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,19 +98,31 @@ class FunctionSpec:
     fn: worker.LoadedFunction
     retry: RetryPolicy | None = None
     client_args: list[str] = field(default_factory=list)
+    # Set when the app runs in worker processes: the host's dispatch of one invocation to them.
+    remote: Callable[[str, worker.Invocation], Awaitable[worker.Datum | None]] | None = None
 
     @property
     def trigger_type(self) -> str:
         return str(self.trigger["type"])
 
     async def invoke(self, inv: worker.Invocation, executor: Executor | None = None) -> worker.Datum | None:
-        """Run the function the way the worker does (decode, context, call, encode)."""
+        """Run the function the way the worker does (decode, context, call, encode): in this process,
+        or in the next worker process when the app runs in several (``devhost.functions_host.processes``)."""
+        if self.remote is not None:
+            return await self.remote(self.name, inv)
         return await worker.invoke(self.fn, inv, executor)
 
 
 @dataclass
 class AppIndex:
     functions: dict[str, FunctionSpec]
+
+    def dispatch_to(
+        self, remote: Callable[[str, worker.Invocation], Awaitable[worker.Datum | None]] | None
+    ) -> None:
+        """Run every function through ``remote`` (worker processes), or in this process (None)."""
+        for spec in self.functions.values():
+            spec.remote = remote
 
     def by_trigger(self, trigger_type: str) -> list[FunctionSpec]:
         return [f for f in self.functions.values() if f.trigger_type == trigger_type]
