@@ -8,8 +8,9 @@ decision time plus the window plus ``OUTCOME_GRACE_MS`` (an event may arrive tha
 ``MAX_WATCHES`` are open: a new one first makes room by letting go the spent ones (the player's newest
 event is past their window's end plus the grace: a replay or a run on compressed time, where event time
 runs ahead of the wall clock), then the oldest. Spent watches are not let go otherwise: an event that
-is late in event time (a response or an outcome appended after a devhost run) still meets them. Replays cannot meet twice: a redelivered event is a
-duplicate, a met watch is gone, and the document write is conditional (the first ``metAt`` stands).
+is late in event time (a response or an outcome appended after a devhost run) still meets them.
+Replays cannot meet twice: a redelivered event is a duplicate, a met watch is gone, and the document
+write is conditional (the first ``metAt`` stands).
 """
 
 from __future__ import annotations

@@ -433,9 +433,7 @@ def test_on_compressed_time_a_spent_watch_still_meets_a_late_event_and_gives_its
     # 26 minutes of event time later (past end 15 min + grace 10 min), the wall clock a second on
     run(state, [round_event("r-late", D1 + 26 * MIN, 1.0, 1.0)], fixed({}), now_ms=DECIDED + 1000)
     assert len(state.watch) == 1
-    eff = run(
-        state, [signal_event("end", "session.ended", D1 + 5 * MIN)], fixed({}), now_ms=DECIDED + 2000
-    )
+    eff = run(state, [signal_event("end", "session.ended", D1 + 5 * MIN)], fixed({}), now_ms=DECIDED + 2000)
     assert state.watch == [] and len(met_records(state)) == 1 and eff.watches_ended == [(BREAK, "met")]
     # ... and a full set of watches makes room by expiring those first, not by dropping a live one
     rules = Rules(warm_up_events=3, daily_cap=100, cooldown_ms={})
