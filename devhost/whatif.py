@@ -266,7 +266,8 @@ class Config:
 class Side:
     config: Config
     store: MemoryStore = field(default_factory=MemoryStore)
-    states: dict[str, str] = field(default_factory=dict)  # player -> the encoded state, as stored
+    # player -> its state, kept decoded between operations as the entity's StateCache keeps it
+    states: dict[str, st.PlayerState] = field(default_factory=dict)
     # (player, trigger event id) -> every record decided there (action, holdout, suppressed)
     decided: dict[tuple[str, str], list[st.ActionRecord]] = field(default_factory=dict)
     rejections: Counter[str] = field(default_factory=Counter)
@@ -284,7 +285,7 @@ class Side:
     def run(self, player_id: str, signal: Any, now_ms: int) -> None:
         from shared.player import run_operation
 
-        state = st.load_state(self.states.get(player_id))
+        state = self.states.get(player_id) or st.PlayerState()
         outcome = run_operation(
             player_id,
             "events",
@@ -298,8 +299,8 @@ class Side:
             reminders=None,
             challenger=self.config.challenger,
         )
-        if outcome.state is not None:  # stored as the entity stores it: encoded, decoded next time
-            self.states[player_id] = st.codec.encode(outcome.state)
+        if outcome.state is not None:
+            self.states[player_id] = outcome.state
         fx = outcome.effects
         self.triggers += fx.triggers
         self.accepted += fx.accepted
