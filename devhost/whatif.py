@@ -436,7 +436,9 @@ def apply_overrides(base: Rules, specs: Sequence[str]) -> tuple[Rules, list[str]
             value = _number(raw, name)
             if value < 0:
                 raise WhatIfError(f"--rule {name}: must be 0 or more, got {raw}")
-            changes[top] = int(value) if isinstance(current, int) else value
+            if fields[top].type == "int" and value != int(value):
+                raise WhatIfError(f"--rule {name}: must be a whole number, got {raw}")
+            changes[top] = int(value) if fields[top].type == "int" else value
         applied.append(f"{name}={raw}")
     return dataclasses.replace(base, **changes), applied
 

@@ -67,6 +67,7 @@ def test_rule_overrides_by_name() -> None:
     assert rules.disabled == frozenset({"bonus_offer", "help_offer"})
     assert rules.cooldown_ms["break_suggestion"] == 60000 and rules.cooldown_ms["help_offer"] == 3_600_000
     assert rules.holdout_share == {"bonus_offer": 0.5}
+    assert whatif.apply_overrides(base, ["harm_loss_streak=8.5"])[0].harm_loss_streak == 8.5  # a float field
     assert applied[2] == "daily_cap=2" and base == Rules()  # the base is left as it was
 
 
@@ -78,6 +79,7 @@ def test_rule_overrides_by_name() -> None:
         ("min_score.help_offer=1.5", "must be between 0 and 1"),
         ("daily_cap=lots", "not a number: 'lots'"),
         ("daily_cap=-1", "must be 0 or more"),
+        ("daily_cap=2.5", "must be a whole number"),
         ("daily_cap.help_offer=1", "daily_cap is not set per action type"),
         ("disabled=jackpot", "unknown action types ['jackpot']"),
         ("min_score", "expected NAME=VALUE"),
