@@ -123,6 +123,7 @@ def signal_http(signals: list[tuple[str, Any]], concurrency: int = 32) -> dict[s
 
 # -- the devhost -----------------------------------------------------------------------------------
 _PROGRESS = re.compile(rb"(\d+)/(\d+) \[")
+WORKER_MODULE = "devhost.functions_host.processes"
 
 
 @dataclass
@@ -134,16 +135,30 @@ class DevhostRun:
     # (seconds, CPU s of the main thread (the event loop), of its other threads (entity workers
     # and helpers), of its child processes (the Cosmos DB server, Azurite)), per sample
     cpu: list[tuple[float, float, float, float]] = field(default_factory=list)
+    # (seconds, CPU s of the worker processes together), per sample
+    worker_cpu: list[tuple[float, float]] = field(default_factory=list)
     total: int = 0
     wall_s: float = 0.0
     window: tuple[float, float] | None = None  # the seconds rss_window measured between
 
 
+# The devhost's worker processes in the bench (FUNCTIONS_WORKER_PROCESS_COUNT): two, on the 2-core
+# reference machine (docs/performance.md, "The devhost"); None runs the app in the devhost's process.
+BENCH_WORKER_PROCESSES = 2
+
+
 def devhost(
-    jsonl: Path, workdir: Path, *, rate: float = 0.0, timeout_s: float = 3600.0, sample_s: float = 0.5
+    jsonl: Path,
+    workdir: Path,
+    *,
+    rate: float = 0.0,
+    timeout_s: float = 3600.0,
+    sample_s: float = 0.5,
+    workers: int | None = BENCH_WORKER_PROCESSES,
 ) -> DevhostRun:
     """``python -m devhost run --source jsonl --file JSONL --fresh`` (paced when ``rate``), with
-    its resident memory sampled every ``sample_s`` next to the run's progress."""
+    its resident memory sampled every ``sample_s`` next to the run's progress, and the app in
+    ``workers`` worker processes (``FUNCTIONS_WORKER_PROCESS_COUNT``)."""
     import psutil
 
     state, reports = workdir / "state", workdir / "report"
@@ -170,6 +185,9 @@ def devhost(
     workdir.mkdir(parents=True, exist_ok=True)
     out = (workdir / "stdout.txt").open("wb")
     env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="100")
+    env.pop("FUNCTIONS_WORKER_PROCESS_COUNT", None)
+    if workers is not None:
+        env["FUNCTIONS_WORKER_PROCESS_COUNT"] = str(workers)
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.PIPE, env=env)
     progress = [0, 0]
@@ -202,8 +220,17 @@ def devhost(
                 threads = ps.threads()
                 main = sum(t.user_time + t.system_time for t in threads if t.id == proc.pid)
                 rest = sum(t.user_time + t.system_time for t in threads if t.id != proc.pid)
-                kids = sum(sum(c.cpu_times()[:2]) for c in ps.children(recursive=True))
+                kids = 0.0
+                workers_cpu = 0.0
+                for c in ps.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        spent = sum(c.cpu_times()[:2])
+                        if WORKER_MODULE in " ".join(c.cmdline()):
+                            workers_cpu += spent
+                        else:
+                            kids += spent
                 run.cpu.append((now, main, rest, kids))
+                run.worker_cpu.append((now, workers_cpu))
             time.sleep(sample_s)
     finally:
         if proc.poll() is None:
@@ -252,6 +279,8 @@ def cpu_split(run: DevhostRun, total: int) -> dict[str, Any]:
     wall = b[0] - a[0]
     done = {round(t, 3): n for t, _, n in run.rss}
     events = done[round(hi, 3)] - done[round(lo, 3)]
+    wk = {round(t, 3): s for t, s in run.worker_cpu}
+    workers_s = wk.get(round(hi, 3), 0.0) - wk.get(round(lo, 3), 0.0)
     return {
         "seconds": round(wall, 1),
         "events": events,
@@ -260,6 +289,11 @@ def cpu_split(run: DevhostRun, total: int) -> dict[str, Any]:
         "loop_thread_cores": round((b[1] - a[1]) / wall, 2),
         "other_threads_cores": round((b[2] - a[2]) / wall, 2),
         "servers_cores": round((b[3] - a[3]) / wall, 2),
+        # The worker processes (FUNCTIONS_WORKER_PROCESS_COUNT) together, and host + workers per event.
+        "worker_processes_cores": round(workers_s / wall, 2),
+        "host_and_workers_cpu_us_per_event": round(
+            (b[1] + b[2] - a[1] - a[2] + workers_s) / max(1, events) * 1e6, 1
+        ),
     }
 
 
@@ -287,6 +321,7 @@ def run_devhost_e2e(
     seed: int = 11,
     journeys: int = 1000,
     workdir: Path | None = None,
+    workers: int | None = BENCH_WORKER_PROCESSES,
 ) -> dict[str, Any]:
     """The devhost runs of ``make bench`` (the reference mix unpaced, paced at the reference rate,
     paced at 400 events/s) on the same workload, without the CPU part: their figures."""
@@ -309,7 +344,7 @@ def run_devhost_e2e(
             events, rate = plan[name]
             jsonl = work / f"{name}.jsonl"
             bw.write_jsonl(source, jsonl, events, now_ms)
-            run = devhost(jsonl, work / name, rate=rate)
+            run = devhost(jsonl, work / name, rate=rate, workers=workers)
             figures = paced_figures(run.summary, rate) if rate else {}
             lat = run.summary.get("pipeline", {}).get("latency_ms") or {}
             out[name] = {
@@ -340,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
         "--only", action="append", choices=("unpaced", "paced", "low"), help="run only these (repeatable)"
     )
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=BENCH_WORKER_PROCESSES,
+        help="FUNCTIONS_WORKER_PROCESS_COUNT for the devhost; 0: the app in the devhost's own process",
+    )
     ap.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     figures = run_devhost_e2e(
@@ -348,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         low_seconds=args.low_seconds,
         runs=tuple(args.only or ("unpaced", "paced", "low")),
         seed=args.seed,
+        workers=args.workers or None,
     )
     text = json.dumps(figures, indent=2)
     print(text)
