@@ -1,4 +1,5 @@
-"""Print a day's summary as a table and draw it as a PNG (actions and acceptance per type, calibration).
+"""Print a day's summary as a table and draw it as a PNG (actions and acceptance per type, calibration,
+the holdout comparison's uplift per type, the challenger in shadow).
 
 Where the summary comes from, one of:
 
@@ -36,12 +37,73 @@ def _secs(ms: float | None) -> str:
     return f"{ms / 1000:6.0f}s" if ms < 600_000 else f"{ms / 60_000:5.1f}m"
 
 
+def _num(x: float | None, fmt: str = "+.3f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def uplift_lines(s: Mapping[str, Any]) -> list[str]:
+    """Per type: treated and holdout decisions (closed ones: n and the outcome's rate), the uplift, its
+    95% interval (Newcombe), the two-sided p-value and the decisions whose window is still open."""
+    lines = [
+        "  outcomes: treated vs holdout over closed decisions (uplift = rate difference, 95% Newcombe CI)",
+        f"  {'action':<17} {'outcome':<16} {'treated n':>9} {'rate':>6} {'holdout n':>9} {'rate':>6} "
+        f"{'uplift':>7} {'95% CI':>17} {'p':>8} {'open':>5}",
+    ]
+    for t in ACTION_TYPES:
+        o = s["types"][t].get("outcome")
+        if not o:
+            lines.append(f"  {t:<17} (no outcome figures: a summary from before outcomes were tracked)")
+            continue
+        tr, ho = o["treated"], o["holdout"]
+        ci = f"[{o['ci95'][0]:+.3f}, {o['ci95'][1]:+.3f}]" if o.get("ci95") else "-"
+        p = "-" if o.get("p") is None else (f"{o['p']:.4f}" if o["p"] >= 1e-4 else "<0.0001")
+        lines.append(
+            f"  {t:<17} {o['name']:<16} {tr['n']:>9} {_num(tr['rate'], '.3f'):>6} {ho['n']:>9} "
+            f"{_num(ho['rate'], '.3f'):>6} {_num(o['uplift']):>7} {ci:>17} {p:>8} "
+            f"{tr['open'] + ho['open']:>5}"
+        )
+    untracked = sum(s["types"][t].get("outcome", {}).get("untracked", 0) for t in ACTION_TYPES)
+    if untracked:
+        lines.append(
+            f"  ({untracked} decisions without a group or outcome, from before outcomes were tracked)"
+        )
+    return lines
+
+
+def challenger_lines(s: Mapping[str, Any]) -> list[str]:
+    """The challenger against the champion on the same triggers, when one ran in shadow."""
+    ch = s.get("challenger")
+    if not ch or not ch.get("triggers"):
+        return ["  challenger in shadow: none this day (CHALLENGER_MODEL not set)"]
+    versions = ", ".join(f"{k.replace('|', ' vs ')}" for k in sorted(ch["versions"])) or "-"
+    lines = [
+        f"  challenger in shadow ({versions}): {ch['triggers']} triggers scored by both, "
+        f"agreement {_pct(ch['agreementRate']).strip()}",
+        f"  {'action':<17} {'champion picks':>14} {'challenger picks':>16} {'both':>6} {'score corr.':>11} "
+        f"{'mean score (champion / challenger)':>36}",
+    ]
+    for t in ACTION_TYPES:
+        x = ch["types"][t]
+        means = f"{_num(x['meanChampionScore'], '.3f')} / {_num(x['meanChallengerScore'], '.3f')}"
+        lines.append(
+            f"  {t:<17} {x['championPicks']:>14} {x['challengerPicks']:>16} {x['bothPicked']:>6} "
+            f"{_num(x['scoreCorrelation'], '.3f'):>11} {means:>36}"
+        )
+    differ = ", ".join(f"{k} {v}" for k, v in sorted(ch["differByRule"].items(), key=lambda kv: -kv[1]))
+    lines.append(f"  where they differ, by rule: {differ or 'nowhere'}")
+    return lines
+
+
 def render_table(index: Mapping[str, Any]) -> str:
-    """The index document's summary as text: one line per action type, then rejections and calibration."""
+    """The index document's summary as text: one line per action type, then rejections, calibration,
+    the holdout comparison and the challenger."""
     s = index["summary"]
+    final = index.get("final")
+    state = "" if final is None else ("   final" if final else f"   not final (until {index.get('finalAt')})")
     lines = [
         f"  daily summary {index['day']} (UTC)   documents {s['documents']}   "
-        f"retraining rows exported {s['exportedRows']}",
+        f"retraining rows exported {s['exportedRows']}{state}",
+        f"  run {index.get('run', '-')}   as of {index.get('asOf') or '-'}",
         "",
         f"  {'action':<17} {'sent':>6} {'accepted':>9} {'dismissed':>10} {'no resp.':>9} "
         f"{'accept.':>8} {'response':>9} {'median t':>9} {'suppressed':>11}",
@@ -67,6 +129,7 @@ def render_table(index: Mapping[str, Any]) -> str:
             if c["count"]
         ]
         lines.append(f"  {t:<17} " + ("; ".join(cells) if cells else "no actions"))
+    lines += ["", *uplift_lines(s), "", *challenger_lines(s)]
     return "\n".join(lines)
 
 
@@ -79,7 +142,7 @@ def write_png(index: Mapping[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     s = index["summary"]["types"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, (left, right, third) = plt.subplots(1, 3, figsize=(18, 4.8))
     xs = range(len(ACTION_TYPES))
     acc = [s[t]["accepted"] for t in ACTION_TYPES]
     dis = [s[t]["dismissed"] for t in ACTION_TYPES]
@@ -112,11 +175,40 @@ def write_png(index: Mapping[str, Any], path: Path) -> Path:
     right.set_ylabel("acceptance rate")
     right.set_title("calibration: score against acceptance")
     right.legend(fontsize=8)
+    _uplift_panel(third, s)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _uplift_panel(ax: Any, s: Mapping[str, Any]) -> None:
+    """Uplift per type with its 95% interval (types without closed decisions in both groups: no bar)."""
+    xs = list(range(len(ACTION_TYPES)))
+    for x, t in zip(xs, ACTION_TYPES, strict=True):
+        o = s[t].get("outcome") or {}
+        if o.get("uplift") is None:
+            ax.text(x, 0, "n/a", ha="center", va="bottom", fontsize=8, color="grey")
+            continue
+        low, high = o["ci95"]
+        ax.errorbar(
+            [x],
+            [o["uplift"]],
+            yerr=[[o["uplift"] - low], [high - o["uplift"]]],
+            fmt="o",
+            capsize=6,
+            color="#1565c0",
+        )
+        ax.annotate(
+            f"n={o['treated']['n']}/{o['holdout']['n']}", (x, high), textcoords="offset points",
+            xytext=(0, 4), ha="center", fontsize=8,
+        )  # fmt: skip
+    ax.axhline(0, color="grey", linestyle=":")
+    ax.set_xticks(xs, [t.replace("_", "\n") for t in ACTION_TYPES])
+    ax.set_xlim(-0.5, len(xs) - 0.5)
+    ax.set_ylabel("uplift: outcome rate treated - holdout")
+    ax.set_title("holdout comparison (95% interval; n treated/holdout)")
 
 
 def _from_cosmos(day: str, settings_file: Path | None) -> dict[str, Any]:

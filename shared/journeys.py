@@ -25,6 +25,7 @@ events, ids and times. Nothing is emitted after ``start + duration``.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import heapq
 import math
@@ -35,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.events import make_event
+from shared.eventtypes import BY_NAME
 
 FINE, TILTING, NEWCOMER, DISENGAGING = "fine", "tilting", "newcomer", "disengaging"
 STATES: tuple[str, ...] = (FINE, TILTING, NEWCOMER, DISENGAGING)
@@ -559,4 +561,111 @@ def response_event(response: Response, at: datetime) -> dict[str, Any]:
         at,
         {"actionId": response.action_id, "response": "accepted" if response.accepted else "dismissed"},
         source="/apps/player-app",
+    )
+
+
+# -- the true effect of a delivered action (issue 18) ----------------------------------------------
+#
+# The journeys are generated before the run and do not react to actions. The effect of an action is
+# therefore added after the run (devhost/responder.py), as its outcome's event (shared.outcomes: a
+# break suggestion -> session.ended within 15 minutes, a help offer -> deposit.made within 30
+# minutes, a bonus offer -> session.started within 72 hours): a *delivered* action (group
+# "treated", never a held-out decision) makes its outcome happen, when it would not have happened
+# anyway, with probability TRUE_EFFECT[type]. The uplift a randomized holdout should find over a set
+# of decisions is then known exactly: q times the share of them whose outcome the journey does not
+# already hold (``true_uplift``).
+TRUE_EFFECT: dict[str, float] = {"break_suggestion": 0.4, "help_offer": 0.4, "bonus_offer": 0.8}
+# The event types the router passes to the entities (shared.eventtypes): the player's newest event
+# the entity knows of is the newest of these (page views and heartbeats are dropped before it).
+_ROUTED: frozenset[str] = frozenset(BY_NAME)
+
+
+@dataclass(frozen=True)
+class Effect:
+    """The drawn effect of one delivered action: whether it makes its outcome happen, and when."""
+
+    action_id: str
+    player_id: str
+    action_type: str
+    at_ms: int | None  # the outcome event's time, None: no effect (not drawn, or no room for it)
+    q: float
+
+
+class Outcomes:
+    """Per player, the times of the journey's events of each type the entity sees, to tell whether a
+    decision's outcome happens without any action (``met_naturally``) and how late an added event
+    may be so it is never the player's newest (``last_ms``): an older event never triggers scoring."""
+
+    def __init__(self, journeys: Iterable[Journey]) -> None:
+        self.times: dict[str, dict[str, list[int]]] = {}
+        self.last: dict[str, int] = {}
+        for j in journeys:
+            per: dict[str, list[int]] = {}
+            for ev, t in zip(j.events, j.times_ms, strict=True):
+                if ev["type"] in _ROUTED:
+                    per.setdefault(ev["type"], []).append(t)
+                    self.last[j.player_id] = max(self.last.get(j.player_id, t), t)
+            self.times[j.player_id] = per
+
+    def last_ms(self, player_id: str) -> int | None:
+        return self.last.get(player_id)
+
+    def met_naturally(self, player_id: str, event_type: str, t0_ms: int, window_ms: int) -> bool:
+        """Does the journey hold an ``event_type`` event with ``t0 < t <= t0 + window``?"""
+        times = self.times.get(player_id, {}).get(event_type, [])
+        k = bisect.bisect_right(times, t0_ms)
+        return k < len(times) and times[k] <= t0_ms + window_ms
+
+
+def draw_effect(
+    seed: int,
+    action_id: str,
+    player_id: str,
+    action_type: str,
+    t0_ms: int,
+    window_ms: int,
+    last_ms: int,
+    q: float,
+) -> Effect:
+    """The effect of one delivered action, deterministic from (seed, action id): with probability
+    ``q`` an outcome event at a uniform time in ``(t0, t0 + window]``, moved back to just before the
+    player's newest event (``last_ms``, never after the run's end) when later; no room (the trigger
+    was the player's newest event): no effect."""
+    rng = random.Random(f"effect:{seed}:{action_id}")
+    u = rng.random()
+    at = t0_ms + 1 + int(rng.random() * window_ms)
+    at = min(at, t0_ms + window_ms, last_ms - 1)
+    if u >= q or at <= t0_ms:
+        return Effect(action_id, player_id, action_type, None, q)
+    return Effect(action_id, player_id, action_type, at, q)
+
+
+def has_room(t0_ms: int, last_ms: int | None) -> bool:
+    """Whether an added outcome event fits between the trigger and the player's newest event."""
+    return last_ms is not None and last_ms - 1 > t0_ms
+
+
+def true_uplift(expected_effects: Iterable[tuple[bool, bool, float]]) -> float | None:
+    """The uplift a randomized comparison estimates over a set of decisions, from ground truth: per
+    decision (met naturally, room for an added event, q), a delivered action raises the chance of
+    its outcome by q when the journey does not meet it and there is room; the mean over them."""
+    values = [(0.0 if met or not room else q) for met, room, q in expected_effects]
+    return sum(values) / len(values) if values else None
+
+
+def outcome_event(effect: Effect, event_type: str) -> dict[str, Any]:
+    """The outcome's CloudEvent an effective action adds (id ``outcome-<action id>``)."""
+    assert effect.at_ms is not None
+    data: dict[str, Any]
+    if event_type == "deposit.made":
+        data = {"amount": 20.0}
+    else:
+        data = {"sessionId": f"s-effect-{effect.action_id[-12:]}"}
+    return make_event(
+        f"outcome-{effect.action_id}",
+        event_type,
+        effect.player_id,
+        datetime.fromtimestamp(effect.at_ms / 1000, tz=UTC),
+        data,
+        source="/games/casino-eu",
     )
