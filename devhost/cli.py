@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from devhost.run_config import PLAIN_PROGRESS_S
+from devhost.run_config import DEMO_HOLDOUT_SHARE, PLAIN_PROGRESS_S
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -212,6 +212,13 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="with --summary: the UTC day (YYYY-MM-DD) to summarise (default: the window's last full day)",
     )
+    run.add_argument(
+        "--holdout-share",
+        default=None,
+        metavar="TYPE=SHARE,...",
+        help="HOLDOUT_SHARE for the run when local.settings.json names none (default with --summary: "
+        "0.5 for every action type, so the summary compares two groups; without: the app's default)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     report = sub.add_parser(
         "summary", help="print a day's summary (table and PNG) from Cosmos, the HTTP API or a report file"
@@ -390,6 +397,13 @@ def _check_run(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         run.error(f"--state-dir {args.state_dir} is a file, not a folder")
     if args.summary_day is not None and not args.summary:
         run.error("--summary-day needs --summary")
+    if getattr(args, "holdout_share", None):
+        from shared.config import ConfigError, parse_holdout_share
+
+        try:
+            parse_holdout_share(args.holdout_share)
+        except ConfigError as exc:
+            run.error(f"--holdout-share: {exc}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -440,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         retry_delay_scale=args.retry_delay_scale,
         summary=args.summary,
         summary_day=args.summary_day,
+        holdout_share=args.holdout_share or (DEMO_HOLDOUT_SHARE if args.summary else None),
     )
     exporter = None
     if args.show_trace:

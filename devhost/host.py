@@ -115,6 +115,8 @@ def _settings(cfg: RunConfig, cosmos: CosmosServer, azurite: Azurite) -> tuple[d
     else:
         settings = default_settings(endpoint, values.get("COSMOS_KEY", ""))
     settings.update(values)  # without COSMOS_* when the devhost started its own server
+    if cfg.holdout_share is not None:  # the run's holdout share, unless the settings name one
+        settings.setdefault("HOLDOUT_SHARE", cfg.holdout_share)
     storage = settings.get("AzureWebJobsStorage", "")
     dev_storage = storage.replace(" ", "").lower().rstrip(";") == "usedevelopmentstorage=true"
     if dev_storage and not listening("http://127.0.0.1:10000"):

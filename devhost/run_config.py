@@ -15,6 +15,9 @@ from devhost.functions_host.settings import (
 from devhost.servers.node import STARTUP_LIMIT_S
 
 PLAIN_PROGRESS_S = 10.0  # off a terminal: one plain progress line this often
+# `run --summary` without a HOLDOUT_SHARE of its own holds out half of every action type, so the
+# demo's summary has two groups to compare (the app's default holds out 10% of bonus offers only).
+DEMO_HOLDOUT_SHARE = "break_suggestion=0.5,help_offer=0.5,bonus_offer=0.5"
 
 
 class RunError(RuntimeError):
@@ -53,6 +56,9 @@ class RunConfig:
     # (None: the last full day of the window) and report it.
     summary: bool = False
     summary_day: str | None = None
+    # HOLDOUT_SHARE for the run when the settings (local.settings.json) name none; None: the app's own
+    # default. The command line gives DEMO_HOLDOUT_SHARE with --summary.
+    holdout_share: str | None = None
     # Language worker processes (FUNCTIONS_WORKER_PROCESS_COUNT): None reads the setting; unset there
     # too, the app runs in the devhost's own process (embedded). 1-10: that many worker processes.
     worker_processes: int | None = None
