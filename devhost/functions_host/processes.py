@@ -35,6 +35,7 @@ redelivered as any failed invocation) and the others carry on; with none left th
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import ctypes
 import importlib
@@ -223,6 +224,7 @@ class WorkerPool:
         except BaseException:
             await self.stop()
             raise
+        atexit.register(self.kill_all)  # an exit that never reached stop() still ends them
         log.info("%d worker processes: %s", self.count, ", ".join(map(str, self.pids)))
 
     def _next(self) -> _Channel:
@@ -335,6 +337,8 @@ class WorkerPool:
                 channel.reader_task.cancel()
                 await asyncio.gather(channel.reader_task, return_exceptions=True)
         self.channels = [c for c in self.channels if c.proc.returncode is None]
+        if not self.channels:
+            atexit.unregister(self.kill_all)
 
     def kill_all(self) -> None:
         """Synchronous last resort (an exit path that cannot await)."""
