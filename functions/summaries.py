@@ -96,15 +96,27 @@ async def summary_timer(timer: func.TimerRequest, client: df.DurableOrchestratio
     now = runtime.now_ms()
     cosmos = runtime.settings().cosmos
     kept = summary.kept_days(now, cosmos.action_ttl_seconds)
-    finals = await asyncio.to_thread(summary_store.index_finals, cosmos, kept)
+    try:
+        finals = await asyncio.to_thread(summary_store.index_finals, cosmos, kept)
+    except Exception:  # noqa: BLE001 - unknown: every kept day is due (a final day re-run is harmless)
+        log.exception("daily summary: the index documents cannot be read; starting every kept day")
+        finals = {}
+    failed: list[str] = []
     for day in summary.days_due(now, cosmos.action_ttl_seconds, finals):
-        instance, started = await start_summary(client, day, now)
+        try:
+            instance, started = await start_summary(client, day, now)
+        except Exception:  # noqa: BLE001 - one day's failure must not stop the others
+            log.exception("daily summary of %s could not be started", day)
+            failed.append(day)
+            continue
         log.info(
             "daily summary %s %s (past due: %s)",
             instance,
             "started" if started else "already running",
             timer.past_due,
         )
+    if failed:  # the invocation fails (and is logged as such); POST these days to start them
+        raise RuntimeError(f"daily summaries not started: {', '.join(failed)}")
 
 
 # -- the orchestrations --------------------------------------------------------------------------
