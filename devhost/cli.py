@@ -258,7 +258,8 @@ def parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="candidate rule override, repeatable: min_score.break_suggestion=0.6, min_score=0.6, "
         "daily_cap=2, disabled=bonus_offer, cooldown_ms.help_offer=1800000, stale_after_ms=..., "
-        "warm_up_events=... (the field names of shared.policy.Rules)",
+        "warm_up_events=... (the field names of shared.policy.Rules; by default none: the candidate is "
+        "the current configuration)",
     )
     whatif.add_argument(
         "--holdout", metavar="TYPE=SHARE,...", help="candidate holdout table (as HOLDOUT_SHARE)"
