@@ -38,7 +38,7 @@ APP_FUNCTIONS = frozenset(
     {
         *("ingest", "deliver_signals"),  # functions/ingest.py
         "player",  # functions/player_entity.py
-        *("get_player", "erase_player", "health"),  # functions/api.py
+        *("get_player", "get_player_actions", "erase_player", "health"),  # functions/api.py
         "outbox_reminder",  # functions/reminders.py
         # functions/summaries.py
         *("summary_timer", "daily_summary", "summary_hour", "summary_scan_hour"),
