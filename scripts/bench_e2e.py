@@ -130,7 +130,8 @@ WORKER_MODULE = "devhost.functions_host.processes"
 class DevhostRun:
     summary: dict[str, Any]
     report: Path
-    # (seconds since the subprocess started, RSS MB of the devhost process, events checkpointed)
+    # (seconds since the subprocess started, RSS MB of the devhost process and its worker processes,
+    # events checkpointed)
     rss: list[tuple[float, float, int]] = field(default_factory=list)
     # (seconds, CPU s of the main thread (the event loop), of its other threads (entity workers
     # and helpers), of its child processes (the Cosmos DB server, Azurite)), per sample
@@ -147,6 +148,14 @@ class DevhostRun:
 BENCH_WORKER_PROCESSES = 2
 
 
+def host_entity_concurrency(host_json: Path = ROOT / "host.json") -> int:
+    """Entity batches at once on one instance: on the Azure Storage backend a Python entity batch is an
+    orchestration work item, capped by host.json's ``maxConcurrentOrchestratorFunctions``
+    (docs/platform.md). The bench gives the devhost that, not its own default of 4."""
+    durable = json.loads(host_json.read_text(encoding="utf-8"))["extensions"]["durableTask"]
+    return int(durable.get("maxConcurrentOrchestratorFunctions", 4))
+
+
 def devhost(
     jsonl: Path,
     workdir: Path,
@@ -155,6 +164,7 @@ def devhost(
     timeout_s: float = 3600.0,
     sample_s: float = 0.5,
     workers: int | None = BENCH_WORKER_PROCESSES,
+    entity_workers: int | None = None,
 ) -> DevhostRun:
     """``python -m devhost run --source jsonl --file JSONL --fresh`` (paced when ``rate``), with
     its resident memory sampled every ``sample_s`` next to the run's progress, and the app in
@@ -182,6 +192,10 @@ def devhost(
     ]
     if rate:
         cmd += ["--rate", f"{rate:g}"]
+    if entity_workers is None and workers is not None:
+        entity_workers = host_entity_concurrency()
+    if entity_workers is not None:
+        cmd += ["--entity-workers", str(entity_workers)]
     workdir.mkdir(parents=True, exist_ok=True)
     out = (workdir / "stdout.txt").open("wb")
     env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="100")
@@ -216,7 +230,7 @@ def devhost(
                 raise RuntimeError(f"the devhost run took longer than {timeout_s:.0f} s")
             with contextlib.suppress(psutil.Error):
                 now = time.monotonic() - started
-                run.rss.append((now, ps.memory_info().rss / 2**20, progress[0]))
+                rss = ps.memory_info().rss
                 threads = ps.threads()
                 main = sum(t.user_time + t.system_time for t in threads if t.id == proc.pid)
                 rest = sum(t.user_time + t.system_time for t in threads if t.id != proc.pid)
@@ -227,8 +241,10 @@ def devhost(
                         spent = sum(c.cpu_times()[:2])
                         if WORKER_MODULE in " ".join(c.cmdline()):
                             workers_cpu += spent
+                            rss += c.memory_info().rss  # the app's memory is in its workers
                         else:
                             kids += spent
+                run.rss.append((now, rss / 2**20, progress[0]))
                 run.cpu.append((now, main, rest, kids))
                 run.worker_cpu.append((now, workers_cpu))
             time.sleep(sample_s)
@@ -322,6 +338,7 @@ def run_devhost_e2e(
     journeys: int = 1000,
     workdir: Path | None = None,
     workers: int | None = BENCH_WORKER_PROCESSES,
+    entity_workers: int | None = None,
 ) -> dict[str, Any]:
     """The devhost runs of ``make bench`` (the reference mix unpaced, paced at the reference rate,
     paced at 400 events/s) on the same workload, without the CPU part: their figures."""
@@ -344,7 +361,7 @@ def run_devhost_e2e(
             events, rate = plan[name]
             jsonl = work / f"{name}.jsonl"
             bw.write_jsonl(source, jsonl, events, now_ms)
-            run = devhost(jsonl, work / name, rate=rate, workers=workers)
+            run = devhost(jsonl, work / name, rate=rate, workers=workers, entity_workers=entity_workers)
             figures = paced_figures(run.summary, rate) if rate else {}
             lat = run.summary.get("pipeline", {}).get("latency_ms") or {}
             out[name] = {
@@ -381,6 +398,11 @@ def main(argv: list[str] | None = None) -> int:
         default=BENCH_WORKER_PROCESSES,
         help="FUNCTIONS_WORKER_PROCESS_COUNT for the devhost; 0: the app in the devhost's own process",
     )
+    ap.add_argument(
+        "--entity-workers",
+        type=int,
+        help="the devhost's --entity-workers (default: host.json's maxConcurrentOrchestratorFunctions)",
+    )
     ap.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     figures = run_devhost_e2e(
@@ -390,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         runs=tuple(args.only or ("unpaced", "paced", "low")),
         seed=args.seed,
         workers=args.workers or None,
+        entity_workers=args.entity_workers,
     )
     text = json.dumps(figures, indent=2)
     print(text)
