@@ -208,6 +208,7 @@ def test_the_real_app_is_indexed_with_resolved_binding_expressions() -> None:
     assert index.entity("player").name == "player"
     assert {f.name for f in index.by_trigger("httpTrigger")} == {
         "get_player",
+        "get_player_actions",
         "erase_player",
         "health",
         "start_day_summary",

@@ -134,7 +134,9 @@ def modules_imported(path: Path) -> set[str]:
 RUN_MODULES = {
     f"devhost.{p.stem}"
     for p in (ROOT / "devhost").glob("*.py")
-    if p.stem not in ("__init__", "db")  # db.py: the state the parts share
+    # db.py: the state the parts share; metrics.py: the in-memory reader of the app's instruments,
+    # installed in every process that runs app code (the host's and each worker's telemetry export)
+    if p.stem not in ("__init__", "db", "metrics")
 }
 PLATFORM_PARTS = ("functions_host", "eventhubs", "durable", "storage", "servers")
 
