@@ -23,11 +23,12 @@ from shared.timeutil import iso
 
 # 1-128 of [A-Za-z0-9_.:-] with at least one letter or digit: the Durable client puts the key in
 # a URL path unescaped and aiohttp normalises the dot segments "." and ".." (docs/contracts.md).
-PLAYER_ID_PATTERN = r"^(?=[^A-Za-z0-9]*[A-Za-z0-9])[A-Za-z0-9_.:-]{1,128}$"
+# Anchored with \Z, not $: Python's $ also matches before a final newline, so "p1\n" would pass.
+PLAYER_ID_PATTERN = r"^(?=[^A-Za-z0-9]*[A-Za-z0-9])[A-Za-z0-9_.:-]{1,128}\Z"
 _PLAYER_ID_RE = re.compile(PLAYER_ID_PATTERN)
-TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}\Z"
 _TRACEPARENT_RE = re.compile(TRACEPARENT_PATTERN)
-JSON_CONTENT_TYPE_PATTERN = r"^(?i:application/(?:[a-z0-9.+-]+\+)?json)[ \t]*(?:;.*)?$"
+JSON_CONTENT_TYPE_PATTERN = r"^(?i:application/(?:[a-z0-9.+-]+\+)?json)[ \t]*(?:;.*)?\Z"
 
 PlayerId = Annotated[str, msgspec.Meta(pattern=PLAYER_ID_PATTERN)]
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.events import DATA_SCHEMAS, Dropped, PlayerEvent, Rejected, parse
+from shared.events import DATA_SCHEMAS, Dropped, PlayerEvent, Rejected, is_valid_player_id, parse
 from shared.eventtypes import SPECS, EventType
 from shared.signals import SignalEvent
 from tests.helpers import NOW_MS, T0_MS, body, cloud_event
@@ -97,7 +97,9 @@ def test_time_without_zone() -> None:
     assert _reason(body(ev)) == "invalid_time"
 
 
-@pytest.mark.parametrize("player", ["", "a" * 129, "player/1", "player 1", "p?x=1", "spieler-ü", "p#1"])
+@pytest.mark.parametrize(
+    "player", ["", "a" * 129, "player/1", "player 1", "p?x=1", "spieler-ü", "p#1", "p1\n", "p1\r\n", "\np1"]
+)
 def test_invalid_player_ids(player: str) -> None:
     assert _reason(body(cloud_event(player=player))) == "invalid_player_id"
 
@@ -147,6 +149,16 @@ def test_an_optout_with_null_data_is_an_optout() -> None:
     ev["data"] = None
     result = parse(body(ev), now_ms=NOW_MS)
     assert isinstance(result, PlayerEvent) and result.type == "player.optout"
+
+
+def test_a_trailing_newline_is_refused_everywhere_a_player_id_or_traceparent_is_checked() -> None:
+    """Python's ``$`` matches before a final newline: the patterns end in ``\\Z``."""
+    assert not is_valid_player_id("p1\n") and is_valid_player_id("p1")
+    tp = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    ok = parse(body(cloud_event(traceparent=tp)), now_ms=NOW_MS)
+    bad = parse(body(cloud_event(traceparent=tp + "\n")), now_ms=NOW_MS)
+    assert not isinstance(ok, Rejected) and not isinstance(bad, Rejected)
+    assert ok.traceparent == tp and bad.traceparent is None
 
 
 @pytest.mark.parametrize("player", [".", "..", "...", "_", "-", ":", "._-:"])
