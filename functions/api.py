@@ -13,6 +13,7 @@ import azure.functions as func
 
 from shared import runtime
 from shared.entity import load_state
+from shared.entity.model import OUTCOME_GRACE_MS
 from shared.events import is_valid_player_id
 from shared.timeutil import iso_ms, parse_iso_ms, utc_day
 
@@ -73,15 +74,17 @@ DECISION_FIELDS = (
 
 
 def outcome_state(doc: Mapping[str, Any], now_ms: int) -> str:
-    """``met`` (``outcome.metAt``), ``open`` (its window has not ended), ``not_met``, or
-    ``untracked`` (a decision from before outcomes were tracked: no ``outcome``)."""
+    """``met`` (``outcome.metAt``), ``open`` (its window, plus the grace the entity gives late
+    events, has not ended: the daily summary counts the same), ``not_met``, or ``untracked`` (a
+    decision from before outcomes were tracked: no ``outcome``)."""
     outcome = doc.get("outcome")
     if not isinstance(outcome, dict):
         return "untracked"
     if outcome.get("metAt"):
         return "met"
     try:
-        return "open" if parse_iso_ms(str(outcome.get("windowEnd"))) > now_ms else "not_met"
+        closes = parse_iso_ms(str(outcome.get("windowEnd"))) + OUTCOME_GRACE_MS
+        return "open" if closes > now_ms else "not_met"
     except (TypeError, ValueError):
         return "untracked"
 

@@ -279,6 +279,8 @@ def parse_holdout_share(raw: str | None) -> dict[str, float]:
             raise ConfigError(f"setting HOLDOUT_SHARE: the share of {name} must be in [0, 1], got {value!r}")
         named.add(name)
         shares[name] = share
+    if not named:  # "," or " , ": a value that names nothing is a mistake, not "hold nothing out"
+        raise ConfigError(f"setting HOLDOUT_SHARE names no action type: {raw!r}")
     return shares
 
 

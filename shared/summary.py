@@ -539,6 +539,8 @@ def parse_day(text: str, today: date | None = None) -> date:
         day = date.fromisoformat(text)
     except ValueError as exc:
         raise BadDay(f"day must be YYYY-MM-DD, got {text!r}") from exc
+    if day.isoformat() != text:  # Python 3.11 also reads ISO week dates of ten characters (2024-W01-1)
+        raise BadDay(f"day must be YYYY-MM-DD, got {text!r}")
     if today is not None and day > today:
         raise BadDay(f"day {text} is in the future (today is {today.isoformat()} UTC)")
     return day

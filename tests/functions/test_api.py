@@ -208,3 +208,15 @@ def test_player_actions_is_503_when_cosmos_cannot_be_read(app_env, monkeypatch) 
     assert resp.status == 503 and json.loads(resp.body) == {
         "error": "the actions container cannot be read now"
     }
+
+
+def test_an_outcome_stays_open_through_the_grace_the_entity_gives_late_events() -> None:
+    from functions.api import outcome_state
+    from shared.entity.model import OUTCOME_GRACE_MS
+    from shared.timeutil import iso_ms
+    from tests.helpers import NOW_MS
+
+    doc = {"outcome": {"name": "session_end_15m", "windowEnd": iso_ms(NOW_MS)}}
+    assert outcome_state(doc, NOW_MS + OUTCOME_GRACE_MS - 1) == "open"
+    assert outcome_state(doc, NOW_MS + OUTCOME_GRACE_MS) == "not_met"
+    assert outcome_state({"outcome": {**doc["outcome"], "metAt": iso_ms(NOW_MS)}}, NOW_MS) == "met"

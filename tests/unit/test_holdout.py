@@ -84,6 +84,8 @@ def test_a_set_holdout_share_is_the_whole_table() -> None:
         ("bonus_offer=nan", "must be in [0, 1]"),
         ("bonus_offer", "expected type=share"),
         ("bonus_offer=0.1,bonus_offer=0.2", "names bonus_offer twice"),
+        (",", "names no action type"),
+        (" , ,", "names no action type"),
     ],
 )
 def test_a_bad_holdout_share_is_a_clear_configuration_error(raw: str, says: str) -> None:

@@ -166,7 +166,8 @@ def test_deciles_are_fixed_score_bins() -> None:
 def test_days_ids_and_validation() -> None:
     assert summary.parse_day("2026-11-26", date(2026, 11, 27)) == date(2026, 11, 26)
     assert summary.parse_day("2026-11-27", date(2026, 11, 27)) == date(2026, 11, 27)
-    for bad in ("2026-11-28", "2026-13-01", "26-11-26", "2026-11-26T00", "", "yesterday"):
+    # 2026-W48-4 is ten characters that date.fromisoformat (3.11) reads as an ISO week date
+    for bad in ("2026-11-28", "2026-13-01", "26-11-26", "2026-11-26T00", "", "yesterday", "2026-W48-4"):
         with pytest.raises(summary.BadDay):
             summary.parse_day(bad, date(2026, 11, 27))
     # 2026-11-27T00:10Z: yesterday is the 26th whatever the machine's time zone
