@@ -163,6 +163,25 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"setting {name} must be an integer, got {raw!r}") from exc
 
 
+# A day's summary is final once its last decision's longest outcome window (72 h) and the entity's
+# grace have passed: day + 1 d + 72 h + 10 min, re-summarised by the 00:30 timer of its fourth day
+# after. Its documents must still be there then, with a day of margin for a missed timer run.
+MIN_ACTION_TTL_SECONDS = 5 * 24 * 3600
+
+
+def _action_ttl(env: Mapping[str, str]) -> int:
+    """ACTION_TTL_SECONDS: at least 5 days (a shorter TTL lets actions expire before their day's
+    summary is final, and under a day none could be summarised at all; -1, Cosmos DB's "never
+    expire", is refused too: the actions hold personal data and are kept for a bounded time)."""
+    value = _int(env, "ACTION_TTL_SECONDS", 7 * 24 * 3600)
+    if value < MIN_ACTION_TTL_SECONDS:
+        raise ConfigError(
+            f"setting ACTION_TTL_SECONDS must be at least {MIN_ACTION_TTL_SECONDS} (5 days: a day's summary "
+            f"becomes final 4 days after it, once every outcome window has closed), got {value}"
+        )
+    return value
+
+
 def _positive(env: Mapping[str, str], name: str, default: int) -> int:
     value = _int(env, name, default)
     if value < 0:
@@ -348,7 +367,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         erasures_container=env.get("COSMOS_ERASURES_CONTAINER") or "erasures",
         key=key,
         managed_identity_client_id=env.get("AZURE_CLIENT_ID") or None,
-        action_ttl_seconds=_int(env, "ACTION_TTL_SECONDS", 7 * 24 * 3600),
+        action_ttl_seconds=_action_ttl(env),
     )
     from shared.policy import ACTION_TYPES
 

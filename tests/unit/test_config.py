@@ -61,3 +61,13 @@ def test_an_unknown_kill_switch_is_refused() -> None:
         config.load(
             {"COSMOS_ENDPOINT": "http://127.0.0.1:1", "COSMOS_KEY": "a2V5", "DISABLED_ACTION_TYPES": "bonus"}
         )
+
+
+@pytest.mark.parametrize("ttl", ["-1", "0", "86400", "172800", "431999"])
+def test_an_action_ttl_shorter_than_a_summary_needs_is_refused(ttl: str) -> None:
+    """Under a day no day could be summarised; under 5 days a day's actions expire before every
+    outcome window (72 h) has closed and its summary can become final."""
+    base = {"COSMOS_ENDPOINT": "https://acct.documents.azure.com:443/", "AZURE_CLIENT_ID": "abc"}
+    with pytest.raises(config.ConfigError, match="ACTION_TTL_SECONDS must be at least 432000"):
+        config.load({**base, "ACTION_TTL_SECONDS": ttl})
+    assert config.load({**base, "ACTION_TTL_SECONDS": "432000"}).cosmos.action_ttl_seconds == 432000
