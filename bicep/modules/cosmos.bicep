@@ -31,8 +31,8 @@ param autoscaleMaxThroughput int = 1000
 @description('Zone-redundant write region (not available in every region, not with serverless).')
 param zoneRedundant bool = false
 
-@minValue(60)
-@description('Default TTL in seconds of documents in `actions` (the app may set a per-document ttl).')
+@minValue(432000)
+@description('Default TTL in seconds of documents in `actions` (the app sets a per-document ttl from ACTION_TTL_SECONDS, which it refuses under 5 days: a day\'s summary becomes final 4 days after it).')
 param actionsTtlSeconds int = 604800
 
 @minValue(60)
