@@ -69,6 +69,8 @@ def test_rule_overrides_by_name() -> None:
     assert rules.holdout_share == {"bonus_offer": 0.5}
     assert whatif.apply_overrides(base, ["harm_loss_streak=8.5"])[0].harm_loss_streak == 8.5  # a float field
     assert applied[2] == "daily_cap=2" and base == Rules()  # the base is left as it was
+    keyed, applied = whatif.apply_overrides(base, ["holdout_key=season-2-secret"])
+    assert keyed.holdout_key == "season-2-secret" and applied == ["holdout_key=(redacted)"]
 
 
 @pytest.mark.parametrize(
@@ -83,6 +85,7 @@ def test_rule_overrides_by_name() -> None:
         ("daily_cap.help_offer=1", "daily_cap is not set per action type"),
         ("disabled=jackpot", "unknown action types ['jackpot']"),
         ("min_score", "expected NAME=VALUE"),
+        ("holdout_key=" + "k" * 65, "at most 64 bytes"),
     ],
 )
 def test_a_bad_rule_is_exit_2_naming_it(capsys: pytest.CaptureFixture[str], rule: str, says: str) -> None:
