@@ -456,6 +456,9 @@ async def _serve(app_module: str) -> None:
             data = _frame(payload)
         except Exception as exc:  # noqa: BLE001 - the worker answers every invocation
             data = _frame(("result", mid, False, serialize_exception(exc)))
+        except BaseException as exc:  # SystemExit, CancelledError from app code: answer, then go on up
+            writer.write(_frame(("result", mid, False, serialize_exception(exc))))
+            raise
         writer.write(data)
 
     tasks: set[asyncio.Task[None]] = set()
