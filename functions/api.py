@@ -138,16 +138,29 @@ def player_decisions(player_id: str, docs: Iterable[Mapping[str, Any]], now_ms: 
     }
 
 
+_DECISIONS = "('pending', 'accepted', 'dismissed', 'holdout')"
+_AGGREGATES = "('suppressed', 'shadow')"
+
+
 def _read_player_documents(player_id: str) -> tuple[list[dict[str, Any]], bool]:
+    """The newest MAX_PLAYER_DOCUMENTS decisions and, apart, the newest aggregates, each ordered by
+    ``decidedAt`` (an indexed path: Azure refuses ORDER BY on one without a range index), so a busy
+    player's hourly aggregates never push its latest decisions out of the answer."""
     from shared.store import get_store
 
-    docs = get_store(runtime.settings().cosmos).actions.query_items(
-        "SELECT * FROM c WHERE c.playerId = @p",
-        parameters=[{"name": "@p", "value": player_id}],
-        partition_key=player_id,
-    )
-    rows = [d for _, d in zip(range(MAX_PLAYER_DOCUMENTS + 1), docs, strict=False)]
-    return rows[:MAX_PLAYER_DOCUMENTS], len(rows) > MAX_PLAYER_DOCUMENTS
+    container = get_store(runtime.settings().cosmos).actions
+    rows: list[dict[str, Any]] = []
+    truncated = False
+    for statuses in (_DECISIONS, _AGGREGATES):
+        docs = container.query_items(
+            f"SELECT * FROM c WHERE c.playerId = @p AND c.status IN {statuses} ORDER BY c.decidedAt DESC",  # noqa: S608 - constants
+            parameters=[{"name": "@p", "value": player_id}],
+            partition_key=player_id,
+        )
+        some = [d for _, d in zip(range(MAX_PLAYER_DOCUMENTS + 1), docs, strict=False)]
+        truncated = truncated or len(some) > MAX_PLAYER_DOCUMENTS
+        rows += some[:MAX_PLAYER_DOCUMENTS]
+    return rows, truncated
 
 
 @bp.route(route="players/{playerId}/actions", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

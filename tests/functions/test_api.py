@@ -148,7 +148,7 @@ def test_player_actions_tells_sent_holdout_suppressed_and_shadow_apart(app_env, 
         "rejectedBy": "harm_guard",
     }
     shadow = {"id": "shd-1", "playerId": p, "kind": "shadow", "status": "shadow", "count": 4, "agree": 3,
-              "lastEventTime": iso_ms(hour)}  # fmt: skip
+              "lastEventTime": iso_ms(hour), "decidedAt": iso_ms(hour + 60_000)}  # fmt: skip
     docs = [met, accepted, not_met, legacy, held_open, held_met, old_suppressed, shadow,
             _suppressed(p, "break_suggestion", "cooldown", hour, 3),
             _suppressed(p, "help_offer", "daily_cap", hour, 2),
@@ -186,6 +186,23 @@ def test_player_actions_tells_sent_holdout_suppressed_and_shadow_apart(app_env, 
     }
     assert len(sup["hours"]) == 4
     assert [s["id"] for s in body["shadow"]] == ["shd-1"]
+
+
+def test_a_busy_players_newest_decisions_are_kept(app_env, store, monkeypatch) -> None:
+    """The cut keeps the newest decisions (by decidedAt, an indexed path) and the aggregates apart."""
+    import functions.api as api
+    from tests.helpers import NOW_MS
+
+    monkeypatch.setattr(api, "MAX_PLAYER_DOCUMENTS", 2)
+    p, hour = "p-busy", NOW_MS - NOW_MS % 3_600_000
+    decisions = [_decision(p, f"e{i}", "help_offer", "pending", NOW_MS - (5 - i) * 600_000) for i in range(4)]
+    aggregates = [_suppressed(p, "help_offer", "cooldown", hour - k * 3_600_000, 1) for k in range(5)]
+    for d in [*aggregates, *reversed(decisions)]:
+        store.actions.create_item(d)
+    resp = call_http("get_player_actions", "GET", f"/api/players/{p}/actions", {"playerId": p})
+    body = json.loads(resp.body)
+    assert [d["id"] for d in body["sent"]] == [decisions[3]["id"], decisions[2]["id"]]
+    assert body["truncated"] is True and body["suppressed"]["total"] == 2
 
 
 def test_player_actions_of_a_player_without_documents_is_empty_and_a_bad_id_is_400(app_env) -> None:
