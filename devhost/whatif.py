@@ -140,7 +140,13 @@ def read_devhost_log(state_dir: Path) -> tuple[list[Recorded], dict[str, Any]]:
         if (part, seq) in gave_up:
             skipped += 1
             continue
-        first = parking.origin(json.loads(props) if props else None)
+        try:
+            first = parking.origin(json.loads(props) if props else None)
+        except (ValueError, TypeError) as exc:
+            raise WhatIfError(
+                f"--state-dir {state_dir}: the log's properties of partition {part} sequence {seq} "
+                f"are not readable: {exc}"
+            ) from exc
         if first is not None:  # a re-injected parked event: deduped by where it was first read
             part_, seq_, enq_ = first[0], first[1], first[2] if first[2] is not None else enq
             per.setdefault(part, []).append(Recorded(bytes(body), part_, seq_, enq_, enq))

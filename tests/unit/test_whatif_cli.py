@@ -179,3 +179,16 @@ def test_fail_on_change_is_exit_3_only_when_a_decision_changes(capsys: pytest.Ca
         capsys, "--events", str(EXAMPLE), "--no-report", "--fail-on-change", "--rule", "min_score=0.1"
     )
     assert code == 3 and "added" in out
+
+
+def test_a_log_row_with_unreadable_properties_is_a_clear_error(tmp_path: Path) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "devhost.sqlite")
+    conn.execute("CREATE TABLE events (partition TEXT, seq INT, enqueued_ms INT, body BLOB, props TEXT)")
+    conn.execute("CREATE TABLE failed_batches (partition TEXT, first_seq INTEGER, last_seq INTEGER)")
+    conn.execute("INSERT INTO events VALUES ('0', 7, 1, x'7b7d', '{not json')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(whatif.WhatIfError, match="partition 0 sequence 7 are not readable"):
+        whatif.read_devhost_log(tmp_path)
