@@ -8,6 +8,7 @@ time, so indexing the app never needs a setting or a network.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +25,12 @@ def settings() -> config.Settings:
 @functools.cache
 def rules() -> Rules:
     s = settings()
+    if any(share > 0 for share in s.holdout_share.values()) and s.holdout_salt == config.DEFAULT_HOLDOUT_SALT:
+        # The default key is public (this repository): anyone can compute who is held out when.
+        logging.getLogger(__name__).warning(
+            "HOLDOUT_SALT is the public default: set a private value so that the holdout groups "
+            "cannot be computed from outside (changing it re-draws every group)"
+        )
     return Rules(
         daily_cap=s.daily_action_cap,
         disabled=s.disabled_action_types,

@@ -132,3 +132,18 @@ def test_a_challenger_model_path_without_file_or_card_is_refused(tmp_path) -> No
     assert config.challenger_path("shared/models/player_intervention.onnx") == str(
         config.APP_ROOT / "shared" / "models" / "player_intervention.onnx"
     )
+
+
+def test_a_holdout_with_the_public_default_salt_is_warned_about(monkeypatch, caplog) -> None:
+    from shared import config, runtime
+
+    base = {"COSMOS_ENDPOINT": "http://127.0.0.1:8081", "COSMOS_KEY": "k"}
+    cases = [({}, True), ({"HOLDOUT_SALT": "private-1"}, False), ({"HOLDOUT_SHARE": "bonus_offer=0"}, False)]
+    for env, warned in cases:
+        loaded = config.load({**base, **env})
+        monkeypatch.setattr(runtime, "settings", lambda loaded=loaded: loaded)
+        runtime.rules.cache_clear()
+        caplog.clear()
+        runtime.rules()
+        assert ("HOLDOUT_SALT is the public default" in caplog.text) is warned
+    runtime.rules.cache_clear()
