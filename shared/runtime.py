@@ -25,7 +25,8 @@ def settings() -> config.Settings:
 @functools.cache
 def rules() -> Rules:
     s = settings()
-    if any(share > 0 for share in s.holdout_share.values()) and s.holdout_salt == config.DEFAULT_HOLDOUT_SALT:
+    held = any(share > 0 for share in s.holdout_share.values())
+    if held and s.holdout_salt == config.DEFAULT_HOLDOUT_SALT and config.hosted_in_azure():
         # The default key is public (this repository): anyone can compute who is held out when.
         logging.getLogger(__name__).warning(
             "HOLDOUT_SALT is the public default: set a private value so that the holdout groups "

@@ -139,6 +139,7 @@ def test_a_holdout_with_the_public_default_salt_is_warned_about(monkeypatch, cap
 
     base = {"COSMOS_ENDPOINT": "http://127.0.0.1:8081", "COSMOS_KEY": "k"}
     cases = [({}, True), ({"HOLDOUT_SALT": "private-1"}, False), ({"HOLDOUT_SHARE": "bonus_offer=0"}, False)]
+    monkeypatch.setenv("WEBSITE_SKU", "FlexConsumption")  # in Azure (locally the default is fine)
     for env, warned in cases:
         loaded = config.load({**base, **env})
         monkeypatch.setattr(runtime, "settings", lambda loaded=loaded: loaded)
@@ -146,4 +147,9 @@ def test_a_holdout_with_the_public_default_salt_is_warned_about(monkeypatch, cap
         caplog.clear()
         runtime.rules()
         assert ("HOLDOUT_SALT is the public default" in caplog.text) is warned
+    monkeypatch.delenv("WEBSITE_SKU")
+    runtime.rules.cache_clear()
+    caplog.clear()
+    runtime.rules()
+    assert "HOLDOUT_SALT" not in caplog.text
     runtime.rules.cache_clear()
