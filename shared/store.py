@@ -515,25 +515,9 @@ class ActionStore:
         concurrent writer makes the replace fail with 412, and the read is done again.
         """
         for _ in range(3):
-            # A single-partition query rather than a point read: the same answer in Azure (a few RU
-            # more, on a path as rare as responses), and the local Cosmos server answers a point
-            # read of a missing document with a 500 instead of a 404.
-            found = self._call(
-                f"read of action {outcome.action_id}",
-                lambda: list(
-                    self.actions.query_items(
-                        "SELECT * FROM c WHERE c.playerId = @p AND c.id = @id",
-                        parameters=[
-                            {"name": "@p", "value": player_id},
-                            {"name": "@id", "value": outcome.action_id},
-                        ],
-                        partition_key=player_id,
-                    )
-                ),
-            )
-            if not found:
+            doc = self._read_action(player_id, outcome.action_id)
+            if doc is None:
                 return "unknown"
-            doc = found[0]
             if doc.get("status") in NOT_SENT or doc.get("playerId") != player_id:
                 return "unknown"
             if doc.get("status") in RESPONSES:
@@ -545,24 +529,34 @@ class ActionStore:
                 body["responseLatencyMs"] = max(0, outcome.t - parse_iso_ms(doc["eventTime"]))
             except (KeyError, TypeError, ValueError, AttributeError):
                 pass  # a document edited by hand without a readable eventTime: no latency
-            try:
-                self._call(
-                    f"outcome of action {outcome.action_id}",
-                    self.actions.replace_item,
-                    outcome.action_id,
-                    body,
-                    etag=doc.get("_etag"),
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except exceptions.CosmosAccessConditionFailedError:
-                continue
-            except exceptions.CosmosResourceNotFoundError:
-                return "unknown"
-            self._count("outcome")
-            return "recorded"
+            result = self._replace_unchanged(f"outcome of action {outcome.action_id}", doc, body)
+            if result != "changed":
+                return result
         raise WriteFailed(f"outcome of action {outcome.action_id}: the document kept changing")
 
+    def _replace_unchanged(self, what: str, doc: Mapping[str, Any], body: dict[str, Any]) -> str:
+        """Replace ``doc`` by ``body`` if nobody changed it since it was read (``If-Match`` on its
+        ETag): ``recorded``, ``changed`` (412: read it again) or ``unknown`` (it is gone)."""
+        try:
+            self._call(
+                what,
+                self.actions.replace_item,
+                doc["id"],
+                body,
+                etag=doc.get("_etag"),
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except exceptions.CosmosAccessConditionFailedError:
+            return "changed"
+        except exceptions.CosmosResourceNotFoundError:
+            return "unknown"
+        self._count("outcome")
+        return "recorded"
+
     def _read_action(self, player_id: str, action_id: str) -> dict[str, Any] | None:
+        # A single-partition query rather than a point read: the same answer in Azure (a few RU
+        # more, on paths as rare as responses and outcomes), and the local Cosmos server answers a
+        # point read of a missing document with a 500 instead of a 404.
         found = self._call(
             f"read of action {action_id}",
             lambda: list(
@@ -593,21 +587,9 @@ class ActionStore:
                 return "already"
             body = {k: v for k, v in doc.items() if not k.startswith("_")}
             body["outcome"] = {**outcome, "metAt": iso_ms(met.t), "eventId": met.event_id}
-            try:
-                self._call(
-                    f"outcome met of {met.action_id}",
-                    self.actions.replace_item,
-                    met.action_id,
-                    body,
-                    etag=doc.get("_etag"),
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except exceptions.CosmosAccessConditionFailedError:
-                continue
-            except exceptions.CosmosResourceNotFoundError:
-                return "unknown"
-            self._count("outcome")
-            return "recorded"
+            result = self._replace_unchanged(f"outcome met of {met.action_id}", doc, body)
+            if result != "changed":
+                return result
         raise WriteFailed(f"outcome met of {met.action_id}: the document kept changing")
 
     def player_actions(self, player_id: str) -> list[dict[str, Any]]:
