@@ -273,7 +273,8 @@ def parser() -> argparse.ArgumentParser:
     whatif.add_argument(
         "--settings",
         type=Path,
-        help="local.settings.json of the current configuration (default: ./local.settings.json)",
+        help="local.settings.json of the current configuration (default: ./local.settings.json, and with "
+        "--state-dir the decision settings the recorded run used: its holdout, challenger, cap, kill switch)",
     )
     whatif.add_argument(
         "--summary-day",
@@ -364,6 +365,7 @@ def _whatif(args: argparse.Namespace) -> int:
             lag_ms=args.lag_ms,
             summary_json=summary,
             summary_day=args.summary_day,
+            settings_explicit=args.settings is not None,
         )
     except (whatif.WhatIfError, SettingsError) as exc:
         print(f"devhost whatif: {exc}", file=sys.stderr)

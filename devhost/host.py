@@ -129,6 +129,18 @@ def _settings(cfg: RunConfig, cosmos: CosmosServer, azurite: Azurite) -> tuple[d
     return settings, started
 
 
+# The app settings that shape decisions (shared.runtime.rules() and the challenger), recorded per run.
+DECISION_SETTINGS = (
+    "HOLDOUT_SHARE",
+    "HOLDOUT_SALT",
+    "CHALLENGER_MODEL",
+    "DAILY_ACTION_CAP",
+    "DISABLED_ACTION_TYPES",
+    "STALE_AFTER_SECONDS",
+)
+DECISION_SETTINGS_KEY = "decision_settings"
+
+
 def listening(endpoint: str) -> bool:
     """Does something accept TCP connections at the endpoint's host and port?"""
     parts = urlsplit(endpoint)
@@ -188,6 +200,8 @@ class Host:
         db, start_ms = _open_state(self.cfg)
         try:
             settings, started = _settings(self.cfg, cosmos, azurite)
+            # What decided this run, for `devhost whatif --state-dir` to replay it with the same rules
+            db.set_meta(DECISION_SETTINGS_KEY, {k: settings[k] for k in DECISION_SETTINGS if k in settings})
             if started and db.get_meta("source_position"):
                 log.warning(
                     "resuming %s with a new in-memory cosmosdb-server: actions written before the restart "

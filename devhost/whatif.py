@@ -116,6 +116,24 @@ def _event_time_ms(line: bytes) -> int | None:
     return int(when.timestamp() * 1000) if when.tzinfo is not None else None
 
 
+def recorded_settings(state_dir: Path) -> dict[str, str]:
+    """The decision settings the devhost run in ``state_dir`` used (devhost.host DECISION_SETTINGS:
+    holdout, challenger, cap, kill switch, staleness), or {} for a run from before they were kept."""
+    path = state_dir / "devhost.sqlite"
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT v FROM meta WHERE k = 'decision_settings'").fetchone()
+        finally:
+            conn.close()
+        value = json.loads(row[0]) if row else {}
+    except (sqlite3.Error, ValueError) as exc:
+        raise WhatIfError(f"--state-dir {state_dir}: cannot read the run's settings: {exc}") from exc
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
 def read_devhost_log(state_dir: Path) -> tuple[list[Recorded], dict[str, Any]]:
     """The devhost's partition log (read only): per partition in sequence order, merged by
     enqueued time; events of batches the host gave up on are left out."""
@@ -622,12 +640,17 @@ def run(
     lag_ms: int = DEFAULT_LAG_MS,
     summary_json: Path | None = None,
     summary_day: str | None = None,
+    settings_explicit: bool = False,
 ) -> dict[str, Any]:
-    """The whole replay; returns the report (not yet written)."""
+    """The whole replay; returns the report (not yet written). A devhost run's own decision
+    settings (recorded in its state) are the baseline's, over ``settings``, unless those were named
+    explicitly (``settings_explicit``: ``--settings``)."""
     from devhost.whatif_report import estimated_effect, load_summary_file, replay_export, summary_from_cosmos
     from shared.config import parse_holdout_share
     from shared.model import ModelError, get_challenger, get_model
 
+    if state_dir is not None and not settings_explicit and (state_dir / "devhost.sqlite").is_file():
+        settings = {**(settings or {}), **recorded_settings(state_dir)}
     base_rules, challenger_path = baseline_rules(settings)
     cand_rules, overrides = apply_overrides(base_rules, rules)
     if holdout is not None:

@@ -161,6 +161,20 @@ def test_redelivered_batches_change_nothing_when_signals_keep_the_log_order(
     assert {i: _key(d) for i, d in base.store.docs.items()} == written
 
 
+def test_without_settings_the_replay_takes_the_decision_settings_the_run_recorded(
+    recorded: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run --summary` sets its own holdout share and this run a challenger: a replay of its state
+    with no --settings must still be the run's configuration, not the app's defaults."""
+    kept = whatif.recorded_settings(recorded.state_dir)
+    assert kept["HOLDOUT_SHARE"] == "bonus_offer=0.3,help_offer=0.1" and kept["CHALLENGER_MODEL"]
+    monkeypatch.chdir(tmp_path)  # no ./local.settings.json here
+    code = main(
+        ["whatif", "--state-dir", str(recorded.state_dir), "--report-dir", str(tmp_path), "--fail-on-change"]
+    )
+    assert code == 0, capsys.readouterr().err
+
+
 def test_the_command_on_the_recorded_run_reports_no_change_for_the_current_configuration(
     recorded: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
