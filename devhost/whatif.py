@@ -377,6 +377,7 @@ def baseline_rules(settings: Mapping[str, str] | None) -> tuple[Rules, str | Non
     """The app's own rules (``shared.runtime.rules()``) under these settings, and CHALLENGER_MODEL."""
     import os
 
+    from devhost.functions_host.settings import applied
     from shared import config, runtime
 
     env = dict(settings or {})
@@ -384,20 +385,14 @@ def baseline_rules(settings: Mapping[str, str] | None) -> tuple[Rules, str | Non
         env.update(COSMOS_ENDPOINT="http://127.0.0.1:8081/", COSMOS_KEY="whatif-reads-no-cosmos")
     for name in ("ERASURE_HASH_KEY", "TELEMETRY_HASH_KEY"):  # no player id is hashed here: no warning
         env[name] = env.get(name) or os.environ.get(name) or "whatif-hashes-nothing"
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    runtime.reset()
-    try:
-        return runtime.rules(), runtime.settings().challenger_model
-    except config.ConfigError as exc:
-        raise WhatIfError(f"settings: {exc}") from exc
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with applied(env):  # the devhost's own helper: os.environ for the duration, then restored
         runtime.reset()
+        try:
+            return runtime.rules(), runtime.settings().challenger_model
+        except config.ConfigError as exc:
+            raise WhatIfError(f"settings: {exc}") from exc
+        finally:
+            runtime.reset()
 
 
 def _number(raw: str, name: str) -> float:
